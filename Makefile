@@ -1,0 +1,76 @@
+# Everything a fresh machine needs goes through these targets; see README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+DEMO_ROOT := examples/models
+HOST ?= 127.0.0.1
+GRPC_PORT ?= 50051
+HTTP_PORT ?= 8080
+PROTOS := $(wildcard protos/edge/v1/*.proto)
+
+.PHONY: help venv venv-dev run test lint typecheck proto proto-check proto-lint demo-model bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24" "setuptools>=69" wheel
+
+$(VENV)/.runtime: $(BIN)/python setup.cfg constraints.txt pyproject.toml
+	$(PIP) -e .
+	touch $@
+
+# torch is installed first and alone: its pinned CPU wheel is on the machine's disk.
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev,tools]'
+	touch $@
+
+venv: $(VENV)/.runtime  ## runtime-only virtualenv
+
+venv-dev: $(VENV)/.dev  ## virtualenv with dev and tools extras
+
+run: $(VENV)/.runtime  ## set up and serve the bundled demo model on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
+	$(BIN)/edge-server --model-root $(DEMO_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
+
+test: $(VENV)/.dev  ## set up and run the whole test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev  ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+proto: $(VENV)/.dev  ## regenerate protobuf/gRPC code and mypy stubs (pinned grpcio-tools)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --python_out=protos --grpc_python_out=protos \
+	  --mypy_out=protos --mypy_grpc_out=protos $(PROTOS)
+
+proto-check: $(VENV)/.dev  ## fail when committed generated code differs from `make proto`
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/out && \
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --python_out=$$tmp/out --grpc_python_out=$$tmp/out \
+	  --mypy_out=$$tmp/out --mypy_grpc_out=$$tmp/out $(PROTOS) && \
+	status=0; for f in $$(cd $$tmp/out && find . -type f | sort); do \
+	  if ! cmp -s "$$tmp/out/$$f" "protos/$$f"; then echo "proto drift: protos/$${f#./} (run make proto)" >&2; status=1; fi; \
+	done; \
+	for f in $$(cd protos && find . -name '*_pb2*.py*' | sort); do \
+	  [ -f "$$tmp/out/$$f" ] || { echo "stale generated file: protos/$${f#./}" >&2; status=1; }; \
+	done; rm -rf $$tmp; \
+	[ $$status -eq 0 ] && echo "proto-check: generated code matches the .proto files"; exit $$status
+
+proto-lint: $(VENV)/.dev  ## buf lint (installs buf-bin)
+	$(PIP) buf-bin
+	cd protos && ../$(BIN)/buf lint
+
+demo-model: $(VENV)/.dev  ## retrain the digits demo model and rebuild examples/models reproducibly
+	$(BIN)/python -m model_tools.demo --out $(DEMO_ROOT)
+
+bench: $(VENV)/.dev  ## latency/throughput benchmarks (not part of make test)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
