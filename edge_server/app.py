@@ -1,0 +1,159 @@
+"""Assemble the gateway from settings, start it, and shut it down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edge_server import __version__
+from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.model_store import ModelStore
+from edge_server.domain.predictor import Predictor
+from edge_server.grpc.health import HealthReporter
+from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
+from edge_server.grpc.model_servicer import ModelServicer
+from edge_server.grpc.reflection import enable_reflection
+from edge_server.http.server import HttpEndpoint
+from edge_server.metrics import GatewayMetrics
+from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
+from edge_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+MODEL_SERVICE = model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+class Gateway:
+    """The running gateway: gRPC server, HTTP endpoint, models and pools."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        session_config = SessionConfig(
+            intra_op_threads=settings.effective_intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            graph_optimization=settings.graph_optimization,
+            execution_providers=settings.execution_providers,
+        )
+        self.models = ModelManager(
+            ModelStore(Path(settings.model_root)),
+            functools.partial(LoadedSession, config=session_config),
+            pinned_versions=dict(settings.pinned_versions),
+            default_model=settings.default_model,
+        )
+        self.models.add_listener(self.metrics.on_model_state)
+        self._preprocess_pool = ThreadPoolExecutor(
+            settings.effective_preprocess_workers, thread_name_prefix="preprocess"
+        )
+        self._inference_pool = ThreadPoolExecutor(
+            settings.effective_inference_workers, thread_name_prefix="inference"
+        )
+        self.predictor = Predictor(
+            self.models,
+            self._preprocess_pool,
+            self._inference_pool,
+            max_queue_size=settings.max_queue_size,
+            max_image_pixels=settings.max_image_pixels,
+        )
+        self.info = GatewayInfo(settings.effective_gateway_id, __version__)
+        self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE])
+        self.http = HttpEndpoint(self.metrics.render, self.is_ready)
+        self._server: grpc.aio.Server | None = None
+        self._load_task: asyncio.Task[None] | None = None
+        self.grpc_port = 0
+
+    def is_ready(self) -> bool:
+        return self.models.any_ready() and not self.info.shutting_down
+
+    async def start(self) -> None:
+        """Bind both ports, then load models in the background (health says when)."""
+        s = self.settings
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", s.max_message_bytes),
+                ("grpc.max_send_message_length", s.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ]
+        )
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+            InferenceServicer(self.predictor, self.models, self.metrics, self.info), server
+        )
+        model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), server)
+        from grpc_health.v1 import health_pb2_grpc
+
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        enable_reflection(server, [INFERENCE_SERVICE, MODEL_SERVICE, HEALTH_SERVICE])
+        address = f"{s.host}:{s.grpc_port}"
+        credentials = _server_credentials(s)
+        if credentials is None:
+            self.grpc_port = server.add_insecure_port(address)
+        else:
+            self.grpc_port = server.add_secure_port(address, credentials)
+        await server.start()
+        self._server = server
+        await self.http.start(s.host, s.http_port)
+        self.models.discover()
+        await self.health.start()
+        logger.info(
+            "gateway %s listening: gRPC %s:%d%s, HTTP %s:%d; models from %s",
+            self.info.gateway_id,
+            s.host,
+            self.grpc_port,
+            " (TLS)" if credentials else "",
+            s.host,
+            self.http.port,
+            s.model_root,
+        )
+        self._load_task = asyncio.create_task(self._load_models())
+
+    async def _load_models(self) -> None:
+        try:
+            await self.models.load_all()
+        except Exception:  # each failure is already recorded on its model
+            logger.warning("some models failed to load; see their last_error in Health")
+        if not self.models.slots():
+            logger.warning("no models under %s: nothing to serve yet", self.settings.model_root)
+
+    async def wait_for_models(self) -> None:
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+
+    async def stop(self) -> None:
+        """NOT_SERVING first, refuse new calls, let in-flight ones finish, then release."""
+        grace = self.settings.shutdown_grace_seconds
+        logger.info("shutting down: draining in-flight calls for up to %.1f s", grace)
+        self.info.shutting_down = True
+        await self.health.shutting_down()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        await self.http.stop()
+        self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        self._inference_pool.shutdown(wait=True, cancel_futures=True)
+        logger.info("gateway stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

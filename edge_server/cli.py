@@ -1,0 +1,87 @@
+"""``edge-server``: parse flags, build Settings, run the gateway until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from edge_server import __version__
+from edge_server.settings import ENV_PREFIX, FIELD_HELP, Settings, load_settings
+
+logger = logging.getLogger("edge_server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-server",
+        description="Serve ONNX models over gRPC (edge.v1, grpc.health.v1, reflection) with "
+        "Prometheus metrics over HTTP. Precedence: flags > EDGE_* environment variables > "
+        "--config file > defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-server {__version__}")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="JSON file with any of the settings below"
+    )
+    defaults = Settings()
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        elif isinstance(default, dict):
+            default = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{FIELD_HELP[f.name]} [env {ENV_PREFIX}{f.name.upper()}; default: {default}]",
+        )
+    return parser
+
+
+async def serve(settings: Settings) -> int:
+    from edge_server.app import Gateway  # keeps `--help` fast: no grpc/onnxruntime import
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await gateway.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    config_file = args.pop("config")
+    try:
+        settings = load_settings(args, config_file=config_file)
+    except ValueError as exc:
+        print(f"edge-server: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not settings.model_root.is_dir():
+        print(f"edge-server: error: model root {settings.model_root} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"edge-server: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

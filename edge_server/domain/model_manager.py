@@ -1,0 +1,252 @@
+"""Which model versions are loaded and serving, and their state.
+
+Hot swap by reference (STYLE rule 3): a ``ServingModel`` is immutable; activating a
+version builds a new one beside the old and replaces a single reference, so a request
+keeps the version it resolved at admission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_server.domain.manifest import Manifest, load_manifest
+from edge_server.domain.model_store import ModelStore, VersionOnDisk
+from edge_server.domain.preprocessing import ImagePlan, plan_image_input
+from edge_server.domain.tensors import TensorSpec
+from edge_server.errors import EdgeError, ModelNotFound, ModelNotReady, VersionNotActive
+
+logger = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """What the domain needs from a runtime session (edge_server.runtime implements it)."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+SessionFactory = Callable[[Path], Session]
+
+
+class ModelState(enum.Enum):
+    LOADING = "LOADING"
+    READY = "READY"
+    FAILED = "FAILED"
+    UNLOADED = "UNLOADED"
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """One loaded, warmed version. Never mutated after construction."""
+
+    name: str
+    version: str
+    session: Session
+    manifest: Manifest
+    image_plan: ImagePlan | None
+    image_plan_error: str
+    loaded_at: float
+    load_seconds: float
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.session.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.session.outputs
+
+
+@dataclass
+class ModelSlot:
+    """Mutable status of one model name; ``active`` is swapped as a whole."""
+
+    name: str
+    state: ModelState = ModelState.UNLOADED
+    active: ServingModel | None = None
+    last_error: str = ""
+    versions_on_disk: tuple[str, ...] = ()
+    load_failures: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+def _warm_up_feeds(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in inputs:
+        shape = tuple(1 if d == -1 else d for d in spec.shape)
+        feeds[spec.name] = np.zeros(shape, dtype=np.dtype(spec.dtype))
+    return feeds
+
+
+def build_serving_model(found: VersionOnDisk, factory: SessionFactory) -> ServingModel:
+    """Blocking: parse the manifest, load the session, plan image input, warm up."""
+    started = time.perf_counter()
+    manifest = load_manifest(found.path)
+    session = factory(found.model_path)
+    plan: ImagePlan | None = None
+    plan_error = ""
+    if manifest.preprocessing is None:
+        plan_error = "its manifest has no preprocessing section, so it takes tensors only"
+    elif len(session.inputs) != 1:
+        plan_error = f"it has {len(session.inputs)} inputs; image input needs exactly one"
+    else:
+        plan = plan_image_input(manifest.preprocessing, session.inputs[0])
+    if all(d != 0 for spec in session.inputs for d in spec.shape) and all(
+        spec.dtype != "object" for spec in session.inputs
+    ):
+        # First-request latency would otherwise include ORT's lazy allocations.
+        session.run(_warm_up_feeds(session.inputs))
+    return ServingModel(
+        name=found.name,
+        version=found.version,
+        session=session,
+        manifest=manifest,
+        image_plan=plan,
+        image_plan_error=plan_error,
+        loaded_at=time.time(),
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+StateListener = Callable[[ModelSlot], None]
+
+
+class ModelManager:
+    """Owns every model slot; loads versions off the event loop."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        factory: SessionFactory,
+        pinned_versions: dict[str, str] | None = None,
+        default_model: str = "",
+    ) -> None:
+        self.store = store
+        self._factory = factory
+        self._pinned = dict(pinned_versions or {})
+        self._default_model = default_model
+        self._slots: dict[str, ModelSlot] = {}
+        self._listeners: list[StateListener] = []
+
+    # -- observation -------------------------------------------------------------
+    def add_listener(self, listener: StateListener) -> None:
+        """Called on every state change (health and metrics follow the models)."""
+        self._listeners.append(listener)
+
+    def _notify(self, slot: ModelSlot) -> None:
+        for listener in self._listeners:
+            listener(slot)
+
+    def slots(self) -> list[ModelSlot]:
+        return [self._slots[name] for name in sorted(self._slots)]
+
+    def slot(self, name: str) -> ModelSlot | None:
+        return self._slots.get(name)
+
+    @property
+    def default_model(self) -> str:
+        if self._default_model:
+            return self._default_model
+        names = sorted(self._slots)
+        return names[0] if names else ""
+
+    def any_ready(self) -> bool:
+        return any(slot.state is ModelState.READY for slot in self._slots.values())
+
+    # -- loading -----------------------------------------------------------------
+    def discover(self) -> None:
+        """Create a slot per model folder (state LOADING) without loading anything."""
+        for name in self.store.model_names():
+            slot = self._slots.setdefault(name, ModelSlot(name))
+            slot.versions_on_disk = tuple(v.version for v in self.store.versions(name))
+            slot.state = ModelState.LOADING
+            self._notify(slot)
+        if self._default_model and self._default_model not in self._slots:
+            logger.warning("default model %r is not in %s", self._default_model, self.store.root)
+
+    async def load_all(self) -> None:
+        """Load the start-up version of every discovered model, one at a time.
+
+        Sequential on purpose: on a 2-4 core board, parallel loads compete with
+        requests already being served by the first ready model.
+        """
+        for name in list(self._slots):
+            found = self.store.startup_version(name, self._pinned.get(name))
+            if found is not None:
+                await self.activate(found)
+
+    async def activate(self, found: VersionOnDisk) -> ServingModel:
+        """Load ``found`` beside the current version, then swap the reference."""
+        slot = self._slots.setdefault(found.name, ModelSlot(found.name))
+        if slot.active is None:
+            slot.state = ModelState.LOADING
+            self._notify(slot)
+        loop = asyncio.get_running_loop()
+        try:
+            model = await loop.run_in_executor(None, build_serving_model, found, self._factory)
+        except EdgeError as exc:
+            self._record_failure(slot, f"version {found.version}: {exc}")
+            raise
+        except Exception as exc:  # a broken file must never take the gateway down
+            logger.exception("model %s version %s failed to load", found.name, found.version)
+            self._record_failure(slot, f"version {found.version}: {type(exc).__name__}: {exc}")
+            raise
+        slot.active = model
+        slot.state = ModelState.READY
+        slot.last_error = ""
+        slot.versions_on_disk = tuple(v.version for v in self.store.versions(found.name))
+        logger.info(
+            "model %s version %s ready in %.3f s (inputs: %s)",
+            found.name,
+            found.version,
+            model.load_seconds,
+            "; ".join(spec.describe() for spec in model.inputs),
+        )
+        self._notify(slot)
+        return model
+
+    def _record_failure(self, slot: ModelSlot, message: str) -> None:
+        slot.last_error = message
+        slot.load_failures += 1
+        if slot.active is None:
+            slot.state = ModelState.FAILED
+        logger.error("model %s: %s", slot.name, message)
+        self._notify(slot)
+
+    # -- request path ------------------------------------------------------------
+    def resolve(self, name: str, version: str = "") -> ServingModel:
+        """The version a request will run on; raises NotFound/NotReady with a reason."""
+        name = name or self.default_model
+        if not name:
+            raise ModelNotFound(f"no models are served: the model root {self.store.root} is empty")
+        slot = self._slots.get(name)
+        if slot is None:
+            known = ", ".join(sorted(self._slots)) or "none"
+            raise ModelNotFound(f"model {name!r} is not served here (models: {known})")
+        active = slot.active
+        if active is None:
+            if slot.state is ModelState.FAILED:
+                raise ModelNotReady(f"model {name!r} failed to load: {slot.last_error}")
+            raise ModelNotReady(f"model {name!r} is still loading; retry shortly")
+        if version and version != active.version:
+            if version in slot.versions_on_disk:
+                raise VersionNotActive(
+                    f"model {name!r} version {version!r} is on disk but not active "
+                    f"(active: {active.version}); activate it first"
+                )
+            raise ModelNotFound(
+                f"model {name!r} has no version {version!r} "
+                f"(on disk: {', '.join(slot.versions_on_disk)})"
+            )
+        return active

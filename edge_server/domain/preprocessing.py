@@ -1,0 +1,155 @@
+"""Encoded image bytes -> the model's input tensor, following the manifest.
+
+Runs in the preprocess thread pool (Pillow releases the GIL while decoding and
+resizing). Work is float32 end to end: no float64 and one copy after decode.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from edge_server.domain.manifest import Preprocessing
+from edge_server.domain.tensors import TensorSpec
+from edge_server.errors import InvalidInput, ManifestError
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "GIF", "MPO"})
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """Everything needed to turn one image into one batch row, resolved at load time."""
+
+    height: int
+    width: int
+    color_mode: str
+    layout: str
+    resample: Image.Resampling
+    dtype: np.dtype[np.generic]
+    multiplier: np.ndarray  # scale / std, per channel (float32)
+    offset: np.ndarray  # -mean / std, per channel (float32)
+    normalize: bool
+
+
+def _spatial_dims(spec: TensorSpec, layout: str) -> tuple[int, int, int]:
+    if len(spec.shape) != 4:
+        raise ManifestError(
+            f"input {spec.describe()} is not a 4-D image tensor; image preprocessing "
+            "needs [N, C, H, W] or [N, H, W, C]"
+        )
+    if layout == "NCHW":
+        _, c, h, w = spec.shape
+    else:
+        _, h, w, c = spec.shape
+    return c, h, w
+
+
+def plan_image_input(pre: Preprocessing, spec: TensorSpec) -> ImagePlan:
+    """Resolve the manifest against the ONNX input; ManifestError when they disagree."""
+    channels, height, width = _spatial_dims(spec, pre.layout)
+    if channels not in (-1, pre.channels):
+        raise ManifestError(
+            f"color_mode {pre.color_mode} gives {pre.channels} channel(s) but input "
+            f"{spec.describe()} has {channels} ({pre.layout})"
+        )
+    if height == -1 or width == -1:
+        if pre.input_size is None:
+            raise ManifestError(
+                f"input {spec.describe()} has dynamic height/width: the manifest must give "
+                "preprocessing.input_size"
+            )
+        height, width = pre.input_size
+    elif pre.input_size is not None and pre.input_size != (height, width):
+        raise ManifestError(
+            f"preprocessing.input_size {list(pre.input_size)} disagrees with the ONNX input "
+            f"{spec.describe()}"
+        )
+    dtype = np.dtype(spec.dtype if spec.dtype in ("float32", "float16", "uint8") else "float32")
+    normalize = dtype.kind == "f"
+    std = np.asarray(pre.std, dtype=np.float32)
+    mean = np.asarray(pre.mean, dtype=np.float32)
+    return ImagePlan(
+        height=height,
+        width=width,
+        color_mode=pre.color_mode,
+        layout=pre.layout,
+        resample=Image.Resampling[pre.resize_filter.upper()],
+        dtype=dtype,
+        multiplier=(np.float32(pre.scale) / std).astype(np.float32),
+        offset=(-mean / std).astype(np.float32),
+        normalize=normalize,
+    )
+
+
+def decode_image(
+    data: bytes, max_pixels: int, draft: tuple[str, tuple[int, int]] | None = None
+) -> Image.Image:
+    """Decode JPEG/PNG/BMP/WebP/GIF (first frame) with a decompression-bomb guard."""
+    if not data:
+        raise InvalidInput("image is empty: send the encoded file's bytes", field="image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise InvalidInput(
+                    f"image format {image.format} is not accepted; use JPEG, PNG, BMP, WebP or GIF",
+                    field="image",
+                )
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidInput(
+                    f"image is {width}x{height} = {width * height} pixels, over the gateway's "
+                    f"limit of {max_pixels}; downscale it before sending",
+                    field="image",
+                )
+            if draft is not None and image.format == "JPEG":
+                # DCT-domain downscaling: decode at 1/2, 1/4 or 1/8 size when the source
+                # is much larger than the model input; far cheaper than a full decode.
+                image.draft(*draft)
+            image.seek(0)
+            image.load()
+    except InvalidInput:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput(f"image rejected as a decompression bomb: {exc}", field="image") from None
+    except UnidentifiedImageError:
+        raise InvalidInput(
+            "image bytes are not a decodable JPEG, PNG, BMP, WebP or GIF file", field="image"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInput(f"image is corrupt or truncated: {exc}", field="image") from None
+    return image
+
+
+def image_to_tensor(image: Image.Image, plan: ImagePlan) -> np.ndarray:
+    """Convert, resize and normalize one decoded image into a [1, ...] batch."""
+    if image.mode != plan.color_mode:
+        image = image.convert(plan.color_mode)
+    if image.size != (plan.width, plan.height):
+        image = image.resize((plan.width, plan.height), plan.resample)
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    if plan.normalize:
+        array = pixels.astype(np.float32)
+        array *= plan.multiplier
+        array += plan.offset
+        if plan.dtype != np.float32:
+            array = array.astype(plan.dtype)
+    else:
+        array = pixels
+    if plan.layout == "NCHW":
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array[np.newaxis])
+
+
+def preprocess_image(data: bytes, plan: ImagePlan, max_pixels: int) -> np.ndarray:
+    """Bytes -> [1, ...] tensor; raises InvalidInput for anything undecodable."""
+    # Draft only to twice the target size so the final resize still filters properly.
+    draft = (plan.color_mode, (plan.width * 2, plan.height * 2))
+    return image_to_tensor(decode_image(data, max_pixels, draft), plan)

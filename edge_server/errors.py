@@ -1,0 +1,55 @@
+"""Domain exceptions. Only edge_server.grpc.status_mapping turns them into gRPC codes.
+
+Each message is written for the person who will read it: what was wrong and, where
+it is not obvious, what to do instead.
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class InvalidInput(EdgeError):
+    """The caller sent something the model cannot take (not retryable)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ModelNotFound(EdgeError):
+    """No such model, or no such version of it."""
+
+
+class ModelNotReady(EdgeError):
+    """The model exists but cannot answer now (loading, failed, swapping): retry later."""
+
+
+class VersionNotActive(EdgeError):
+    """The version exists on disk but is not the one serving (not retryable)."""
+
+
+class Overloaded(EdgeError):
+    """A bounded queue is full; the caller should back off and retry."""
+
+    def __init__(self, message: str, retry_after_ms: int = 50) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class DeadlineExpired(EdgeError):
+    """The caller's deadline passed before the work could start."""
+
+
+class ManifestError(EdgeError):
+    """manifest.json is missing a field or holds a wrong value."""
+
+
+class ModelLoadError(EdgeError):
+    """ONNX Runtime could not load or run a model file."""
+
+
+class ShuttingDown(EdgeError):
+    """The gateway is draining and takes no new work."""

@@ -1,0 +1,168 @@
+"""Protobuf <-> domain conversions for edge.v1 (only the transport layer uses them)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from edge.v1 import inference_pb2, model_pb2, types_pb2
+from edge_server.domain.model_manager import ModelSlot, ModelState, ServingModel
+from edge_server.domain.predictor import PredictInput, PredictOutput
+from edge_server.domain.tensors import TensorSpec
+from edge_server.errors import InvalidInput
+
+MAX_TOP_K = 1000
+
+_DTYPES: dict[int, str] = {
+    types_pb2.DATA_TYPE_FLOAT32: "float32",
+    types_pb2.DATA_TYPE_UINT8: "uint8",
+    types_pb2.DATA_TYPE_INT8: "int8",
+    types_pb2.DATA_TYPE_INT16: "int16",
+    types_pb2.DATA_TYPE_INT32: "int32",
+    types_pb2.DATA_TYPE_INT64: "int64",
+    types_pb2.DATA_TYPE_FLOAT16: "float16",
+    types_pb2.DATA_TYPE_FLOAT64: "float64",
+    types_pb2.DATA_TYPE_BOOL: "bool",
+    types_pb2.DATA_TYPE_UINT16: "uint16",
+    types_pb2.DATA_TYPE_UINT32: "uint32",
+    types_pb2.DATA_TYPE_UINT64: "uint64",
+}
+_DTYPE_ENUMS = {name: code for code, name in _DTYPES.items()}
+
+_STATES = {
+    ModelState.LOADING: types_pb2.MODEL_STATE_LOADING,
+    ModelState.READY: types_pb2.MODEL_STATE_READY,
+    ModelState.FAILED: types_pb2.MODEL_STATE_FAILED,
+    ModelState.UNLOADED: types_pb2.MODEL_STATE_UNLOADED,
+}
+
+
+def tensor_to_array(tensor: types_pb2.Tensor) -> np.ndarray:
+    """Decode a wire tensor; InvalidInput when dtype, shape and byte count disagree."""
+    dtype_name = _DTYPES.get(tensor.dtype)
+    if dtype_name is None:
+        raise InvalidInput(
+            f"tensor dtype {tensor.dtype} is not supported; set one of "
+            + ", ".join(types_pb2.DataType.Name(c) for c in _DTYPES),
+            field="tensor.dtype",
+        )
+    shape = tuple(tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"tensor shape {list(shape)} has a negative dimension", "tensor.shape")
+    dtype = np.dtype(dtype_name).newbyteorder("<")
+    expected = math.prod(shape) * dtype.itemsize
+    if expected != len(tensor.data):
+        raise InvalidInput(
+            f"tensor data is {len(tensor.data)} bytes but shape {list(shape)} of {dtype_name} "
+            f"needs {expected}",
+            field="tensor.data",
+        )
+    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+def array_to_tensor(array: np.ndarray, name: str = "") -> types_pb2.Tensor:
+    dtype_name = array.dtype.name
+    code = _DTYPE_ENUMS.get(dtype_name, types_pb2.DATA_TYPE_UNSPECIFIED)
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return types_pb2.Tensor(dtype=code, shape=list(array.shape), data=little.tobytes(), name=name)
+
+
+def to_predict_input(
+    request: inference_pb2.PredictRequest, time_remaining: float | None
+) -> PredictInput:
+    if request.top_k > MAX_TOP_K:
+        raise InvalidInput(f"top_k {request.top_k} is over the limit of {MAX_TOP_K}", "top_k")
+    kind = request.WhichOneof("input")
+    deadline = time.monotonic() + time_remaining if time_remaining is not None else None
+    common = {
+        "model_name": request.model_name,
+        "model_version": request.model_version,
+        "top_k": request.top_k,
+        "return_raw_output": request.return_raw_output,
+        "deadline": deadline,
+    }
+    if kind == "image":
+        return PredictInput(image=request.image, **common)  # type: ignore[arg-type]
+    if kind == "tensor":
+        array = tensor_to_array(request.tensor)
+        return PredictInput(tensor=array, tensor_name=request.tensor.name, **common)  # type: ignore[arg-type]
+    raise InvalidInput("the request has no input: set `image` or `tensor`", field="input")
+
+
+def to_predict_response(output: PredictOutput, request_id: str) -> inference_pb2.PredictResponse:
+    c = output.classification
+    t = output.timings
+    response = inference_pb2.PredictResponse(
+        model_name=output.model_name,
+        model_version=output.model_version,
+        class_id=c.class_id,
+        label=c.label,
+        confidence=c.confidence,
+        top_k=[
+            inference_pb2.ClassScore(class_id=e.class_id, label=e.label, score=e.score)
+            for e in c.top_k
+        ],
+        timings=inference_pb2.StageTimings(
+            preprocess_us=t.preprocess_us,
+            queue_us=t.queue_us,
+            inference_us=t.inference_us,
+            postprocess_us=t.postprocess_us,
+            total_us=t.total_us,
+        ),
+        request_id=request_id,
+    )
+    if output.raw_output is not None:
+        response.raw_output.CopyFrom(array_to_tensor(output.raw_output))
+    return response
+
+
+def timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def model_state(slot: ModelSlot) -> types_pb2.ModelState.ValueType:
+    return _STATES[slot.state]
+
+
+def to_model_health(slot: ModelSlot) -> inference_pb2.ModelHealth:
+    active = slot.active
+    health = inference_pb2.ModelHealth(
+        name=slot.name,
+        active_version=active.version if active else "",
+        state=model_state(slot),
+        versions_on_disk=list(slot.versions_on_disk),
+        last_error=slot.last_error,
+    )
+    if active is not None:
+        health.loaded_at.CopyFrom(timestamp(active.loaded_at))
+    return health
+
+
+def to_tensor_spec(spec: TensorSpec) -> model_pb2.TensorSpec:
+    return model_pb2.TensorSpec(
+        name=spec.name,
+        dtype=_DTYPE_ENUMS.get(spec.dtype, types_pb2.DATA_TYPE_UNSPECIFIED),
+        shape=list(spec.shape),
+    )
+
+
+def to_model_info(
+    slot: ModelSlot, versions: list[model_pb2.ModelVersionInfo], is_default: bool
+) -> model_pb2.ModelInfo:
+    active: ServingModel | None = slot.active
+    return model_pb2.ModelInfo(
+        name=slot.name,
+        active_version=active.version if active else "",
+        state=model_state(slot),
+        versions=versions,
+        inputs=[to_tensor_spec(s) for s in active.inputs] if active else [],
+        outputs=[to_tensor_spec(s) for s in active.outputs] if active else [],
+        is_default=is_default,
+        label_count=len(active.manifest.labels) if active else 0,
+    )

@@ -1,0 +1,138 @@
+"""edge.v1.InferenceService: Predict, PredictStream and Health over the domain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.predictor import PredictOutput, Predictor
+from edge_server.grpc import converters
+from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
+from edge_server.metrics import GatewayMetrics
+
+# Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
+# inference of frame N, and a slow client cannot pile up unbounded work.
+STREAM_WINDOW = 4
+
+
+class GatewayInfo:
+    """Identity and lifecycle facts that Health reports."""
+
+    def __init__(self, gateway_id: str, software_version: str) -> None:
+        self.gateway_id = gateway_id
+        self.software_version = software_version
+        self.started = time.monotonic()
+        self.shutting_down = False
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(
+        self,
+        predictor: Predictor,
+        models: ModelManager,
+        metrics: GatewayMetrics,
+        info: GatewayInfo,
+    ) -> None:
+        self._predictor = predictor
+        self._models = models
+        self._metrics = metrics
+        self._info = info
+
+    async def _predict(
+        self, method: str, request: inference_pb2.PredictRequest, time_remaining: float | None
+    ) -> PredictOutput | RpcStatus:
+        """One prediction with its metrics; returns the output or the failure status."""
+        started = time.perf_counter()
+        self._metrics.in_flight.labels(method).inc()
+        served = {slot.name for slot in self._models.slots()}
+        model = self._metrics.model_label(request.model_name or self._models.default_model, served)
+        try:
+            output = await self._predictor.predict(
+                converters.to_predict_input(request, time_remaining)
+            )
+        except Exception as exc:
+            status = status_for(exc)
+            self._metrics.observe_request(
+                method, model, "", status.code.name, time.perf_counter() - started
+            )
+            return status
+        finally:
+            self._metrics.in_flight.labels(method).dec()
+        self._metrics.observe_request(
+            method, output.model_name, output.model_version, "OK", time.perf_counter() - started
+        )
+        self._metrics.observe_stages(output.model_name, output.timings)
+        return output
+
+    async def Predict(
+        self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.PredictResponse:
+        result = await self._predict("Predict", request, context.time_remaining())
+        if isinstance(result, RpcStatus):
+            await abort_with(context, result)
+            raise AssertionError("unreachable: abort raises")
+        return converters.to_predict_response(result, request.request_id)
+
+    async def _frame(
+        self, request: inference_pb2.PredictRequest, time_remaining: float | None
+    ) -> inference_pb2.PredictStreamResponse:
+        result = await self._predict("PredictStream", request, time_remaining)
+        if isinstance(result, RpcStatus):
+            return inference_pb2.PredictStreamResponse(
+                request_id=request.request_id,
+                error=inference_pb2.FrameError(code=result.code.value[0], message=result.message),
+            )
+        return inference_pb2.PredictStreamResponse(
+            request_id=request.request_id,
+            response=converters.to_predict_response(result, request.request_id),
+        )
+
+    async def PredictStream(
+        self,
+        request_iterator: AsyncIterator[inference_pb2.PredictStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[inference_pb2.PredictStreamResponse]:
+        window: asyncio.Queue[asyncio.Task[inference_pb2.PredictStreamResponse] | None]
+        window = asyncio.Queue(maxsize=STREAM_WINDOW)
+
+        async def read_frames() -> None:
+            try:
+                async for frame in request_iterator:
+                    task = asyncio.ensure_future(
+                        self._frame(frame.request, context.time_remaining())
+                    )
+                    await window.put(task)
+            finally:
+                await window.put(None)
+
+        reader = asyncio.ensure_future(read_frames())
+        try:
+            while (task := await window.get()) is not None:
+                yield await task  # in order: responses follow the frames' order
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+            while not window.empty():
+                pending = window.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    async def Health(
+        self, request: inference_pb2.HealthRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.HealthResponse:
+        serving = self._models.any_ready() and not self._info.shutting_down
+        return inference_pb2.HealthResponse(
+            status=inference_pb2.SERVING_STATUS_SERVING
+            if serving
+            else inference_pb2.SERVING_STATUS_NOT_SERVING,
+            gateway_id=self._info.gateway_id,
+            software_version=self._info.software_version,
+            uptime_seconds=time.monotonic() - self._info.started,
+            models=[converters.to_model_health(slot) for slot in self._models.slots()],
+            default_model=self._models.default_model,
+        )

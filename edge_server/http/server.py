@@ -1,0 +1,87 @@
+"""A tiny asyncio HTTP/1.1 endpoint: Prometheus ``/metrics`` and ``/healthz``.
+
+No web framework: two read-only routes do not justify a dependency on a small
+board, and running on the gateway's event loop means no extra thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+logger = logging.getLogger(__name__)
+
+MAX_REQUEST_HEAD = 8192
+READ_TIMEOUT_S = 5.0
+
+
+class HttpEndpoint:
+    """Serves metrics and liveness/readiness on its own port."""
+
+    def __init__(self, render_metrics: Callable[[], bytes], is_ready: Callable[[], bool]) -> None:
+        self._render_metrics = render_metrics
+        self._is_ready = is_ready
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+        path = path.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain; charset=utf-8", b"only GET and HEAD are allowed\n"
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, self._render_metrics()
+        if path in ("/healthz", "/readyz"):
+            if self._is_ready():
+                return 200, "text/plain; charset=utf-8", b"ok\n"
+            return 503, "text/plain; charset=utf-8", b"not ready: no model is serving\n"
+        if path == "/livez":
+            return 200, "text/plain; charset=utf-8", b"ok\n"
+        return 404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = request_line.split()
+            if len(parts) != 3:
+                status, ctype, body = 400, "text/plain; charset=utf-8", b"bad request\n"
+                method = "GET"
+            else:
+                method, path, _ = parts
+                status, ctype, body = self._route(method, path)
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                      503: "Service Unavailable"}[status]  # fmt: skip
+            header = (
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode("latin-1")
+            writer.write(header if method == "HEAD" else header + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+            pass
+        except ConnectionError:
+            pass
+        except Exception:
+            logger.exception("HTTP endpoint failed to answer")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()

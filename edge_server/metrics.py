@@ -1,0 +1,117 @@
+"""Prometheus metrics (all named ``edge_*``), one registry per gateway instance.
+
+Label sets stay small: model labels only ever hold names of models this gateway
+serves (an unknown name from a caller becomes ``_unknown``), so a client cannot grow
+the series count.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from edge_server.domain.model_manager import ModelSlot, ModelState
+from edge_server.domain.predictor import StageTimings
+
+UNKNOWN_MODEL = "_unknown"
+# 50 us .. 10 s: digits runs in tens of microseconds, MobileNet-class in milliseconds.
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+)  # fmt: skip
+LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STAGES = ("preprocess", "queue", "inference", "postprocess")
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports, registered on its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "edge_requests",
+            "gRPC requests handled, by method, model, version and gRPC status code",
+            ["method", "model", "version", "code"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "edge_request_latency_seconds",
+            "Whole-request latency inside the gateway",
+            ["method", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_latency = Histogram(
+            "edge_stage_latency_seconds",
+            "Latency of each prediction stage: preprocess, queue, inference, postprocess",
+            ["model", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "edge_in_flight_requests", "Requests being handled now", ["method"], registry=r
+        )
+        self.model_info = Gauge(
+            "edge_model_info",
+            "1 for the version each model serves, with its version as a label",
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "edge_model_ready", "1 when the model answers requests", ["model"], registry=r
+        )
+        self.model_loads = Counter(
+            "edge_model_loads",
+            "Model version loads, by result (success or failure)",
+            ["model", "result"],
+            registry=r,
+        )
+        self.model_load_duration = Histogram(
+            "edge_model_load_duration_seconds",
+            "Time to load and warm up a model version",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self._shown_versions: dict[str, str] = {}
+        self._shown_failures: dict[str, int] = {}
+
+    def model_label(self, name: str, served: set[str]) -> str:
+        return name if name in served else UNKNOWN_MODEL
+
+    def observe_request(
+        self, method: str, model: str, version: str, code: str, seconds: float
+    ) -> None:
+        self.requests.labels(method, model, version, code).inc()
+        self.request_latency.labels(method, model).observe(seconds)
+
+    def observe_stages(self, model: str, timings: StageTimings) -> None:
+        values = (
+            timings.preprocess_us,
+            timings.queue_us,
+            timings.inference_us,
+            timings.postprocess_us,
+        )
+        for stage, micros in zip(STAGES, values, strict=True):
+            self.stage_latency.labels(model, stage).observe(micros / 1_000_000)
+
+    def on_model_state(self, slot: ModelSlot) -> None:
+        """ModelManager listener: keep the model gauges and load counters current."""
+        ready = slot.state is ModelState.READY and slot.active is not None
+        self.model_ready.labels(slot.name).set(1 if ready else 0)
+        failures_seen = self._shown_failures.get(slot.name, 0)
+        if slot.load_failures > failures_seen:
+            self.model_loads.labels(slot.name, "failure").inc(slot.load_failures - failures_seen)
+            self._shown_failures[slot.name] = slot.load_failures
+        active = slot.active
+        previous = self._shown_versions.get(slot.name)
+        if active is not None and previous != active.version:
+            if previous is not None:
+                self.model_info.remove(slot.name, previous)
+            self.model_info.labels(slot.name, active.version).set(1)
+            self._shown_versions[slot.name] = active.version
+            self.model_loads.labels(slot.name, "success").inc()
+            self.model_load_duration.labels(slot.name).observe(active.load_seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

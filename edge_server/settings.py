@@ -1,0 +1,196 @@
+"""One frozen settings object, built once at the program's edge.
+
+Precedence: CLI flags > environment variables (``EDGE_`` prefix) > config file
+(JSON, ``--config``) > defaults. Every field here is documented by ``edge-server
+--help`` and the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "EDGE_"
+
+
+def default_cpu_count() -> int:
+    """Cores this process may use (respects CPU affinity / cgroup cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Gateway configuration; see ``FIELD_HELP`` for each field's meaning."""
+
+    model_root: Path = Path("models")
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    max_message_bytes: int = 16 * 1024 * 1024
+    default_model: str = ""
+    pinned_versions: Mapping[str, str] = field(default_factory=dict)
+    gateway_id: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+    execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    inference_workers: int = 0
+    preprocess_workers: int = 0
+    max_queue_size: int = 256
+    max_image_pixels: int = 40_000_000
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("grpc_port", "http_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                problems.append(f"{name} must be 0..65535, got {port}")
+        if self.max_message_bytes < 1024:
+            problems.append("max_message_bytes must be at least 1024")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            problems.append("tls_cert and tls_key must be given together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            problems.append("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            problems.append(
+                f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}"
+            )
+        for name in ("intra_op_threads", "inter_op_threads", "inference_workers"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (0 = automatic)")
+        if self.preprocess_workers < 0:
+            problems.append("preprocess_workers must be >= 0 (0 = automatic)")
+        if self.max_queue_size < 1:
+            problems.append("max_queue_size must be >= 1")
+        if self.max_image_pixels < 1:
+            problems.append("max_image_pixels must be >= 1")
+        if self.shutdown_grace_seconds < 0:
+            problems.append("shutdown_grace_seconds must be >= 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def effective_inference_workers(self) -> int:
+        """Concurrent session.run calls: one per core by default."""
+        return self.inference_workers or default_cpu_count()
+
+    @property
+    def effective_intra_op_threads(self) -> int:
+        """ONNX Runtime threads per run: cores shared among the inference workers."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        return max(1, default_cpu_count() // self.effective_inference_workers)
+
+    @property
+    def effective_preprocess_workers(self) -> int:
+        """Image decode threads (Pillow releases the GIL): one per core by default."""
+        return self.preprocess_workers or default_cpu_count()
+
+    @property
+    def effective_gateway_id(self) -> str:
+        return self.gateway_id or os.uname().nodename
+
+
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+FIELD_HELP: dict[str, str] = {
+    "model_root": "folder holding <model>/<version>/model.onnx (+ manifest.json)",
+    "host": "interface to bind (0.0.0.0 for all)",
+    "grpc_port": "gRPC port (0 picks a free one)",
+    "http_port": "HTTP port for /metrics and /healthz (0 picks a free one)",
+    "max_message_bytes": "largest gRPC message accepted or sent, bytes",
+    "default_model": "model used when a request's model_name is empty "
+    "(default: the only model, or the first by name)",
+    "pinned_versions": "versions to activate at start-up, as NAME=VERSION[,NAME=VERSION] "
+    "(default: the highest version of each model)",
+    "gateway_id": "id reported by Health (default: the host name)",
+    "tls_cert": "PEM server certificate (enables TLS)",
+    "tls_key": "PEM private key of --tls-cert",
+    "tls_client_ca": "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)",
+    "intra_op_threads": "ONNX Runtime intra-op threads per session (0 = cores / workers)",
+    "inter_op_threads": "ONNX Runtime inter-op threads per session",
+    "graph_optimization": "ONNX Runtime graph optimization level: disable, basic, extended, all",
+    "execution_providers": "comma-separated ONNX Runtime providers in preference order; "
+    "missing ones are skipped, CPU is always the fallback",
+    "inference_workers": "concurrent session.run calls (0 = one per core)",
+    "preprocess_workers": "image decode/resize threads (0 = one per core)",
+    "max_queue_size": "requests admitted per model before RESOURCE_EXHAUSTED",
+    "max_image_pixels": "largest decoded image, in pixels (decompression-bomb guard)",
+    "shutdown_grace_seconds": "how long in-flight calls may finish after SIGTERM",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def _convert(name: str, raw: Any) -> Any:
+    """Turn a string or JSON value into the type of field ``name``."""
+    if name in ("model_root", "tls_cert", "tls_key", "tls_client_ca"):
+        return Path(raw) if raw not in (None, "") else None
+    if name == "execution_providers":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(item.strip() for item in items if item.strip())
+    if name == "pinned_versions":
+        return parse_pins(raw) if isinstance(raw, str) else dict(raw)
+    if name in ("shutdown_grace_seconds",):
+        return float(raw)
+    default = Settings.__dataclass_fields__[name].default
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(raw)
+    return str(raw)
+
+
+def parse_pins(text: str) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, version = item.partition("=")
+        if not sep or not name.strip() or not version.strip():
+            raise ValueError(f"pinned version {item!r} is not NAME=VERSION")
+        pins[name.strip()] = version.strip()
+    return pins
+
+
+def load_settings(
+    cli_values: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the layers; ``cli_values`` holds only flags the user actually gave."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read config file {config_file}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {config_file} must hold a JSON object")
+        merged.update(data)
+    names = {f.name for f in fields(Settings)}
+    for name in names:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            merged[name] = env_value
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    unknown = sorted(set(merged) - names)
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+    converted: dict[str, Any] = {}
+    for name, raw in merged.items():
+        try:
+            converted[name] = _convert(name, raw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"setting {name}: cannot use {raw!r} ({exc})") from None
+    return Settings(**converted)

@@ -1,0 +1,126 @@
+"""Real ONNX models built in the tests with onnx.helper (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def linear_classifier(path: Path, channels: int = 1, size: int = 8, classes: int = 10,
+                      seed: int = 0, dynamic_hw: bool = False) -> Path:
+    """[N, C, H, W] float32 -> Flatten -> MatMul -> Add -> logits [N, classes]."""
+    rng = np.random.default_rng(seed)
+    features = channels * size * size
+    weights = rng.normal(0, 1, (features, classes)).astype(np.float32)
+    bias = rng.normal(0, 0.1, (classes,)).astype(np.float32)
+    h_dim: Any = "height" if dynamic_hw else size
+    w_dim: Any = "width" if dynamic_hw else size
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "B"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "linear_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, h_dim, w_dim])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "B")],
+    )
+    return _save(graph, path)
+
+
+def pooled_rgb_classifier(path: Path, classes: int = 4, seed: int = 1) -> Path:
+    """[N, 3, H, W] (dynamic H, W) -> GlobalAveragePool -> Flatten -> MatMul -> logits."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, 3, (3, classes)).astype(np.float32)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pooled_rgb",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+    return _save(graph, path)
+
+
+def slow_model(path: Path, matrix: int = 1200, repeats: int = 12) -> Path:
+    """[1, matrix] float32 -> `repeats` chained MatMuls: roughly a second of CPU work."""
+    rng = np.random.default_rng(2)
+    weights = (rng.normal(0, 1, (matrix, matrix)) / np.sqrt(matrix)).astype(np.float32)
+    nodes = []
+    current = "input"
+    for i in range(repeats):
+        nodes.append(helper.make_node("MatMul", [current, "W"], [f"h{i}"]))
+        current = f"h{i}"
+    nodes.append(helper.make_node("Identity", [current], ["logits"]))
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", matrix])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", matrix])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+    return _save(graph, path)
+
+
+def write_manifest(version_dir: Path, **fields: Any) -> None:
+    (version_dir / "manifest.json").write_text(json.dumps(fields, indent=2), encoding="utf-8")
+
+
+GRAY_PREPROCESSING = {
+    "color_mode": "L",
+    "scale": 1 / 255,
+    "mean": [0.5],
+    "std": [0.5],
+    "layout": "NCHW",
+    "resize_filter": "bilinear",
+}
+RGB_PREPROCESSING = {
+    "input_size": [16, 16],
+    "color_mode": "RGB",
+    "scale": 1 / 255,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "layout": "NCHW",
+    "resize_filter": "bilinear",
+}
+
+
+def build_model_root(root: Path) -> Path:
+    """Two image models (gray 8x8 with labels; RGB with dynamic size) and a tensor-only one."""
+    linear_classifier(root / "gray" / "1" / "model.onnx", seed=10)
+    linear_classifier(root / "gray" / "2" / "model.onnx", seed=20)
+    write_manifest(
+        root / "gray" / "2",
+        name="gray",
+        version="2",
+        preprocessing=GRAY_PREPROCESSING,
+        output_kind="logits",
+        labels=[f"class-{i}" for i in range(10)],
+    )
+    pooled_rgb_classifier(root / "rgb" / "1" / "model.onnx")
+    write_manifest(root / "rgb" / "1", preprocessing=RGB_PREPROCESSING, labels=["r", "g", "b", "k"])
+    linear_classifier(root / "tensoronly" / "7" / "model.onnx", channels=2, size=4, classes=3)
+    return root
