@@ -128,10 +128,10 @@ class Gateway:
         self._load_task = asyncio.create_task(self._load_models())
 
     async def _load_models(self) -> None:
-        try:
-            await self.models.load_all()
-        except Exception:  # each failure is already recorded on its model
-            logger.warning("some models failed to load; see their last_error in Health")
+        await self.models.load_all()
+        failed = [slot.name for slot in self.models.slots() if slot.last_error]
+        if failed:
+            logger.warning("models that failed to load: %s (see Health)", ", ".join(failed))
         if not self.models.slots():
             logger.warning("no models under %s: nothing to serve yet", self.settings.model_root)
 

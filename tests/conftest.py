@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -52,3 +52,48 @@ async def gateway(model_root: Path) -> AsyncIterator[Gateway]:
 async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as ch:
         yield ch
+
+
+class ThreadedGateway:
+    """A real gateway on its own event loop thread, for tests that use sync clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        import asyncio
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.gateway = Gateway(settings)
+        self._call(self._start())
+
+    def _call(self, coro: object) -> object:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)  # type: ignore[arg-type]
+
+    async def _start(self) -> None:
+        await self.gateway.start()
+        await self.gateway.wait_for_models()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.gateway.grpc_port}"
+
+    def stop(self) -> None:
+        self._call(self.gateway.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+@pytest.fixture
+def threaded_gateway(model_root: Path) -> Iterator[ThreadedGateway]:
+    running = ThreadedGateway(gateway_settings(model_root))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def gateway_sync_target(threaded_gateway: ThreadedGateway) -> str:
+    return threaded_gateway.target

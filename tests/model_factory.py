@@ -65,22 +65,29 @@ def pooled_rgb_classifier(path: Path, classes: int = 4, seed: int = 1) -> Path:
     return _save(graph, path)
 
 
-def slow_model(path: Path, matrix: int = 1200, repeats: int = 12) -> Path:
-    """[1, matrix] float32 -> `repeats` chained MatMuls: roughly a second of CPU work."""
+def slow_model(path: Path, matrix: int = 1024, repeats: int = 12, rows: int = 2048) -> Path:
+    """[N, matrix] float32 -> tiled to `rows` rows -> `repeats` chained MatMuls -> mean.
+
+    About half a second of single-thread CPU work per call: long enough to observe
+    requests in flight (drain, overload) without slowing the suite much.
+    """
     rng = np.random.default_rng(2)
     weights = (rng.normal(0, 1, (matrix, matrix)) / np.sqrt(matrix)).astype(np.float32)
-    nodes = []
-    current = "input"
+    nodes = [helper.make_node("Tile", ["input", "repeats"], ["tiled"])]
+    current = "tiled"
     for i in range(repeats):
         nodes.append(helper.make_node("MatMul", [current, "W"], [f"h{i}"]))
         current = f"h{i}"
-    nodes.append(helper.make_node("Identity", [current], ["logits"]))
+    nodes.append(helper.make_node("ReduceMean", [current], ["logits"], axes=[0], keepdims=1))
     graph = helper.make_graph(
         nodes,
         "slow",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", matrix])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", matrix])],
-        [numpy_helper.from_array(weights, "W")],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, matrix])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, matrix])],
+        [
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.array([rows, 1], np.int64), "repeats"),
+        ],
     )
     return _save(graph, path)
 

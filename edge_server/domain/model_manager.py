@@ -183,8 +183,12 @@ class ModelManager:
         """
         for name in list(self._slots):
             found = self.store.startup_version(name, self._pinned.get(name))
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 await self.activate(found)
+            except Exception:  # recorded on the slot; the other models still load
+                continue
 
     async def activate(self, found: VersionOnDisk) -> ServingModel:
         """Load ``found`` beside the current version, then swap the reference."""
