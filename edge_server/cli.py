@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if not settings.model_root.is_dir():
-        print(f"edge-server: error: model root {settings.model_root} is not a folder", file=sys.stderr)
+        print(
+            f"edge-server: error: model root {settings.model_root} is not a folder", file=sys.stderr
+        )
         return 2
     try:
         return asyncio.run(serve(settings))

@@ -20,7 +20,7 @@ from edge_server.domain.model_manager import ModelSlot, ModelState
 from edge_server.domain.predictor import StageTimings
 
 # *_created series double the scrape size and nothing on a gateway dashboard uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 UNKNOWN_MODEL = "_unknown"
 # 50 us .. 10 s: digits runs in tens of microseconds, MobileNet-class in milliseconds.

@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from model_factory import build_model_root  # noqa: E402
+from model_factory import build_model_root
 
-from edge_server.app import Gateway  # noqa: E402
-from edge_server.settings import Settings  # noqa: E402
+from edge_server.app import Gateway
+from edge_server.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,14 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def linear_classifier(path: Path, channels: int = 1, size: int = 8, classes: int = 10,
-                      seed: int = 0, dynamic_hw: bool = False) -> Path:
+def linear_classifier(
+    path: Path,
+    channels: int = 1,
+    size: int = 8,
+    classes: int = 10,
+    seed: int = 0,
+    dynamic_hw: bool = False,
+) -> Path:
     """[N, C, H, W] float32 -> Flatten -> MatMul -> Add -> logits [N, classes]."""
     rng = np.random.default_rng(seed)
     features = channels * size * size
@@ -39,7 +45,11 @@ def linear_classifier(path: Path, channels: int = 1, size: int = 8, classes: int
     graph = helper.make_graph(
         nodes,
         "linear_classifier",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, h_dim, w_dim])],
+        [
+            helper.make_tensor_value_info(
+                "input", TensorProto.FLOAT, ["batch", channels, h_dim, w_dim]
+            )
+        ],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
         [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "B")],
     )

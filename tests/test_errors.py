@@ -151,9 +151,7 @@ async def test_loading_model_is_unavailable_then_serves(tmp_path: Path) -> None:
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)
-            request = inference_pb2.PredictRequest(
-                tensor=tensor(np.ones((1, 1024), np.float32))
-            )
+            request = inference_pb2.PredictRequest(tensor=tensor(np.ones((1, 1024), np.float32)))
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Predict(request)
             assert caught.value.code() == Code.UNAVAILABLE
@@ -175,7 +173,9 @@ async def test_broken_model_file_fails_alone(model_root: Path) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Predict(inference_pb2.PredictRequest(model_name="broken", image=GOOD_IMAGE))
+                await stub.Predict(
+                    inference_pb2.PredictRequest(model_name="broken", image=GOOD_IMAGE)
+                )
             assert caught.value.code() == Code.UNAVAILABLE
             assert "failed to load" in (caught.value.details() or "")
             health = await stub.Health(inference_pb2.HealthRequest())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import urllib.error
@@ -48,13 +49,14 @@ async def test_metrics_move_after_calls(gateway: Gateway, channel: grpc.aio.Chan
     for _ in range(3):
         await stub.Predict(inference_pb2.PredictRequest(image=png()))
     for bad_model in ("nope", "also-nope"):
-        try:
+        with contextlib.suppress(grpc.aio.AioRpcError):
             await stub.Predict(inference_pb2.PredictRequest(model_name=bad_model, image=png()))
-        except grpc.aio.AioRpcError:
-            pass
     _, after = await asyncio.to_thread(fetch, port, "/metrics")
     ok = dict(method="Predict", model="gray", version="2", code="OK")
-    assert sample(after, "edge_requests_total", **ok) - sample(before, "edge_requests_total", **ok) == 3
+    assert (
+        sample(after, "edge_requests_total", **ok) - sample(before, "edge_requests_total", **ok)
+        == 3
+    )
     missing = dict(method="Predict", model="_unknown", version="", code="NOT_FOUND")
     assert sample(after, "edge_requests_total", **missing) == 2  # one series for any unknown name
     assert sample(after, "edge_stage_latency_seconds_count", model="gray", stage="inference") >= 3

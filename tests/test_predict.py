@@ -131,7 +131,11 @@ async def test_predict_stream_survives_a_bad_frame(channel: grpc.aio.Channel) ->
     answers = [answer async for answer in call]
     assert [a.request_id for a in answers] == [f"f{i}" for i in range(5)]
     assert [a.WhichOneof("result") for a in answers] == [
-        "response", "response", "error", "response", "response"
+        "response",
+        "response",
+        "error",
+        "response",
+        "response",
     ]
     assert answers[2].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert "not a decodable" in answers[2].error.message

@@ -27,7 +27,9 @@ def test_v1alpha_lists_and_describes(gateway_sync_target: str) -> None:
         assert [m.name for m in service.method] == ["Predict", "PredictStream", "Health"]
 
 
-def _v1_call(target: str, request: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
+def _v1_call(
+    target: str, request: reflection_pb2.ServerReflectionRequest
+) -> reflection_pb2.ServerReflectionResponse:
     """Call the v1 method path with v1alpha messages: the two are wire-identical."""
     with grpc.insecure_channel(target) as channel:
         call = channel.stream_stream(

@@ -19,7 +19,9 @@ from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 def slow_request() -> inference_pb2.PredictRequest:
     data = np.ones((1, 1024), np.float32)
     return inference_pb2.PredictRequest(
-        tensor=types_pb2.Tensor(dtype=types_pb2.DATA_TYPE_FLOAT32, shape=[1, 1024], data=data.tobytes())
+        tensor=types_pb2.Tensor(
+            dtype=types_pb2.DATA_TYPE_FLOAT32, shape=[1, 1024], data=data.tobytes()
+        )
     )
 
 
@@ -52,8 +54,13 @@ def test_sigterm_drains_in_flight_call(tmp_path: Path) -> None:
                     reply = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
                     # Still reachable while draining: it must say NOT_SERVING.
                     assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-                    inference_pb2_grpc.InferenceServiceStub(fresh).Predict(slow_request(), timeout=2)
-                assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+                    inference_pb2_grpc.InferenceServiceStub(fresh).Predict(
+                        slow_request(), timeout=2
+                    )
+                assert refused.value.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.CANCELLED,
+                )
             worker.join(30)
         assert "error" not in results, results.get("error")
         reply = results["reply"]

@@ -13,7 +13,9 @@ from edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
 
 
-async def _health(target: str, credentials: grpc.ChannelCredentials) -> inference_pb2.HealthResponse:
+async def _health(
+    target: str, credentials: grpc.ChannelCredentials
+) -> inference_pb2.HealthResponse:
     async with grpc.aio.secure_channel(target, credentials) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         return await stub.Health(inference_pb2.HealthRequest(), timeout=5)

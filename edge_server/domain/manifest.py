@@ -99,7 +99,9 @@ def _number_list(value: Any, what: str) -> tuple[float, ...]:
     try:
         numbers = tuple(float(v) for v in items)
     except (TypeError, ValueError):
-        raise ManifestError(f"{what} must be a number or a list of numbers, got {value!r}") from None
+        raise ManifestError(
+            f"{what} must be a number or a list of numbers, got {value!r}"
+        ) from None
     if not numbers or not all(math.isfinite(n) for n in numbers):
         raise ManifestError(f"{what} must hold finite numbers, got {value!r}")
     return numbers
@@ -192,9 +194,7 @@ def parse_manifest(data: Any) -> Manifest:
         raise ManifestError("manifest must be a JSON object")
     output_kind = data.get("output_kind", "logits")
     if output_kind not in ("logits", "probabilities"):
-        raise ManifestError(
-            f"output_kind must be 'logits' or 'probabilities', got {output_kind!r}"
-        )
+        raise ManifestError(f"output_kind must be 'logits' or 'probabilities', got {output_kind!r}")
     labels = data.get("labels", [])
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ManifestError("labels must be a list of strings")

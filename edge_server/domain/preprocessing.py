@@ -116,7 +116,9 @@ def decode_image(
     except InvalidInput:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInput(f"image rejected as a decompression bomb: {exc}", field="image") from None
+        raise InvalidInput(
+            f"image rejected as a decompression bomb: {exc}", field="image"
+        ) from None
     except UnidentifiedImageError:
         raise InvalidInput(
             "image bytes are not a decodable JPEG, PNG, BMP, WebP or GIF file", field="image"
@@ -135,14 +137,13 @@ def image_to_tensor(image: Image.Image, plan: ImagePlan) -> np.ndarray:
     pixels = np.asarray(image, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
+    array: np.ndarray = pixels
     if plan.normalize:
         array = pixels.astype(np.float32)
         array *= plan.multiplier
         array += plan.offset
         if plan.dtype != np.float32:
             array = array.astype(plan.dtype)
-    else:
-        array = pixels
     if plan.layout == "NCHW":
         array = array.transpose(2, 0, 1)
     return np.ascontiguousarray(array[np.newaxis])

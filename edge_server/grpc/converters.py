@@ -16,7 +16,7 @@ from edge_server.errors import InvalidInput
 
 MAX_TOP_K = 1000
 
-_DTYPES: dict[int, str] = {
+_DTYPES: dict[types_pb2.DataType.ValueType, str] = {
     types_pb2.DATA_TYPE_FLOAT32: "float32",
     types_pb2.DATA_TYPE_UINT8: "uint8",
     types_pb2.DATA_TYPE_INT8: "int8",
@@ -43,7 +43,7 @@ _STATES = {
 def tensor_to_array(tensor: types_pb2.Tensor) -> np.ndarray:
     """Decode a wire tensor; InvalidInput when dtype, shape and byte count disagree."""
     dtype_name = _DTYPES.get(tensor.dtype)
-    if dtype_name is None:
+    if dtype_name is None:  # proto3 enums are open: any int can arrive
         raise InvalidInput(
             f"tensor dtype {tensor.dtype} is not supported; set one of "
             + ", ".join(types_pb2.DataType.Name(c) for c in _DTYPES),

@@ -51,7 +51,9 @@ class HealthReporter:
             await self.servicer.set(name, overall)
         for slot in self._models.slots():
             ready = slot.state is ModelState.READY and slot.active is not None
-            await self.servicer.set(model_service_name(slot.name), SERVING if ready else NOT_SERVING)
+            await self.servicer.set(
+                model_service_name(slot.name), SERVING if ready else NOT_SERVING
+            )
 
     def _on_model_state(self, slot: ModelSlot) -> None:
         try:

@@ -10,7 +10,7 @@ import grpc
 
 from edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.domain.model_manager import ModelManager
-from edge_server.domain.predictor import PredictOutput, Predictor
+from edge_server.domain.predictor import Predictor, PredictOutput
 from edge_server.grpc import converters
 from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
 from edge_server.metrics import GatewayMetrics

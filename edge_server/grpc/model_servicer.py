@@ -47,7 +47,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             slots = [s for s in slots if s.name == request.model_name]
             if not slots:
                 await abort_with(
-                    context, status_for(ModelNotFound(f"model {request.model_name!r} is not served"))
+                    context,
+                    status_for(ModelNotFound(f"model {request.model_name!r} is not served")),
                 )
         return model_pb2.ListModelsResponse(models=[self._model_info(s) for s in slots])
 

@@ -75,7 +75,7 @@ class HttpEndpoint:
             ).encode("latin-1")
             writer.write(header if method == "HEAD" else header + body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         except ConnectionError:
             pass
