@@ -15,6 +15,7 @@ from edge_server import __version__
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.model_store import ModelStore
 from edge_server.domain.predictor import Predictor
+from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
@@ -87,14 +88,30 @@ class Gateway:
     async def start(self) -> None:
         """Bind both ports, then load models in the background (health says when)."""
         s = self.settings
+        interceptors = []
+        token = s.effective_management_token
+        if token:
+            interceptors.append(
+                ManagementAuthInterceptor(
+                    token, lambda _method, reason: self.metrics.auth_failures.labels(reason).inc()
+                )
+            )
+        else:
+            logger.warning(
+                "no --management-token: management calls (ModelService) are open to anyone "
+                "who can reach %s:%s",
+                s.host,
+                s.grpc_port,
+            )
         server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
             InferenceServicer(self.predictor, self.models, self.metrics, self.info), server

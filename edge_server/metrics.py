@@ -83,6 +83,12 @@ class GatewayMetrics:
             buckets=LOAD_BUCKETS,
             registry=r,
         )
+        self.auth_failures = Counter(
+            "edge_auth_failures",
+            "Management calls refused, by reason (missing or invalid token)",
+            ["reason"],
+            registry=r,
+        )
         self._shown_versions: dict[str, str] = {}
         self._shown_failures: dict[str, int] = {}
 

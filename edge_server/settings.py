@@ -49,6 +49,8 @@ class Settings:
     max_queue_size: int = 256
     max_image_pixels: int = 40_000_000
     shutdown_grace_seconds: float = 10.0
+    management_token: str = ""
+    management_token_file: Path | None = None
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -99,6 +101,15 @@ class Settings:
         return self.preprocess_workers or default_cpu_count()
 
     @property
+    def effective_management_token(self) -> str:
+        """The token from --management-token, else from --management-token-file."""
+        if self.management_token:
+            return self.management_token
+        if self.management_token_file is not None:
+            return self.management_token_file.read_text(encoding="utf-8").strip()
+        return ""
+
+    @property
     def effective_gateway_id(self) -> str:
         return self.gateway_id or os.uname().nodename
 
@@ -129,13 +140,16 @@ FIELD_HELP: dict[str, str] = {
     "max_queue_size": "requests admitted per model before RESOURCE_EXHAUSTED",
     "max_image_pixels": "largest decoded image, in pixels (decompression-bomb guard)",
     "shutdown_grace_seconds": "how long in-flight calls may finish after SIGTERM",
+    "management_token": "bearer token required on management calls (ModelService); "
+    "prefer --management-token-file so it stays out of `ps`",
+    "management_token_file": "file holding the management bearer token",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
 
 def _convert(name: str, raw: Any) -> Any:
     """Turn a string or JSON value into the type of field ``name``."""
-    if name in ("model_root", "tls_cert", "tls_key", "tls_client_ca"):
+    if name in ("model_root", "tls_cert", "tls_key", "tls_client_ca", "management_token_file"):
         return Path(raw) if raw not in (None, "") else None
     if name == "execution_providers":
         items = raw.split(",") if isinstance(raw, str) else list(raw)

@@ -228,6 +228,16 @@ class ModelManager:
         logger.error("model %s: %s", slot.name, message)
         self._notify(slot)
 
+    def unload(self, name: str) -> None:
+        """Stop serving ``name``; in-flight requests finish on the version they hold."""
+        slot = self._slots.get(name)
+        if slot is None:
+            raise ModelNotFound(f"model {name!r} is not served here")
+        slot.active = None
+        slot.state = ModelState.UNLOADED
+        logger.info("model %s unloaded", name)
+        self._notify(slot)
+
     # -- request path ------------------------------------------------------------
     def resolve(self, name: str, version: str = "") -> ServingModel:
         """The version a request will run on; raises NotFound/NotReady with a reason."""
@@ -240,6 +250,8 @@ class ModelManager:
             raise ModelNotFound(f"model {name!r} is not served here (models: {known})")
         active = slot.active
         if active is None:
+            if slot.state is ModelState.UNLOADED:
+                raise ModelNotReady(f"model {name!r} is unloaded; load it to serve it again")
             if slot.state is ModelState.FAILED:
                 raise ModelNotReady(f"model {name!r} failed to load: {slot.last_error}")
             raise ModelNotReady(f"model {name!r} is still loading; retry shortly")

@@ -8,8 +8,10 @@ model computes. Each model admits a bounded number of requests at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ import numpy as np
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.postprocess import Classification, classify
 from edge_server.domain.preprocessing import preprocess_image
+from edge_server.domain.statistics import StatisticsBook
 from edge_server.domain.tensors import TensorSpec
 from edge_server.errors import DeadlineExpired, InvalidInput, Overloaded, ShuttingDown
 
@@ -100,6 +103,15 @@ def validate_tensor(model: ServingModel, array: np.ndarray, name: str) -> str:
     return spec.name
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """Outputs of one session.run with where its time went."""
+
+    outputs: list[np.ndarray]
+    queue_s: float
+    inference_s: float
+
+
 class Predictor:
     """Runs predictions against whatever version each model has active."""
 
@@ -110,6 +122,7 @@ class Predictor:
         inference_pool: Executor,
         max_queue_size: int,
         max_image_pixels: int,
+        statistics: StatisticsBook | None = None,
     ) -> None:
         self._models = models
         self._preprocess_pool = preprocess_pool
@@ -117,16 +130,21 @@ class Predictor:
         self._max_queue = max_queue_size
         self._max_pixels = max_image_pixels
         self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self.statistics = statistics or StatisticsBook()
         self.accepting = True
 
     def queue_depth(self, model_name: str) -> int:
         return self._in_flight[model_name]
 
-    async def predict(self, request: PredictInput) -> PredictOutput:
+    @contextlib.contextmanager
+    def admit(self, model_name: str, model_version: str = "") -> Iterator[ServingModel]:
+        """Resolve the version a request runs on and hold a slot in its model's queue.
+
+        The version is fixed here: a hot swap during the request does not change it.
+        """
         if not self.accepting:
             raise ShuttingDown("the gateway is shutting down; send the request elsewhere")
-        received = time.perf_counter()
-        model = self._models.resolve(request.model_name, request.model_version)
+        model = self._models.resolve(model_name, model_version)
         if self._in_flight[model.name] >= self._max_queue:
             raise Overloaded(
                 f"model {model.name!r} has {self._max_queue} requests in progress, the "
@@ -134,28 +152,62 @@ class Predictor:
             )
         self._in_flight[model.name] += 1
         try:
-            return await self._predict_admitted(model, request, received)
+            yield model
         finally:
             self._in_flight[model.name] -= 1
+
+    async def preprocess(self, model: ServingModel, image: bytes) -> np.ndarray:
+        """Encoded image -> [1, ...] input batch, in the preprocess pool."""
+        if model.image_plan is None:
+            raise InvalidInput(
+                f"model {model.name!r} cannot take images: {model.image_plan_error}; "
+                "send a tensor instead",
+                field="image",
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._preprocess_pool, preprocess_image, image, model.image_plan, self._max_pixels
+        )
+
+    async def run(
+        self, model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
+    ) -> RunResult:
+        """session.run in the inference pool; times the wait and the run separately."""
+        loop = asyncio.get_running_loop()
+        submitted = time.perf_counter()
+        outputs, started, finished = await loop.run_in_executor(
+            self._inference_pool, _timed_run, model, feeds, deadline
+        )
+        return RunResult(outputs, started - submitted, finished - started)
+
+    async def predict(self, request: PredictInput) -> PredictOutput:
+        received = time.perf_counter()
+        with self.admit(request.model_name, request.model_version) as model:
+            try:
+                output = await self._predict_admitted(model, request, received)
+            except Exception:
+                self.statistics.record_failure(
+                    model.name, model.version, time.perf_counter() - received
+                )
+                raise
+        t = output.timings
+        self.statistics.record_success(
+            model.name,
+            model.version,
+            rows=1 if request.image is not None else _rows(request.tensor),
+            total_s=t.total_us / 1e6,
+            preprocess_s=t.preprocess_us / 1e6,
+            queue_s=t.queue_us / 1e6,
+            infer_s=t.inference_us / 1e6,
+            postprocess_s=t.postprocess_us / 1e6,
+        )
+        return output
 
     async def _predict_admitted(
         self, model: ServingModel, request: PredictInput, received: float
     ) -> PredictOutput:
-        loop = asyncio.get_running_loop()
         if request.image is not None:
-            if model.image_plan is None:
-                raise InvalidInput(
-                    f"model {model.name!r} cannot take images: {model.image_plan_error}; "
-                    "send a tensor instead",
-                    field="image",
-                )
-            batch = await loop.run_in_executor(
-                self._preprocess_pool,
-                preprocess_image,
-                request.image,
-                model.image_plan,
-                self._max_pixels,
-            )
+            batch = await self.preprocess(model, request.image)
             input_name = model.inputs[0].name
         elif request.tensor is not None:
             batch = request.tensor
@@ -163,21 +215,24 @@ class Predictor:
         else:
             raise InvalidInput("the request has no input: set image or tensor", field="input")
         preprocessed = time.perf_counter()
-        outputs, run_started, run_finished = await loop.run_in_executor(
-            self._inference_pool, _timed_run, model, {input_name: batch}, request.deadline
-        )
-        classification = classify(outputs[0], model.manifest, request.top_k)
+        result = await self.run(model, {input_name: batch}, request.deadline)
+        run_finished = time.perf_counter()
+        classification = classify(result.outputs[0], model.manifest, request.top_k)
         finished = time.perf_counter()
         return PredictOutput(
             model_name=model.name,
             model_version=model.version,
             classification=classification,
-            raw_output=outputs[0] if request.return_raw_output else None,
+            raw_output=result.outputs[0] if request.return_raw_output else None,
             timings=StageTimings(
                 preprocess_us=_us(preprocessed - received),
-                queue_us=_us(run_started - preprocessed),
-                inference_us=_us(run_finished - run_started),
+                queue_us=_us(result.queue_s),
+                inference_us=_us(result.inference_s),
                 postprocess_us=_us(finished - run_finished),
                 total_us=_us(finished - received),
             ),
         )
+
+
+def _rows(tensor: np.ndarray | None) -> int:
+    return int(tensor.shape[0]) if tensor is not None and tensor.ndim > 0 else 1

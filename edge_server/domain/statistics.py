@@ -1,0 +1,85 @@
+"""Per-model, per-version request accounting (what V2 ModelStatistics reports).
+
+Fed by the predictor on the same code path as the Prometheus metrics, so the two
+never disagree about how many requests a version served.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.ns += max(0, int(seconds * 1e9))
+
+
+@dataclass
+class VersionStatistics:
+    """Counters of one model version since the gateway started."""
+
+    inference_count: int = 0  # batch rows inferred
+    execution_count: int = 0  # session.run calls
+    last_inference_ms: int = 0  # wall clock, milliseconds since the epoch
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+class StatisticsBook:
+    """Thread-safe store of VersionStatistics keyed by (model, version)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[tuple[str, str], VersionStatistics] = {}
+
+    def _entry(self, model: str, version: str) -> VersionStatistics:
+        return self._stats.setdefault((model, version), VersionStatistics())
+
+    def record_success(
+        self,
+        model: str,
+        version: str,
+        rows: int,
+        total_s: float,
+        preprocess_s: float,
+        queue_s: float,
+        infer_s: float,
+        postprocess_s: float,
+    ) -> None:
+        with self._lock:
+            entry = self._entry(model, version)
+            entry.inference_count += rows
+            entry.execution_count += 1
+            entry.last_inference_ms = int(time.time() * 1000)
+            entry.success.add(total_s)
+            entry.queue.add(queue_s)
+            entry.compute_input.add(preprocess_s)
+            entry.compute_infer.add(infer_s)
+            entry.compute_output.add(postprocess_s)
+
+    def record_failure(self, model: str, version: str, total_s: float) -> None:
+        with self._lock:
+            self._entry(model, version).fail.add(total_s)
+
+    def snapshot(
+        self, model: str = "", version: str = ""
+    ) -> dict[tuple[str, str], VersionStatistics]:
+        """Copies of the entries matching ``model`` / ``version`` (empty = any)."""
+        with self._lock:
+            return {
+                key: copy.deepcopy(value)
+                for key, value in self._stats.items()
+                if (not model or key[0] == model) and (not version or key[1] == version)
+            }
