@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_server import __version__
@@ -21,6 +22,7 @@ from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
 from edge_server.grpc.reflection import enable_reflection
 from edge_server.http.server import HttpEndpoint
+from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.settings import Settings
@@ -75,36 +77,47 @@ class Gateway:
             max_queue_size=settings.max_queue_size,
             max_image_pixels=settings.max_image_pixels,
         )
+        self.lifecycle = Lifecycle.build(settings, self.models, self.predictor)
+        self.lifecycle.updater.on_rejected.append(
+            lambda model, _reason: self.metrics.rejections.labels(model).inc()
+        )
+        self.lifecycle.activator.on_rolled_back.append(
+            lambda model, _version, reason: self.metrics.rollbacks.labels(
+                model, "automatic" if reason.startswith("automatic") else "manual"
+            ).inc()
+        )
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE])
         self.http = HttpEndpoint(self.metrics.render, self.is_ready)
         self._server: grpc.aio.Server | None = None
+        self._management_server: grpc.aio.Server | None = None
+        self.management_port = 0
         self._load_task: asyncio.Task[None] | None = None
         self.grpc_port = 0
 
     def is_ready(self) -> bool:
         return self.models.any_ready() and not self.info.shutting_down
 
-    async def start(self) -> None:
-        """Bind both ports, then load models in the background (health says when)."""
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         s = self.settings
-        interceptors = []
         token = s.effective_management_token
         if token:
-            interceptors.append(
+            return [
                 ManagementAuthInterceptor(
                     token, lambda _method, reason: self.metrics.auth_failures.labels(reason).inc()
                 )
-            )
-        else:
+            ]
+        if s.tls_client_ca is None:
             logger.warning(
-                "no --management-token: management calls (ModelService) are open to anyone "
-                "who can reach %s:%s",
-                s.host,
-                s.grpc_port,
+                "no --management-token and no mTLS: management calls (ModelService) are open "
+                "to anyone who can reach the gateway"
             )
-        server = grpc.aio.server(
-            interceptors=interceptors,
+        return []
+
+    def _new_server(self) -> grpc.aio.Server:
+        s = self.settings
+        return grpc.aio.server(
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
@@ -113,33 +126,64 @@ class Gateway:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
+
+    def _bind(self, server: grpc.aio.Server, host: str, port: int) -> int:
+        credentials = _server_credentials(self.settings)
+        address = f"{host}:{port}"
+        if credentials is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, credentials))
+
+    async def start(self) -> None:
+        """Bind the ports, then load models in the background (health says when)."""
+        s = self.settings
+        server = self._new_server()
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
             InferenceServicer(self.predictor, self.models, self.metrics, self.info), server
         )
-        model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), server)
-        from grpc_health.v1 import health_pb2_grpc
-
+        lifecycle = self.lifecycle
+        model_servicer = ModelServicer(
+            self.models,
+            lifecycle.activator,
+            lifecycle.updater,
+            lifecycle.ledger,
+            lifecycle.shadow,
+            s.update_idle_timeout_seconds,
+        )
+        services = [INFERENCE_SERVICE, HEALTH_SERVICE]
+        management = server
+        if s.management_port >= 0:
+            management = self._new_server()
+        model_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, management)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
-        enable_reflection(server, [INFERENCE_SERVICE, MODEL_SERVICE, HEALTH_SERVICE])
-        address = f"{s.host}:{s.grpc_port}"
-        credentials = _server_credentials(s)
-        if credentials is None:
-            self.grpc_port = server.add_insecure_port(address)
-        else:
-            self.grpc_port = server.add_secure_port(address, credentials)
+        if management is server:
+            services.append(MODEL_SERVICE)
+        enable_reflection(server, services)
+        self.grpc_port = self._bind(server, s.host, s.grpc_port)
         await server.start()
         self._server = server
+        if management is not server:
+            health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, management)
+            enable_reflection(management, [MODEL_SERVICE, HEALTH_SERVICE])
+            self.management_port = self._bind(
+                management, s.management_host or s.host, s.management_port
+            )
+            await management.start()
+            self._management_server = management
+        else:
+            self.management_port = self.grpc_port
         await self.http.start(s.host, s.http_port)
         self.models.discover()
         await self.health.start()
         logger.info(
-            "gateway %s listening: gRPC %s:%d%s, HTTP %s:%d; models from %s",
+            "gateway %s listening: gRPC %s:%d%s, HTTP %s:%d; management on port %d; models from %s",
             self.info.gateway_id,
             s.host,
             self.grpc_port,
-            " (TLS)" if credentials else "",
+            " (TLS)" if s.tls_cert else "",
             s.host,
             self.http.port,
+            self.management_port,
             s.model_root,
         )
         self._load_task = asyncio.create_task(self._load_models())
@@ -162,8 +206,9 @@ class Gateway:
         logger.info("shutting down: draining in-flight calls for up to %.1f s", grace)
         self.info.shutting_down = True
         await self.health.shutting_down()
-        if self._server is not None:
-            await self._server.stop(grace)
+        await self.lifecycle.watcher.stop()
+        servers = [srv for srv in (self._server, self._management_server) if srv is not None]
+        await asyncio.gather(*(srv.stop(grace) for srv in servers))
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         await self.http.stop()

@@ -30,6 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
+        if f.name == "allow_unsigned":
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=f"{FIELD_HELP[f.name]} [env {ENV_PREFIX}{f.name.upper()}]",
+            )
+            continue
         default = getattr(defaults, f.name)
         if isinstance(default, tuple):
             default = ",".join(default)

@@ -39,8 +39,24 @@ class Overloaded(EdgeError):
         self.retry_after_ms = retry_after_ms
 
 
+class QuotaExceeded(EdgeError):
+    """A size limit or disk quota would be exceeded; nothing was written."""
+
+
+class UpdateInProgress(EdgeError):
+    """Another update of the same model is running."""
+
+
+class UpdateRejected(EdgeError):
+    """A pushed version failed verification; the active version keeps serving."""
+
+
 class DeadlineExpired(EdgeError):
     """The caller's deadline passed before the work could start."""
+
+
+class InferenceFailed(EdgeError):
+    """ONNX Runtime failed while running a request: the model's fault, not the caller's."""
 
 
 class ManifestError(EdgeError):
@@ -53,3 +69,11 @@ class ModelLoadError(EdgeError):
 
 class ShuttingDown(EdgeError):
     """The gateway is draining and takes no new work."""
+
+
+class BundleError(EdgeError):
+    """A model bundle is malformed, too large, unsafe to extract, or a key is unusable."""
+
+
+class IntegrityError(BundleError):
+    """A bundle's bytes do not match its manifest, or no trusted key signed it: reject it."""

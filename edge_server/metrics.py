@@ -89,6 +89,18 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.rejections = Counter(
+            "edge_model_rejections",
+            "Pushed versions refused by verification (the active version kept serving)",
+            ["model"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "edge_model_rollbacks",
+            "Rollbacks, by kind (automatic after a bad activation, or manual)",
+            ["model", "kind"],
+            registry=r,
+        )
         self._shown_versions: dict[str, str] = {}
         self._shown_failures: dict[str, int] = {}
 

@@ -51,6 +51,19 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     management_token: str = ""
     management_token_file: Path | None = None
+    management_host: str = ""
+    management_port: int = -1
+    trusted_keys: tuple[Path, ...] = ()
+    allow_unsigned: bool = False
+    max_bundle_bytes: int = 512 * 1024 * 1024
+    disk_quota_bytes: int = 4 * 1024 * 1024 * 1024
+    keep_versions: int = 3
+    update_idle_timeout_seconds: float = 30.0
+    rollback_window_seconds: float = 60.0
+    rollback_min_requests: int = 20
+    rollback_max_fault_rate_increase: float = 0.05
+    rollback_max_p99_ratio: float = 2.0
+    shadow_sample_rate: float = 0.1
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -78,6 +91,14 @@ class Settings:
             problems.append("max_queue_size must be >= 1")
         if self.max_image_pixels < 1:
             problems.append("max_image_pixels must be >= 1")
+        if not -1 <= self.management_port <= 65535:
+            problems.append("management_port must be -1 (shared), 0 (any) or a port")
+        if self.keep_versions < 1:
+            problems.append("keep_versions must be >= 1")
+        if not 0 <= self.shadow_sample_rate <= 1:
+            problems.append("shadow_sample_rate must be within 0..1")
+        if self.max_bundle_bytes < 1 or self.disk_quota_bytes < 1:
+            problems.append("max_bundle_bytes and disk_quota_bytes must be positive")
         if self.shutdown_grace_seconds < 0:
             problems.append("shutdown_grace_seconds must be >= 0")
         if problems:
@@ -143,6 +164,24 @@ FIELD_HELP: dict[str, str] = {
     "management_token": "bearer token required on management calls (ModelService); "
     "prefer --management-token-file so it stays out of `ps`",
     "management_token_file": "file holding the management bearer token",
+    "management_host": "interface for a separate management port (default: --host)",
+    "management_port": "serve ModelService on this port only, apart from inference "
+    "(-1 = same port as inference; 0 = any free port)",
+    "trusted_keys": "comma-separated Ed25519 public key files (or folders of *.pub) whose "
+    "signatures pushed bundles must carry",
+    "allow_unsigned": "accept unsigned bundles when no signature is present (development only)",
+    "max_bundle_bytes": "largest bundle ModelUpdate accepts",
+    "disk_quota_bytes": "most bytes the model root may hold, uploads included",
+    "keep_versions": "versions kept on disk per model (the active one and the rollback "
+    "target are never removed)",
+    "update_idle_timeout_seconds": "a ModelUpdate stream silent this long is aborted",
+    "rollback_window_seconds": "watch a new version this long after activation (0 = off)",
+    "rollback_min_requests": "requests a new version must serve before it is judged",
+    "rollback_max_fault_rate_increase": "roll back when the model-fault rate exceeds the "
+    "previous version's by more than this (0.05 = 5 points)",
+    "rollback_max_p99_ratio": "roll back when p99 latency exceeds the previous version's "
+    "by this factor (and by more than 5 ms)",
+    "shadow_sample_rate": "share of live requests also run on a shadow version, 0..1",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -156,9 +195,19 @@ def _convert(name: str, raw: Any) -> Any:
         return tuple(item.strip() for item in items if item.strip())
     if name == "pinned_versions":
         return parse_pins(raw) if isinstance(raw, str) else dict(raw)
-    if name in ("shutdown_grace_seconds",):
-        return float(raw)
+    if name == "trusted_keys":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(Path(str(item).strip()) for item in items if str(item).strip())
+    if name == "allow_unsigned":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError("use true or false")
+        return text in ("1", "true", "yes", "on")
     default = Settings.__dataclass_fields__[name].default
+    if isinstance(default, float):
+        return float(raw)
     if isinstance(default, int) and not isinstance(default, bool):
         return int(raw)
     return str(raw)

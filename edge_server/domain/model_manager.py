@@ -12,7 +12,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,13 @@ from edge_server.domain.manifest import Manifest, load_manifest
 from edge_server.domain.model_store import ModelStore, VersionOnDisk
 from edge_server.domain.preprocessing import ImagePlan, plan_image_input
 from edge_server.domain.tensors import TensorSpec
-from edge_server.errors import EdgeError, ModelNotFound, ModelNotReady, VersionNotActive
+from edge_server.errors import (
+    EdgeError,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+    VersionNotActive,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +84,7 @@ class ModelSlot:
     last_error: str = ""
     versions_on_disk: tuple[str, ...] = ()
     load_failures: int = 0
-    history: list[str] = field(default_factory=list)
+    shadow: ServingModel | None = None
 
 
 def _warm_up_feeds(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
@@ -89,7 +95,17 @@ def _warm_up_feeds(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
     return feeds
 
 
-def build_serving_model(found: VersionOnDisk, factory: SessionFactory) -> ServingModel:
+def warm_up(session: Session) -> None:
+    """One inference on zeros: first-request latency would otherwise pay ORT's lazy setup."""
+    if all(d != 0 for spec in session.inputs for d in spec.shape) and all(
+        spec.dtype != "object" for spec in session.inputs
+    ):
+        session.run(_warm_up_feeds(session.inputs))
+
+
+def build_serving_model(
+    found: VersionOnDisk, factory: SessionFactory, warm: bool = True
+) -> ServingModel:
     """Blocking: parse the manifest, load the session, plan image input, warm up."""
     started = time.perf_counter()
     manifest = load_manifest(found.path)
@@ -102,11 +118,8 @@ def build_serving_model(found: VersionOnDisk, factory: SessionFactory) -> Servin
         plan_error = f"it has {len(session.inputs)} inputs; image input needs exactly one"
     else:
         plan = plan_image_input(manifest.preprocessing, session.inputs[0])
-    if all(d != 0 for spec in session.inputs for d in spec.shape) and all(
-        spec.dtype != "object" for spec in session.inputs
-    ):
-        # First-request latency would otherwise include ORT's lazy allocations.
-        session.run(_warm_up_feeds(session.inputs))
+    if warm:
+        warm_up(session)
     return ServingModel(
         name=found.name,
         version=found.version,
@@ -190,35 +203,70 @@ class ModelManager:
             except Exception:  # recorded on the slot; the other models still load
                 continue
 
-    async def activate(self, found: VersionOnDisk) -> ServingModel:
-        """Load ``found`` beside the current version, then swap the reference."""
+    async def load(self, found: VersionOnDisk, warm: bool = True) -> ServingModel:
+        """Load and warm ``found`` beside whatever serves now; nothing is swapped.
+
+        A failure is recorded on the slot (last_error, metrics) and re-raised.
+        """
         slot = self._slots.setdefault(found.name, ModelSlot(found.name))
         if slot.active is None:
             slot.state = ModelState.LOADING
             self._notify(slot)
         loop = asyncio.get_running_loop()
         try:
-            model = await loop.run_in_executor(None, build_serving_model, found, self._factory)
+            return await loop.run_in_executor(None, build_serving_model, found, self._factory, warm)
         except EdgeError as exc:
             self._record_failure(slot, f"version {found.version}: {exc}")
             raise
         except Exception as exc:  # a broken file must never take the gateway down
             logger.exception("model %s version %s failed to load", found.name, found.version)
             self._record_failure(slot, f"version {found.version}: {type(exc).__name__}: {exc}")
-            raise
+            raise ModelLoadError(
+                f"model {found.name!r} version {found.version!r} failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def install(self, model: ServingModel) -> ServingModel | None:
+        """Make ``model`` the active version: one reference swap. Returns the old one.
+
+        Requests already admitted keep the version they resolved; the old session is
+        released when the last of them finishes (reference counting).
+        """
+        slot = self._slots.setdefault(model.name, ModelSlot(model.name))
+        previous = slot.active
         slot.active = model
         slot.state = ModelState.READY
         slot.last_error = ""
-        slot.versions_on_disk = tuple(v.version for v in self.store.versions(found.name))
+        if slot.shadow is not None and slot.shadow.version == model.version:
+            slot.shadow = None
+        self.refresh_versions(model.name)
         logger.info(
-            "model %s version %s ready in %.3f s (inputs: %s)",
-            found.name,
-            found.version,
+            "model %s version %s active (loaded in %.3f s; inputs: %s)%s",
+            model.name,
+            model.version,
             model.load_seconds,
             "; ".join(spec.describe() for spec in model.inputs),
+            f"; replaced version {previous.version}" if previous else "",
         )
         self._notify(slot)
+        return previous
+
+    async def activate(self, found: VersionOnDisk) -> ServingModel:
+        """Load ``found`` beside the current version, then swap the reference."""
+        model = await self.load(found)
+        self.install(model)
         return model
+
+    def set_shadow(self, model: ServingModel | None, name: str) -> None:
+        """Run ``model`` on sampled live traffic beside the active version (None = stop)."""
+        slot = self._slots.setdefault(name, ModelSlot(name))
+        slot.shadow = model
+        self._notify(slot)
+
+    def refresh_versions(self, name: str) -> None:
+        slot = self._slots.get(name)
+        if slot is not None:
+            slot.versions_on_disk = tuple(v.version for v in self.store.versions(name))
 
     def _record_failure(self, slot: ModelSlot, message: str) -> None:
         slot.last_error = message

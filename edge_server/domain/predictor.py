@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,9 +21,18 @@ import numpy as np
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.postprocess import Classification, classify
 from edge_server.domain.preprocessing import preprocess_image
+from edge_server.domain.shadow import ShadowRunner
 from edge_server.domain.statistics import StatisticsBook
 from edge_server.domain.tensors import TensorSpec
-from edge_server.errors import DeadlineExpired, InvalidInput, Overloaded, ShuttingDown
+from edge_server.errors import (
+    DeadlineExpired,
+    InferenceFailed,
+    InvalidInput,
+    Overloaded,
+    ShuttingDown,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,14 @@ def _timed_run(
     started = time.perf_counter()
     if deadline is not None and time.monotonic() >= deadline:
         raise DeadlineExpired("the request's deadline passed while it waited for inference")
-    outputs = model.session.run(feeds)
+    try:
+        outputs = model.session.run(feeds)
+    except Exception as exc:
+        logger.error("model %s version %s failed to run: %s", model.name, model.version, exc)
+        raise InferenceFailed(
+            f"model {model.name!r} version {model.version!r} failed while running this input; "
+            "the gateway logged the cause"
+        ) from exc
     return outputs, started, time.perf_counter()
 
 
@@ -131,6 +148,7 @@ class Predictor:
         self._max_pixels = max_image_pixels
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self.statistics = statistics or StatisticsBook()
+        self.shadow: ShadowRunner | None = None
         self.accepting = True
 
     def queue_depth(self, model_name: str) -> int:
@@ -185,9 +203,12 @@ class Predictor:
         with self.admit(request.model_name, request.model_version) as model:
             try:
                 output = await self._predict_admitted(model, request, received)
-            except Exception:
+            except Exception as exc:
                 self.statistics.record_failure(
-                    model.name, model.version, time.perf_counter() - received
+                    model.name,
+                    model.version,
+                    time.perf_counter() - received,
+                    model_fault=isinstance(exc, InferenceFailed),
                 )
                 raise
         t = output.timings
@@ -215,8 +236,11 @@ class Predictor:
         else:
             raise InvalidInput("the request has no input: set image or tensor", field="input")
         preprocessed = time.perf_counter()
-        result = await self.run(model, {input_name: batch}, request.deadline)
+        feeds = {input_name: batch}
+        result = await self.run(model, feeds, request.deadline)
         run_finished = time.perf_counter()
+        if self.shadow is not None:
+            self.shadow.offer(model, feeds, result.outputs[0])
         classification = classify(result.outputs[0], model.manifest, request.top_k)
         finished = time.perf_counter()
         return PredictOutput(

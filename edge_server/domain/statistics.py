@@ -7,9 +7,13 @@ never disagree about how many requests a version served.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+
+RECENT_OUTCOMES = 4096  # per version: enough for a p99 over a watch window, bounded
 
 
 @dataclass
@@ -37,15 +41,56 @@ class VersionStatistics:
     compute_output: Duration = field(default_factory=Duration)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    at: float  # time.monotonic()
+    latency_s: float
+    model_fault: bool
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """Requests of one version inside a time window (for rollback decisions)."""
+
+    count: int
+    faults: int
+    p99_s: float
+
+    @property
+    def fault_rate(self) -> float:
+        return self.faults / self.count if self.count else 0.0
+
+
 class StatisticsBook:
     """Thread-safe store of VersionStatistics keyed by (model, version)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stats: dict[tuple[str, str], VersionStatistics] = {}
+        self._recent: dict[tuple[str, str], deque[Outcome]] = {}
 
     def _entry(self, model: str, version: str) -> VersionStatistics:
         return self._stats.setdefault((model, version), VersionStatistics())
+
+    def _remember(self, model: str, version: str, outcome: Outcome) -> None:
+        recent = self._recent.get((model, version))
+        if recent is None:
+            recent = self._recent[(model, version)] = deque(maxlen=RECENT_OUTCOMES)
+        recent.append(outcome)
+
+    def window(
+        self, model: str, version: str, since: float, until: float = math.inf
+    ) -> WindowSummary:
+        """Outcomes of ``model``/``version`` with since <= at < until (monotonic clock)."""
+        with self._lock:
+            items = [o for o in self._recent.get((model, version), ()) if since <= o.at < until]
+        ok_latencies = sorted(o.latency_s for o in items if not o.model_fault)
+        p99 = (
+            ok_latencies[min(len(ok_latencies) - 1, int(0.99 * len(ok_latencies)))]
+            if ok_latencies
+            else 0.0
+        )
+        return WindowSummary(len(items), sum(o.model_fault for o in items), p99)
 
     def record_success(
         self,
@@ -68,10 +113,16 @@ class StatisticsBook:
             entry.compute_input.add(preprocess_s)
             entry.compute_infer.add(infer_s)
             entry.compute_output.add(postprocess_s)
+            self._remember(model, version, Outcome(time.monotonic(), total_s, False))
 
-    def record_failure(self, model: str, version: str, total_s: float) -> None:
+    def record_failure(
+        self, model: str, version: str, total_s: float, model_fault: bool = False
+    ) -> None:
+        """A failed request; ``model_fault`` when the model itself failed (not bad input)."""
         with self._lock:
             self._entry(model, version).fail.add(total_s)
+            if model_fault:
+                self._remember(model, version, Outcome(time.monotonic(), total_s, True))
 
     def snapshot(
         self, model: str = "", version: str = ""

@@ -1,91 +1,132 @@
-"""edge.v1.ModelService: the management plane (listing and activation)."""
+"""edge.v1.ModelService: the management plane (push, list, activate, roll back)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 
-from edge.v1 import model_pb2, model_pb2_grpc, types_pb2
-from edge_server.domain.model_manager import ModelManager, ModelSlot
-from edge_server.domain.model_store import VersionOnDisk
-from edge_server.errors import ModelNotFound
-from edge_server.grpc import converters
-from edge_server.grpc.status_mapping import abort_with, status_for
-
-
-def _version_info(slot: ModelSlot, found: VersionOnDisk) -> model_pb2.ModelVersionInfo:
-    active = slot.active
-    is_active = active is not None and active.version == found.version
-    info = model_pb2.ModelVersionInfo(
-        version=found.version,
-        state=types_pb2.MODEL_STATE_READY if is_active else types_pb2.MODEL_STATE_UNLOADED,
-        sha256=found.sha256(),
-        size_bytes=found.size_bytes(),
-        source="disk",
-    )
-    if active is not None and is_active:
-        info.activated_at.CopyFrom(converters.timestamp(active.loaded_at))
-    return info
+from edge.v1 import model_pb2, model_pb2_grpc
+from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.shadow import ShadowRunner
+from edge_server.errors import EdgeError, InvalidInput, ModelNotFound
+from edge_server.grpc.lifecycle_converters import (
+    to_model_info_full,
+    to_update_header,
+    to_update_response,
+)
+from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
+from edge_server.lifecycle.activation import VersionActivator
+from edge_server.lifecycle.ledger import Ledger
+from edge_server.lifecycle.updater import ModelUpdater, Progress, Stage
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(
+        self,
+        models: ModelManager,
+        activator: VersionActivator,
+        updater: ModelUpdater,
+        ledger: Ledger,
+        shadow: ShadowRunner | None,
+        idle_timeout_seconds: float,
+    ) -> None:
         self._models = models
+        self._activator = activator
+        self._updater = updater
+        self._ledger = ledger
+        self._shadow = shadow
+        self._idle_timeout = idle_timeout_seconds
 
-    def _model_info(self, slot: ModelSlot) -> model_pb2.ModelInfo:
-        versions = [_version_info(slot, v) for v in self._models.store.versions(slot.name)]
-        return converters.to_model_info(
-            slot, versions, is_default=slot.name == self._models.default_model
-        )
+    def _info(self, name: str) -> model_pb2.ModelInfo:
+        slot = self._models.slot(name)
+        if slot is None:
+            raise ModelNotFound(f"model {name!r} is not served here")
+        return to_model_info_full(slot, self._models, self._ledger, self._shadow)
 
     async def ListModels(
         self, request: model_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ListModelsResponse:
-        slots = self._models.slots()
-        if request.model_name:
-            slots = [s for s in slots if s.name == request.model_name]
-            if not slots:
-                await abort_with(
-                    context,
-                    status_for(ModelNotFound(f"model {request.model_name!r} is not served")),
-                )
-        return model_pb2.ListModelsResponse(models=[self._model_info(s) for s in slots])
+        try:
+            names = (
+                [request.model_name]
+                if request.model_name
+                else [s.name for s in self._models.slots()]
+            )
+            return model_pb2.ListModelsResponse(models=[self._info(n) for n in names])
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
 
     async def ActivateModel(
         self, request: model_pb2.ActivateModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ActivateModelResponse:
-        found = self._models.store.find(request.model_name, request.model_version)
         try:
-            if found is None:
-                raise ModelNotFound(
-                    f"model {request.model_name!r} has no version {request.model_version!r} on disk"
-                )
-            await self._models.activate(found)
+            await self._activator.activate_on_disk(request.model_name, request.model_version)
+            return model_pb2.ActivateModelResponse(model=self._info(request.model_name))
         except Exception as exc:
             await abort_with(context, status_for(exc))
-        slot = self._models.slot(request.model_name)
-        assert slot is not None
-        return model_pb2.ActivateModelResponse(model=self._model_info(slot))
+            raise
 
     async def RollbackModel(
         self, request: model_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.RollbackModelResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "RollbackModel arrives with the model lifecycle work; use ActivateModel with the "
-            "previous version meanwhile",
-        )
-        raise AssertionError("unreachable")
+        try:
+            await self._activator.rollback(
+                request.model_name, request.reason or "manual rollback (RollbackModel)"
+            )
+            return model_pb2.RollbackModelResponse(model=self._info(request.model_name))
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
 
     async def ModelUpdate(
         self,
         request_iterator: AsyncIterator[model_pb2.ModelUpdateRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[model_pb2.ModelUpdateResponse]:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "ModelUpdate (bundle push) arrives with the model lifecycle work; copy the model "
-            "folder into the model root and call ActivateModel meanwhile",
-        )
-        yield model_pb2.ModelUpdateResponse()  # pragma: no cover - makes this a generator
+        messages = request_iterator.__aiter__()
+
+        async def receive() -> model_pb2.ModelUpdateRequest | None:
+            try:
+                return await asyncio.wait_for(messages.__anext__(), self._idle_timeout)
+            except StopAsyncIteration:
+                return None
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no ModelUpdate message for {self._idle_timeout:g} s; the bytes received "
+                    "so far are kept: push again to resume",
+                )
+                raise
+
+        failure: RpcStatus | None = None
+        try:
+            first = await receive()
+            if first is None or first.WhichOneof("message") != "header":
+                raise InvalidInput("a ModelUpdate stream must start with a header message")
+            header = to_update_header(first.header)
+            with self._updater.session(header) as session:
+                known = session.existing_outcome()
+                if known is not None:
+                    yield to_update_response(known, header, header.size)
+                    return
+                yield to_update_response(
+                    Progress(Stage.RECEIVING, session.resume_offset), header, session.resume_offset
+                )
+                while (message := await receive()) is not None:
+                    kind = message.WhichOneof("message")
+                    if kind == "chunk":
+                        offset = session.append(message.chunk.offset, message.chunk.data)
+                        yield to_update_response(Progress(Stage.RECEIVING, offset), header, offset)
+                    elif kind == "commit":
+                        async for progress in session.commit():
+                            yield to_update_response(progress, header, session.resume_offset)
+                        return
+                    else:
+                        raise InvalidInput("only chunks and one commit may follow the header")
+        except EdgeError as exc:
+            failure = status_for(exc)
+        if failure is not None:
+            await abort_with(context, failure)

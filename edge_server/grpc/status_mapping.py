@@ -23,6 +23,11 @@ _CODES: tuple[tuple[type[errors.EdgeError], grpc.StatusCode], ...] = (
     (errors.VersionNotActive, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.DeadlineExpired, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.UpdateInProgress, grpc.StatusCode.ABORTED),
+    (errors.UpdateRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.BundleError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InferenceFailed, grpc.StatusCode.INTERNAL),
     (errors.ManifestError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
 )

@@ -326,6 +326,8 @@ class ModelInfo(_message.Message):
     OUTPUTS_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     LABEL_COUNT_FIELD_NUMBER: _builtins.int
+    ROLLBACK_TARGET_FIELD_NUMBER: _builtins.int
+    SHADOW_VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name."""
     active_version: _builtins.str
@@ -336,6 +338,10 @@ class ModelInfo(_message.Message):
     """Whether this is the gateway's default model."""
     label_count: _builtins.int
     """Number of class labels of the active version (0 when none)."""
+    rollback_target: _builtins.str
+    """Version a RollbackModel call would restore; empty when none."""
+    shadow_version: _builtins.str
+    """Version running in shadow; empty when none."""
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVersionInfo]:
         """Every version on disk."""
@@ -359,10 +365,12 @@ class ModelInfo(_message.Message):
         outputs: _abc.Iterable[Global___TensorSpec] | None = ...,
         is_default: _builtins.bool = ...,
         label_count: _builtins.int = ...,
+        rollback_target: _builtins.str = ...,
+        shadow_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "inputs", b"inputs", "is_default", b"is_default", "label_count", b"label_count", "name", b"name", "outputs", b"outputs", "state", b"state", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "inputs", b"inputs", "is_default", b"is_default", "label_count", b"label_count", "name", b"name", "outputs", b"outputs", "rollback_target", b"rollback_target", "shadow_version", b"shadow_version", "state", b"state", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -382,6 +390,8 @@ class ModelVersionInfo(_message.Message):
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     ACTIVATED_AT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    SHADOW_COMPARED_FIELD_NUMBER: _builtins.int
+    SHADOW_AGREEMENT_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Version string."""
     state: _types_pb2.ModelState.ValueType
@@ -394,6 +404,12 @@ class ModelVersionInfo(_message.Message):
     """Where it came from ("disk", an orchestrator id, a user)."""
     reason: _builtins.str
     """Why it was rejected or rolled back; empty otherwise."""
+    shadow_compared: _builtins.int
+    """Shadow mode: live requests this version was compared on."""
+    shadow_agreement: _builtins.float
+    """Shadow mode: share of compared requests where its top-1 class agreed with
+    the active version, in [0, 1].
+    """
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp:
         """When it was received."""
@@ -413,10 +429,12 @@ class ModelVersionInfo(_message.Message):
         received_at: _timestamp_pb2.Timestamp | None = ...,
         activated_at: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        shadow_compared: _builtins.int = ...,
+        shadow_agreement: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "received_at", b"received_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "reason", b"reason", "received_at", b"received_at", "sha256", b"sha256", "size_bytes", b"size_bytes", "source", b"source", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "reason", b"reason", "received_at", b"received_at", "sha256", b"sha256", "shadow_agreement", b"shadow_agreement", "shadow_compared", b"shadow_compared", "size_bytes", b"size_bytes", "source", b"source", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -105,6 +105,10 @@ class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState
     """Loaded and verified, waiting for activation."""
     MODEL_STATE_REJECTED: _ModelState.ValueType  # 6
     """Refused by verification; never served."""
+    MODEL_STATE_SHADOW: _ModelState.ValueType  # 7
+    """Runs beside the active version on sampled traffic, answers nobody."""
+    MODEL_STATE_ROLLED_BACK: _ModelState.ValueType  # 8
+    """Was active, then replaced by its predecessor (see the reason)."""
 
 class ModelState(_ModelState, metaclass=_ModelStateEnumTypeWrapper):
     """ModelState is the lifecycle state of one model (or one version of it)."""
@@ -123,6 +127,10 @@ MODEL_STATE_STAGED: ModelState.ValueType  # 5
 """Loaded and verified, waiting for activation."""
 MODEL_STATE_REJECTED: ModelState.ValueType  # 6
 """Refused by verification; never served."""
+MODEL_STATE_SHADOW: ModelState.ValueType  # 7
+"""Runs beside the active version on sampled traffic, answers nobody."""
+MODEL_STATE_ROLLED_BACK: ModelState.ValueType  # 8
+"""Was active, then replaced by its predecessor (see the reason)."""
 Global___ModelState: _TypeAlias = ModelState  # noqa: Y015
 
 @_typing.final

@@ -1,0 +1,111 @@
+"""Protobuf <-> lifecycle domain conversions for edge.v1.ModelService."""
+
+from __future__ import annotations
+
+from edge.v1 import model_pb2, types_pb2
+from edge_server.domain.model_manager import ModelManager, ModelSlot
+from edge_server.domain.shadow import ShadowRunner
+from edge_server.grpc import converters
+from edge_server.lifecycle.ledger import Ledger, VersionRecord, VersionState
+from edge_server.lifecycle.updater import Mode, Progress, Stage, UpdateHeader
+
+_MODES = {
+    model_pb2.ACTIVATION_MODE_UNSPECIFIED: Mode.ACTIVATE,
+    model_pb2.ACTIVATION_MODE_ACTIVATE: Mode.ACTIVATE,
+    model_pb2.ACTIVATION_MODE_STAGE: Mode.STAGE,
+    model_pb2.ACTIVATION_MODE_SHADOW: Mode.SHADOW,
+}
+_STAGES = {stage: getattr(model_pb2, f"UPDATE_STAGE_{stage.value}") for stage in Stage}
+_VERSION_STATES = {
+    VersionState.ACTIVE: types_pb2.MODEL_STATE_READY,
+    VersionState.STAGED: types_pb2.MODEL_STATE_STAGED,
+    VersionState.SHADOW: types_pb2.MODEL_STATE_SHADOW,
+    VersionState.INACTIVE: types_pb2.MODEL_STATE_UNLOADED,
+    VersionState.REJECTED: types_pb2.MODEL_STATE_REJECTED,
+    VersionState.ROLLED_BACK: types_pb2.MODEL_STATE_ROLLED_BACK,
+}
+
+
+def to_update_header(header: model_pb2.ModelUpdateHeader) -> UpdateHeader:
+    return UpdateHeader(
+        name=header.model_name,
+        version=header.model_version,
+        size=header.bundle_size,
+        sha256=header.bundle_sha256.lower(),
+        mode=_MODES.get(header.activation_mode, Mode.ACTIVATE),
+        source=header.source,
+    )
+
+
+def to_update_response(
+    progress: Progress, header: UpdateHeader, resume_offset: int
+) -> model_pb2.ModelUpdateResponse:
+    return model_pb2.ModelUpdateResponse(
+        stage=_STAGES[progress.stage],
+        bytes_received=progress.bytes_received,
+        resume_offset=resume_offset,
+        reason=progress.reason,
+        model_name=header.name,
+        model_version=header.version,
+    )
+
+
+def _version_info(
+    slot: ModelSlot,
+    version: str,
+    record: VersionRecord | None,
+    sha256: str,
+    size: int,
+    shadow: ShadowRunner | None,
+) -> model_pb2.ModelVersionInfo:
+    active = slot.active
+    is_active = active is not None and active.version == version
+    if is_active:
+        state = types_pb2.MODEL_STATE_READY
+    elif record is not None:
+        state = _VERSION_STATES[record.state]
+        if record.state is VersionState.ACTIVE:  # the ledger lags a manual file copy
+            state = types_pb2.MODEL_STATE_UNLOADED
+    else:
+        state = types_pb2.MODEL_STATE_UNLOADED
+    info = model_pb2.ModelVersionInfo(
+        version=version,
+        state=state,
+        sha256=record.sha256 if record and record.sha256 else sha256,
+        size_bytes=size or (record.size_bytes if record else 0),
+        source=record.source if record and record.source else "disk",
+        reason=record.reason if record else "",
+    )
+    if record and record.received_at:
+        info.received_at.CopyFrom(converters.timestamp(record.received_at))
+    if record and record.activated_at:
+        info.activated_at.CopyFrom(converters.timestamp(record.activated_at))
+    elif is_active and active is not None:
+        info.activated_at.CopyFrom(converters.timestamp(active.loaded_at))
+    tally = shadow.tally(slot.name, version) if shadow else None
+    if tally is not None:
+        info.shadow_compared = tally.compared
+        info.shadow_agreement = tally.agreement
+    return info
+
+
+def to_model_info_full(
+    slot: ModelSlot, manager: ModelManager, ledger: Ledger, shadow: ShadowRunner | None
+) -> model_pb2.ModelInfo:
+    """ModelInfo with every version on disk plus rejected ones from the ledger."""
+    book = ledger.load(slot.name)
+    on_disk = {v.version: v for v in manager.store.versions(slot.name)}
+    versions = []
+    for version, found in on_disk.items():
+        versions.append(
+            _version_info(
+                slot, version, book.record(version), found.sha256(), found.size_bytes(), shadow
+            )
+        )
+    for version, record in sorted(book.records.items()):
+        if version not in on_disk and record.state is VersionState.REJECTED:
+            versions.append(_version_info(slot, version, record, "", 0, shadow))
+    info = converters.to_model_info(slot, versions, is_default=slot.name == manager.default_model)
+    info.rollback_target = book.rollback_target
+    info.shadow_version = slot.shadow.version if slot.shadow else ""
+    return info

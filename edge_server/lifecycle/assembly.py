@@ -1,0 +1,92 @@
+"""Build the lifecycle parts (ledger, uploads, activation, updates, rollback watch,
+shadow) from settings and connect them to the model manager and predictor."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_server.bundle.signing import key_id, load_public_key
+from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.predictor import Predictor
+from edge_server.domain.shadow import ShadowRunner
+from edge_server.lifecycle.activation import VersionActivator
+from edge_server.lifecycle.ledger import Ledger
+from edge_server.lifecycle.updater import ModelUpdater, TrustPolicy
+from edge_server.lifecycle.uploads import UploadArea, UploadLimits
+from edge_server.lifecycle.watch import RollbackWatcher, WatchPolicy
+from edge_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def load_trusted_keys(paths: tuple[Path, ...]) -> tuple[Ed25519PublicKey, ...]:
+    """Public keys from files, or every ``*.pub`` in a folder."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
+    keys = tuple(load_public_key(p) for p in files)
+    if keys:
+        logger.info("trusting bundle signatures by keys %s", ", ".join(key_id(k) for k in keys))
+    return keys
+
+
+def remove_leftovers(root: Path) -> None:
+    """Half-extracted or half-deleted folders from a crash are never served; drop them."""
+    if not root.is_dir():
+        return
+    for model_dir in root.iterdir():
+        if not model_dir.is_dir():
+            continue
+        for child in model_dir.iterdir():
+            if child.is_dir() and child.name.startswith((".staging-", ".trash-")):
+                logger.warning("removing leftover %s from an interrupted update", child)
+                shutil.rmtree(child, ignore_errors=True)
+
+
+@dataclass
+class Lifecycle:
+    ledger: Ledger
+    activator: VersionActivator
+    updater: ModelUpdater
+    watcher: RollbackWatcher
+    shadow: ShadowRunner
+
+    @classmethod
+    def build(cls, settings: Settings, manager: ModelManager, predictor: Predictor) -> Lifecycle:
+        root = Path(settings.model_root)
+        remove_leftovers(root)
+        ledger = Ledger(root)
+        activator = VersionActivator(manager, ledger, settings.keep_versions)
+        trust = TrustPolicy(load_trusted_keys(settings.trusted_keys), settings.allow_unsigned)
+        if not trust.trusted_keys and not trust.allow_unsigned:
+            logger.warning(
+                "no --trusted-keys and no --allow-unsigned: ModelUpdate pushes will be rejected"
+            )
+        uploads = UploadArea(
+            root, UploadLimits(settings.max_bundle_bytes, settings.disk_quota_bytes)
+        )
+        updater = ModelUpdater(manager, activator, ledger, uploads, trust)
+        watcher = RollbackWatcher(
+            manager,
+            activator,
+            predictor.statistics,
+            WatchPolicy(
+                window_seconds=settings.rollback_window_seconds,
+                min_requests=settings.rollback_min_requests,
+                max_fault_rate_increase=settings.rollback_max_fault_rate_increase,
+                max_p99_ratio=settings.rollback_max_p99_ratio,
+            ),
+        )
+
+        async def run_shadow(model, feeds):  # type: ignore[no-untyped-def]
+            result = await predictor.run(model, feeds, None)
+            return result.outputs
+
+        shadow = ShadowRunner(manager, run_shadow, settings.shadow_sample_rate)
+        predictor.shadow = shadow
+        return cls(ledger, activator, updater, watcher, shadow)
