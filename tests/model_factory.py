@@ -141,3 +141,66 @@ def build_model_root(root: Path) -> Path:
     write_manifest(root / "rgb" / "1", preprocessing=RGB_PREPROCESSING, labels=["r", "g", "b", "k"])
     linear_classifier(root / "tensoronly" / "7" / "model.onnx", channels=2, size=4, classes=3)
     return root
+
+
+def faulty_on_real_input(path: Path, seed: int = 40) -> Path:
+    """Same signature as linear_classifier(size=8); runs on zeros (warm-up) but fails on
+    any real image: a Gather whose index is derived from the input goes out of bounds."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, 1, (64, 10)).astype(np.float32)
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+        helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
+        helper.make_node("Abs", ["total"], ["magnitude"]),
+        helper.make_node("Cast", ["magnitude"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["one", "index"], ["picked"], axis=0),
+        helper.make_node("Mul", ["picked", "zero"], ["nothing"]),
+        helper.make_node("Add", ["mm", "nothing"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "faulty",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.array([1.0], np.float32), "one"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ],
+    )
+    return _save(graph, path)
+
+
+def slow_classifier(path: Path, rows: int = 1024, seed: int = 41) -> Path:
+    """Same signature as linear_classifier(size=8) but with tens of ms of hidden work."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, 1, (64, 10)).astype(np.float32)
+    heavy = (rng.normal(0, 1, (64, 64)) / 8).astype(np.float32)
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["mm"]),
+        helper.make_node("Tile", ["flat", "repeats"], ["tiled"]),
+    ]
+    current = "tiled"
+    for i in range(400):
+        nodes.append(helper.make_node("MatMul", [current, "H"], [f"h{i}"]))
+        current = f"h{i}"
+    nodes += [
+        helper.make_node("ReduceMean", [current], ["busy"], keepdims=0),
+        helper.make_node("Mul", ["busy", "zero"], ["nothing"]),
+        helper.make_node("Add", ["mm", "nothing"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(heavy, "H"),
+            numpy_helper.from_array(np.array([rows, 1], np.int64), "repeats"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ],
+    )
+    return _save(graph, path)
