@@ -52,3 +52,61 @@ async def test_token_required_for_management_only(guarded: Gateway) -> None:
     text = guarded.metrics.render().decode()
     assert 'edge_auth_failures_total{reason="missing"} 2.0' in text
     assert 'edge_auth_failures_total{reason="invalid"} 1.0' in text
+
+
+async def test_management_on_its_own_port(model_root: Path) -> None:
+    gw = Gateway(gateway_settings(model_root, management_port=0, management_token="t0k"))
+    await gw.start()
+    await gw.wait_for_models()
+    try:
+        assert gw.management_port not in (0, gw.grpc_port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as inference_ch:
+            with pytest.raises(grpc.aio.AioRpcError) as absent:
+                await model_pb2_grpc.ModelServiceStub(inference_ch).ListModels(
+                    model_pb2.ListModelsRequest(), metadata=(("authorization", "Bearer t0k"),)
+                )
+            assert absent.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            health = await inference_pb2_grpc.InferenceServiceStub(inference_ch).Health(
+                inference_pb2.HealthRequest()
+            )
+            assert health.status == inference_pb2.SERVING_STATUS_SERVING
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.management_port}") as mgmt_ch:
+            stub = model_pb2_grpc.ModelServiceStub(mgmt_ch)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListModels(model_pb2.ListModelsRequest())
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            listed = await stub.ListModels(
+                model_pb2.ListModelsRequest(), metadata=(("authorization", "Bearer t0k"),)
+            )
+            assert len(listed.models) == 3
+    finally:
+        await gw.stop()
+
+
+async def test_mtls_client_certificate_authorizes_management(
+    model_root: Path, tmp_path: Path
+) -> None:
+    from certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    gw = Gateway(
+        gateway_settings(
+            model_root,
+            tls_cert=pki.server_cert,
+            tls_key=pki.server_key,
+            tls_client_ca=pki.ca_cert,
+        )
+    )
+    await gw.start()
+    await gw.wait_for_models()
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            pki.ca_cert.read_bytes(), pki.client_key.read_bytes(), pki.client_cert.read_bytes()
+        )
+        async with grpc.aio.secure_channel(f"127.0.0.1:{gw.grpc_port}", credentials) as ch:
+            listed = await model_pb2_grpc.ModelServiceStub(ch).ListModels(
+                model_pb2.ListModelsRequest()
+            )
+            assert len(listed.models) == 3
+    finally:
+        await gw.stop()
