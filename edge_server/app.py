@@ -15,7 +15,7 @@ from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_server import __version__
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.model_store import ModelStore
-from edge_server.domain.predictor import Predictor
+from edge_server.domain.predictor import BatchingDefaults, Predictor
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
@@ -76,7 +76,13 @@ class Gateway:
             self._inference_pool,
             max_queue_size=settings.max_queue_size,
             max_image_pixels=settings.max_image_pixels,
+            batching=BatchingDefaults(
+                settings.batching, settings.max_batch_size, settings.max_queue_delay_us
+            ),
+            inference_workers=settings.effective_inference_workers,
+            on_batch=self.metrics.observe_batch,
         )
+        self.metrics.track_queue_depth(self.models, self.predictor.queue_depth)
         self.lifecycle = Lifecycle.build(settings, self.models, self.predictor)
         self.lifecycle.updater.on_rejected.append(
             lambda model, _reason: self.metrics.rejections.labels(model).inc()

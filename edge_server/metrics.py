@@ -7,6 +7,8 @@ the series count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from edge_server.domain.model_manager import ModelSlot, ModelState
+from edge_server.domain.model_manager import ModelManager, ModelSlot, ModelState
 from edge_server.domain.predictor import StageTimings
 
 # *_created series double the scrape size and nothing on a gateway dashboard uses them.
@@ -101,8 +103,28 @@ class GatewayMetrics:
             ["model", "kind"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "edge_batch_size",
+            "Rows per batched session.run (dynamic batching)",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.overload_rejections = Counter(
+            "edge_overload_rejections",
+            "Requests refused with RESOURCE_EXHAUSTED because a model's queue was full",
+            ["model"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "edge_queue_depth",
+            "Requests admitted for a model and not yet answered",
+            ["model"],
+            registry=r,
+        )
         self._shown_versions: dict[str, str] = {}
         self._shown_failures: dict[str, int] = {}
+        self._depth_source: tuple[ModelManager, Callable[[str], int]] | None = None
 
     def model_label(self, name: str, served: set[str]) -> str:
         return name if name in served else UNKNOWN_MODEL
@@ -141,5 +163,16 @@ class GatewayMetrics:
             self.model_loads.labels(slot.name, "success").inc()
             self.model_load_duration.labels(slot.name).observe(active.load_seconds)
 
+    def observe_batch(self, model: str, rows: int) -> None:
+        self.batch_size.labels(model).observe(rows)
+
+    def track_queue_depth(self, models: ModelManager, depth: Callable[[str], int]) -> None:
+        """Read queue depths at scrape time: nothing to update on the request path."""
+        self._depth_source = (models, depth)
+
     def render(self) -> bytes:
+        if self._depth_source is not None:
+            models, depth = self._depth_source
+            for slot in models.slots():
+                self.queue_depth.labels(slot.name).set(depth(slot.name))
         return generate_latest(self.registry)

@@ -47,6 +47,9 @@ class Settings:
     inference_workers: int = 0
     preprocess_workers: int = 0
     max_queue_size: int = 256
+    batching: bool = True
+    max_batch_size: int = 8
+    max_queue_delay_us: int = 500
     max_image_pixels: int = 40_000_000
     shutdown_grace_seconds: float = 10.0
     management_token: str = ""
@@ -87,6 +90,10 @@ class Settings:
                 problems.append(f"{name} must be >= 0 (0 = automatic)")
         if self.preprocess_workers < 0:
             problems.append("preprocess_workers must be >= 0 (0 = automatic)")
+        if not 1 <= self.max_batch_size <= 1024:
+            problems.append("max_batch_size must be 1..1024")
+        if not 0 <= self.max_queue_delay_us <= 1_000_000:
+            problems.append("max_queue_delay_us must be 0..1000000")
         if self.max_queue_size < 1:
             problems.append("max_queue_size must be >= 1")
         if self.max_image_pixels < 1:
@@ -159,6 +166,11 @@ FIELD_HELP: dict[str, str] = {
     "inference_workers": "concurrent session.run calls (0 = one per core)",
     "preprocess_workers": "image decode/resize threads (0 = one per core)",
     "max_queue_size": "requests admitted per model before RESOURCE_EXHAUSTED",
+    "batching": "dynamic batching for models with a dynamic batch axis (true/false; a "
+    "manifest's `batching` section overrides it per model)",
+    "max_batch_size": "rows per batched session.run at most",
+    "max_queue_delay_us": "longest a request waits for others to share its batch, in "
+    "microseconds (only while more requests for the model are on their way)",
     "max_image_pixels": "largest decoded image, in pixels (decompression-bomb guard)",
     "shutdown_grace_seconds": "how long in-flight calls may finish after SIGTERM",
     "management_token": "bearer token required on management calls (ModelService); "
@@ -198,7 +210,7 @@ def _convert(name: str, raw: Any) -> Any:
     if name == "trusted_keys":
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(Path(str(item).strip()) for item in items if str(item).strip())
-    if name == "allow_unsigned":
+    if name in ("allow_unsigned", "batching"):
         if isinstance(raw, bool):
             return raw
         text = str(raw).strip().lower()

@@ -65,7 +65,7 @@ class Manifest:
     preprocessing: Preprocessing | None = None
     output_kind: OutputKind = "logits"
     labels: tuple[str, ...] = ()
-    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    batching: BatchingConfig | None = None  # None: the server's defaults apply
     extra: dict[str, Any] = field(default_factory=dict)
 
     def label_for(self, class_id: int) -> str:
@@ -166,9 +166,9 @@ def parse_preprocessing(raw: Any) -> Preprocessing:
     )
 
 
-def parse_batching(raw: Any) -> BatchingConfig:
+def parse_batching(raw: Any) -> BatchingConfig | None:
     if raw is None:
-        return BatchingConfig()
+        return None
     if not isinstance(raw, dict):
         raise ManifestError("'batching' must be an object")
     enabled = raw.get("enabled")

@@ -12,15 +12,16 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
+from edge_server.domain.batching import BatchPolicy, DynamicBatcher
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.postprocess import Classification, classify
-from edge_server.domain.preprocessing import preprocess_image
+from edge_server.domain.preprocessing import pixels_to_tensor, preprocess_image
 from edge_server.domain.shadow import ShadowRunner
 from edge_server.domain.statistics import StatisticsBook
 from edge_server.domain.tensors import TensorSpec
@@ -121,6 +122,30 @@ def validate_tensor(model: ServingModel, array: np.ndarray, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class BatchingDefaults:
+    """Server-wide batching settings; a model's manifest `batching` section overrides them."""
+
+    enabled: bool = True
+    max_batch_size: int = 8
+    max_queue_delay_us: int = 500
+
+
+def batch_policy(model: ServingModel, defaults: BatchingDefaults) -> BatchPolicy | None:
+    """The model's batching policy, or None when batching does not apply to it."""
+    config = model.manifest.batching
+    enabled = defaults.enabled if config is None or config.enabled is None else config.enabled
+    if not enabled:
+        return None
+    if not all(spec.has_dynamic_batch for spec in (*model.inputs, *model.outputs)):
+        return None  # rows can only be stacked and split along a dynamic batch axis
+    if config is None:
+        return BatchPolicy(defaults.max_batch_size, defaults.max_queue_delay_us)
+    return BatchPolicy(
+        config.max_batch_size, config.max_queue_delay_us, config.preferred_batch_sizes
+    )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """Outputs of one session.run with where its time went."""
 
@@ -140,6 +165,9 @@ class Predictor:
         max_queue_size: int,
         max_image_pixels: int,
         statistics: StatisticsBook | None = None,
+        batching: BatchingDefaults | None = None,
+        inference_workers: int = 1,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self._models = models
         self._preprocess_pool = preprocess_pool
@@ -149,6 +177,13 @@ class Predictor:
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self.statistics = statistics or StatisticsBook()
         self.shadow: ShadowRunner | None = None
+        self.batching = batching or BatchingDefaults()
+        self.batcher = DynamicBatcher(
+            self._run_in_pool,
+            self.queue_depth,
+            workers=inference_workers,
+            on_batch=on_batch,
+        )
         self.accepting = True
 
     def queue_depth(self, model_name: str) -> int:
@@ -187,15 +222,23 @@ class Predictor:
             self._preprocess_pool, preprocess_image, image, model.image_plan, self._max_pixels
         )
 
+    async def _run_in_pool(
+        self, model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
+    ) -> tuple[list[np.ndarray], float, float]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._inference_pool, _timed_run, model, feeds, deadline)
+
     async def run(
         self, model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
     ) -> RunResult:
-        """session.run in the inference pool; times the wait and the run separately."""
-        loop = asyncio.get_running_loop()
+        """session.run in the inference pool, through the model's dynamic batcher when
+        batching applies; times the wait and the run separately."""
+        policy = batch_policy(model, self.batching)
+        if policy is not None:
+            run = await self.batcher.submit(model, feeds, deadline, policy)
+            return RunResult(run.outputs, run.queue_s, run.inference_s)
         submitted = time.perf_counter()
-        outputs, started, finished = await loop.run_in_executor(
-            self._inference_pool, _timed_run, model, feeds, deadline
-        )
+        outputs, started, finished = await self._run_in_pool(model, feeds, deadline)
         return RunResult(outputs, started - submitted, finished - started)
 
     async def predict(self, request: PredictInput) -> PredictOutput:
@@ -203,7 +246,8 @@ class Predictor:
         with self.admit(request.model_name, request.model_version) as model:
             try:
                 output = await self._predict_admitted(model, request, received)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                # A cancelled call (deadline passed, client gone) counts as a failure too.
                 self.statistics.record_failure(
                     model.name,
                     model.version,
@@ -215,7 +259,9 @@ class Predictor:
         self.statistics.record_success(
             model.name,
             model.version,
-            rows=1 if request.image is not None else _rows(request.tensor),
+            rows=1
+            if request.image is not None or _pixel_request(model, request)
+            else _rows(request.tensor),
             total_s=t.total_us / 1e6,
             preprocess_s=t.preprocess_us / 1e6,
             queue_s=t.queue_us / 1e6,
@@ -229,6 +275,16 @@ class Predictor:
     ) -> PredictOutput:
         if request.image is not None:
             batch = await self.preprocess(model, request.image)
+            input_name = model.inputs[0].name
+        elif (
+            request.tensor is not None
+            and model.image_plan
+            and _is_pixel_tensor(model, request.tensor)
+        ):
+            loop = asyncio.get_running_loop()
+            batch = await loop.run_in_executor(
+                self._preprocess_pool, pixels_to_tensor, request.tensor, model.image_plan
+            )
             input_name = model.inputs[0].name
         elif request.tensor is not None:
             batch = request.tensor
@@ -256,6 +312,19 @@ class Predictor:
                 total_us=_us(finished - received),
             ),
         )
+
+
+def _is_pixel_tensor(model: ServingModel, tensor: np.ndarray) -> bool:
+    """uint8 pixels for an image model whose own input is not uint8: preprocess them."""
+    return (
+        tensor.dtype == np.uint8
+        and model.image_plan is not None
+        and model.inputs[0].dtype != "uint8"
+    )
+
+
+def _pixel_request(model: ServingModel, request: PredictInput) -> bool:
+    return request.tensor is not None and _is_pixel_tensor(model, request.tensor)
 
 
 def _rows(tensor: np.ndarray | None) -> int:

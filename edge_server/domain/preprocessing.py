@@ -154,3 +154,24 @@ def preprocess_image(data: bytes, plan: ImagePlan, max_pixels: int) -> np.ndarra
     # Draft only to twice the target size so the final resize still filters properly.
     draft = (plan.color_mode, (plan.width * 2, plan.height * 2))
     return image_to_tensor(decode_image(data, max_pixels, draft), plan)
+
+
+def pixels_to_tensor(pixels: np.ndarray, plan: ImagePlan) -> np.ndarray:
+    """Raw uint8 pixels (HxW, HxWxC or 1xHxWxC, C = 1, 3 or 4) -> [1, ...] model input.
+
+    For apps that already hold decoded frames: no encode on their side, no decode here.
+    """
+    array = pixels[0] if pixels.ndim == 4 and pixels.shape[0] == 1 else pixels
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise InvalidInput(
+            f"uint8 pixel tensor has shape {list(pixels.shape)}; send [H, W], [H, W, C] or "
+            "[1, H, W, C] with C = 1, 3 or 4",
+            field="tensor.shape",
+        )
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise InvalidInput("uint8 pixel tensor is empty", field="tensor.shape")
+    mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
+    return image_to_tensor(Image.fromarray(np.ascontiguousarray(array), mode), plan)

@@ -55,8 +55,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             output = await self._predictor.predict(
                 converters.to_predict_input(request, time_remaining)
             )
+        except asyncio.CancelledError:
+            elapsed = time.perf_counter() - started
+            expired = time_remaining is not None and elapsed >= time_remaining
+            code = "DEADLINE_EXCEEDED" if expired else "CANCELLED"
+            self._metrics.observe_request(method, model, "", code, elapsed)
+            raise
         except Exception as exc:
             status = status_for(exc)
+            if status.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                self._metrics.overload_rejections.labels(model).inc()
             self._metrics.observe_request(
                 method, model, "", status.code.name, time.perf_counter() - started
             )
