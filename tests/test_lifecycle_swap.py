@@ -96,6 +96,9 @@ async def test_faulty_version_rolls_back_by_itself(model_root: Path, tmp_path: P
         assert v3.state == types_pb2.MODEL_STATE_ROLLED_BACK
         assert v3.reason.startswith("automatic rollback: fault rate")
         assert (model_root / "gray" / "ACTIVE").read_text().strip() == "2"
+        health = await running.inference.Health(inference_pb2.HealthRequest())
+        gray_health = next(m for m in health.models if m.name == "gray")
+        assert gray_health.last_rollback.startswith("from 3 to 2: automatic rollback")
         metrics = running.gateway.metrics.render().decode()
         assert 'edge_model_rollbacks_total{kind="automatic",model="gray"} 1.0' in metrics
     finally:

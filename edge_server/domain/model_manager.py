@@ -85,6 +85,7 @@ class ModelSlot:
     versions_on_disk: tuple[str, ...] = ()
     load_failures: int = 0
     shadow: ServingModel | None = None
+    last_rollback: str = ""
 
 
 def _warm_up_feeds(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:

@@ -138,6 +138,7 @@ def to_model_health(slot: ModelSlot) -> inference_pb2.ModelHealth:
         state=model_state(slot),
         versions_on_disk=list(slot.versions_on_disk),
         last_error=slot.last_error,
+        last_rollback=slot.last_rollback,
     )
     if active is not None:
         health.loaded_at.CopyFrom(timestamp(active.loaded_at))

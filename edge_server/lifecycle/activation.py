@@ -124,6 +124,7 @@ class VersionActivator:
             target_record.reason = f"restored by rollback from {current}: {reason}"
         self.ledger.save(name, ledger)
         self.ledger.point_active(name, target)
+        slot.last_rollback = f"from {current} to {target}: {reason}"
         self.manager.install(previous)
         logger.warning("model %s rolled back from %s to %s: %s", name, current, target, reason)
         for listener in self.on_rolled_back:

@@ -386,6 +386,7 @@ class ModelHealth(_message.Message):
     VERSIONS_ON_DISK_FIELD_NUMBER: _builtins.int
     LOADED_AT_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ROLLBACK_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name."""
     active_version: _builtins.str
@@ -394,6 +395,8 @@ class ModelHealth(_message.Message):
     """State of the model."""
     last_error: _builtins.str
     """The last load or inference error, empty when none."""
+    last_rollback: _builtins.str
+    """Why the last rollback happened (automatic or manual), empty when none."""
     @_builtins.property
     def versions_on_disk(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every version found on disk, ascending."""
@@ -411,10 +414,11 @@ class ModelHealth(_message.Message):
         versions_on_disk: _abc.Iterable[_builtins.str] | None = ...,
         loaded_at: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
+        last_rollback: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["loaded_at", b"loaded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "last_error", b"last_error", "loaded_at", b"loaded_at", "name", b"name", "state", b"state", "versions_on_disk", b"versions_on_disk"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "last_error", b"last_error", "last_rollback", b"last_rollback", "loaded_at", b"loaded_at", "name", b"name", "state", b"state", "versions_on_disk", b"versions_on_disk"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
