@@ -81,6 +81,7 @@ class Gateway:
             ),
             inference_workers=settings.effective_inference_workers,
             on_batch=self.metrics.observe_batch,
+            inline_threshold_us=settings.inline_threshold_us,
         )
         self.metrics.track_queue_depth(self.models, self.predictor.queue_depth)
         self.lifecycle = Lifecycle.build(settings, self.models, self.predictor)

@@ -50,6 +50,7 @@ class Settings:
     batching: bool = True
     max_batch_size: int = 8
     max_queue_delay_us: int = 500
+    inline_threshold_us: int = 300
     max_image_pixels: int = 40_000_000
     shutdown_grace_seconds: float = 10.0
     management_token: str = ""
@@ -92,6 +93,8 @@ class Settings:
             problems.append("preprocess_workers must be >= 0 (0 = automatic)")
         if not 1 <= self.max_batch_size <= 1024:
             problems.append("max_batch_size must be 1..1024")
+        if not 0 <= self.inline_threshold_us <= 100_000:
+            problems.append("inline_threshold_us must be 0..100000")
         if not 0 <= self.max_queue_delay_us <= 1_000_000:
             problems.append("max_queue_delay_us must be 0..1000000")
         if self.max_queue_size < 1:
@@ -169,6 +172,8 @@ FIELD_HELP: dict[str, str] = {
     "batching": "dynamic batching for models with a dynamic batch axis (true/false; a "
     "manifest's `batching` section overrides it per model)",
     "max_batch_size": "rows per batched session.run at most",
+    "inline_threshold_us": "models whose measured preprocess + inference stays under this "
+    "run on the event loop instead of the thread pools (0 = never)",
     "max_queue_delay_us": "longest a request waits for others to share its batch, in "
     "microseconds (only while more requests for the model are on their way)",
     "max_image_pixels": "largest decoded image, in pixels (decompression-bomb guard)",

@@ -35,7 +35,13 @@ async def start(root: Path, **overrides: object) -> Gateway:
 
 
 async def test_concurrent_requests_share_batches_and_get_their_own_rows(model_root: Path) -> None:
-    gw = await start(model_root, max_queue_delay_us=20_000, inference_workers=1, max_batch_size=8)
+    gw = await start(
+        model_root,
+        max_queue_delay_us=20_000,
+        inference_workers=1,
+        max_batch_size=8,
+        inline_threshold_us=0,
+    )
     session = ort.InferenceSession(str(model_root / "tensoronly" / "7" / "model.onnx"))
     rng = np.random.default_rng(3)
     inputs = [rng.normal(size=(1 + i % 2, 2, 4, 4)).astype(np.float32) for i in range(24)]
@@ -114,5 +120,24 @@ async def test_expired_request_is_dropped_before_inference(tmp_path: Path) -> No
         stats = gw.predictor.statistics.snapshot("slow")[("slow", "1")]
         assert stats.execution_count == 1  # the expired request never reached session.run
         assert stats.fail.count == 1
+    finally:
+        await gw.stop()
+
+
+async def test_tiny_model_runs_inline_once_measured(model_root: Path) -> None:
+    gw = await start(model_root, inline_threshold_us=50_000)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)
+            x = np.zeros((1, 2, 4, 4), np.float32)
+            request = inference_pb2.PredictRequest(model_name="tensoronly", tensor=tensor(x))
+            assert not gw.predictor.inline_policy.inline("tensoronly", "7", False)
+            for _ in range(20):
+                await stub.Predict(request)
+            assert gw.predictor.inline_policy.inline("tensoronly", "7", False)
+            reply = await stub.Predict(request)
+            assert reply.timings.queue_us < 1000  # no pool hop
+            health = await stub.Health(inference_pb2.HealthRequest())
+            assert health.status == inference_pb2.SERVING_STATUS_SERVING
     finally:
         await gw.stop()

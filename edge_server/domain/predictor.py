@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_server.domain.batching import BatchPolicy, DynamicBatcher
+from edge_server.domain.inline_policy import InlinePolicy
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.postprocess import Classification, classify
 from edge_server.domain.preprocessing import pixels_to_tensor, preprocess_image
@@ -168,6 +170,7 @@ class Predictor:
         batching: BatchingDefaults | None = None,
         inference_workers: int = 1,
         on_batch: Callable[[str, int], None] | None = None,
+        inline_threshold_us: int = 0,
     ) -> None:
         self._models = models
         self._preprocess_pool = preprocess_pool
@@ -184,6 +187,7 @@ class Predictor:
             workers=inference_workers,
             on_batch=on_batch,
         )
+        self.inline_policy = InlinePolicy(inline_threshold_us)
         self.accepting = True
 
     def queue_depth(self, model_name: str) -> int:
@@ -236,9 +240,12 @@ class Predictor:
         policy = batch_policy(model, self.batching)
         if policy is not None:
             run = await self.batcher.submit(model, feeds, deadline, policy)
+            # A shared run costs more than a lone one: a conservative estimate for inlining.
+            self.inline_policy.record(model.name, model.version, "run", run.inference_s)
             return RunResult(run.outputs, run.queue_s, run.inference_s)
         submitted = time.perf_counter()
         outputs, started, finished = await self._run_in_pool(model, feeds, deadline)
+        self.inline_policy.record(model.name, model.version, "run", finished - started)
         return RunResult(outputs, started - submitted, finished - started)
 
     async def predict(self, request: PredictInput) -> PredictOutput:
@@ -270,30 +277,52 @@ class Predictor:
         )
         return output
 
+    async def _prepare(
+        self, model: ServingModel, request: PredictInput, inline: bool
+    ) -> tuple[str, np.ndarray]:
+        """The model input for this request: decoded image, pixels or a checked tensor."""
+        if request.image is not None or (
+            request.tensor is not None and _is_pixel_tensor(model, request.tensor)
+        ):
+            if model.image_plan is None:
+                raise InvalidInput(
+                    f"model {model.name!r} cannot take images: {model.image_plan_error}; "
+                    "send a tensor instead",
+                    field="image",
+                )
+            if request.image is not None:
+                work = functools.partial(
+                    preprocess_image, request.image, model.image_plan, self._max_pixels
+                )
+            else:
+                assert request.tensor is not None
+                work = functools.partial(pixels_to_tensor, request.tensor, model.image_plan)
+            if inline:
+                batch, seconds = _timed(work)
+            else:
+                loop = asyncio.get_running_loop()
+                batch, seconds = await loop.run_in_executor(self._preprocess_pool, _timed, work)
+            self.inline_policy.record(model.name, model.version, "preprocess", seconds)
+            return model.inputs[0].name, batch
+        if request.tensor is not None:
+            return validate_tensor(model, request.tensor, request.tensor_name), request.tensor
+        raise InvalidInput("the request has no input: set image or tensor", field="input")
+
     async def _predict_admitted(
         self, model: ServingModel, request: PredictInput, received: float
     ) -> PredictOutput:
-        if request.image is not None:
-            batch = await self.preprocess(model, request.image)
-            input_name = model.inputs[0].name
-        elif (
-            request.tensor is not None
-            and model.image_plan
-            and _is_pixel_tensor(model, request.tensor)
-        ):
-            loop = asyncio.get_running_loop()
-            batch = await loop.run_in_executor(
-                self._preprocess_pool, pixels_to_tensor, request.tensor, model.image_plan
-            )
-            input_name = model.inputs[0].name
-        elif request.tensor is not None:
-            batch = request.tensor
-            input_name = validate_tensor(model, batch, request.tensor_name)
-        else:
-            raise InvalidInput("the request has no input: set image or tensor", field="input")
+        needs_decode = request.image is not None or (
+            request.tensor is not None and _is_pixel_tensor(model, request.tensor)
+        )
+        inline = self.inline_policy.inline(model.name, model.version, needs_decode)
+        input_name, batch = await self._prepare(model, request, inline)
         preprocessed = time.perf_counter()
         feeds = {input_name: batch}
-        result = await self.run(model, feeds, request.deadline)
+        if inline:
+            outputs, started, finished = _timed_run(model, feeds, request.deadline)
+            result = RunResult(outputs, started - preprocessed, finished - started)
+        else:
+            result = await self.run(model, feeds, request.deadline)
         run_finished = time.perf_counter()
         if self.shadow is not None:
             self.shadow.offer(model, feeds, result.outputs[0])
@@ -312,6 +341,12 @@ class Predictor:
                 total_us=_us(finished - received),
             ),
         )
+
+
+def _timed(work: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - started
 
 
 def _is_pixel_tensor(model: ServingModel, tensor: np.ndarray) -> bool:
