@@ -8,7 +8,8 @@ DEMO_ROOT := examples/models
 HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
-PROTOS := $(wildcard protos/edge/v1/*.proto)
+PROTOS := $(wildcard protos/edge/v1/*.proto) $(wildcard protos/inference/*.proto)
+NODE_DEPS := tests/node/node_modules/.installed
 
 .PHONY: help venv venv-dev run test lint typecheck proto proto-check proto-lint demo-model bench clean
 
@@ -36,7 +37,12 @@ venv-dev: $(VENV)/.dev  ## virtualenv with dev and tools extras
 run: $(VENV)/.runtime  ## set up and serve the bundled demo model on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
 	$(BIN)/edge-server --model-root $(DEMO_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
 
-test: $(VENV)/.dev  ## set up and run the whole test suite
+# Node.js client used by tests/test_v2_node.py (a second language against the V2 service).
+$(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund
+	touch $@
+
+test: $(VENV)/.dev $(NODE_DEPS)  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev  ## ruff + mypy
@@ -69,8 +75,14 @@ proto-lint: $(VENV)/.dev  ## buf lint (installs buf-bin)
 demo-model: $(VENV)/.dev  ## retrain the digits demo model and rebuild examples/models reproducibly
 	$(BIN)/python -m model_tools.demo --out $(DEMO_ROOT)
 
-bench: $(VENV)/.dev  ## latency/throughput benchmarks (not part of make test)
-	$(BIN)/python -m benchmarks.run
+# h2load (Debian nghttp2-client) drives the load; without it the grpc.aio generator does.
+# py-spy profiles the cells that miss a target. BENCH_ARGS=--quick for a smoke run.
+bench: $(VENV)/.dev  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ (not part of make test)
+	@command -v h2load >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
+	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nghttp2-client) >/dev/null 2>&1 \
+	  || echo "bench: cannot install h2load (nghttp2-client): using the grpc.aio load generator" >&2; }
+	@$(PIP) py-spy >/dev/null 2>&1 || echo "bench: py-spy unavailable: no profiles" >&2
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,24 +14,29 @@ from grpc_health.v1 import health_pb2_grpc
 from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_server import __version__
 from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.model_repository import ModelRepository
 from edge_server.domain.model_store import ModelStore
 from edge_server.domain.predictor import BatchingDefaults, Predictor
+from edge_server.domain.tensor_inference import TensorInference
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
 from edge_server.grpc.reflection import enable_reflection
+from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.settings import Settings
+from inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 MODEL_SERVICE = model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 HEALTH_SERVICE = "grpc.health.v1.Health"
+V2_SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -94,7 +99,7 @@ class Gateway:
             ).inc()
         )
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
-        self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE])
+        self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
         self.http = HttpEndpoint(self.metrics.render, self.is_ready)
         self._server: grpc.aio.Server | None = None
         self._management_server: grpc.aio.Server | None = None
@@ -157,10 +162,29 @@ class Gateway:
             lifecycle.shadow,
             s.update_idle_timeout_seconds,
         )
-        services = [INFERENCE_SERVICE, HEALTH_SERVICE]
+        services = [INFERENCE_SERVICE, V2_SERVICE, HEALTH_SERVICE]
         management = server
         if s.management_port >= 0:
             management = self._new_server()
+        v2_servicer = functools.partial(
+            V2Servicer,
+            TensorInference(self.predictor),
+            ModelRepository(
+                self.models,
+                self.predictor.statistics,
+                lifecycle.activator.activate_on_disk,
+                lambda: self.info.shutting_down,
+                s.pinned_versions,
+            ),
+            self.metrics,
+            self.info,
+            self.is_ready,
+        )
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            v2_servicer(repository_writes=management is server), server
+        )
+        if management is not server:
+            management.add_generic_rpc_handlers((repository_handler(v2_servicer()),))
         model_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, management)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         if management is server:
@@ -171,7 +195,7 @@ class Gateway:
         self._server = server
         if management is not server:
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, management)
-            enable_reflection(management, [MODEL_SERVICE, HEALTH_SERVICE])
+            enable_reflection(management, [MODEL_SERVICE, V2_SERVICE, HEALTH_SERVICE])
             self.management_port = self._bind(
                 management, s.management_host or s.host, s.management_port
             )

@@ -11,10 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from gateway_fixtures import ThreadedGateway, gateway_settings
 from model_factory import build_model_root
+from triton_remote import TritonRemote
 
 from edge_server.app import Gateway
-from edge_server.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,21 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def model_root(tmp_path: Path) -> Path:
     return build_model_root(tmp_path / "models")
-
-
-def gateway_settings(model_root: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "model_root": model_root,
-        "host": "127.0.0.1",
-        "grpc_port": 0,
-        "http_port": 0,
-        "default_model": "gray",
-        "shutdown_grace_seconds": 2.0,
-        "inference_workers": 2,
-        "intra_op_threads": 1,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -54,39 +40,6 @@ async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
         yield ch
 
 
-class ThreadedGateway:
-    """A real gateway on its own event loop thread, for tests that use sync clients."""
-
-    def __init__(self, settings: Settings) -> None:
-        import asyncio
-        import threading
-
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.gateway = Gateway(settings)
-        self._call(self._start())
-
-    def _call(self, coro: object) -> object:
-        import asyncio
-
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)  # type: ignore[arg-type]
-
-    async def _start(self) -> None:
-        await self.gateway.start()
-        await self.gateway.wait_for_models()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.gateway.grpc_port}"
-
-    def stop(self) -> None:
-        self._call(self.gateway.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-
 @pytest.fixture
 def threaded_gateway(model_root: Path) -> Iterator[ThreadedGateway]:
     running = ThreadedGateway(gateway_settings(model_root))
@@ -97,3 +50,18 @@ def threaded_gateway(model_root: Path) -> Iterator[ThreadedGateway]:
 @pytest.fixture
 def gateway_sync_target(threaded_gateway: ThreadedGateway) -> str:
     return threaded_gateway.target
+
+
+@pytest.fixture(scope="session")
+def triton_worker() -> Iterator[TritonRemote]:
+    """tritonclient in a child process (see tests/tritonclient_worker.py for why)."""
+    remote = TritonRemote()
+    yield remote
+    remote.close()
+
+
+@pytest.fixture
+def triton(threaded_gateway: ThreadedGateway, triton_worker: TritonRemote) -> TritonRemote:
+    """A tritonclient gRPC client connected to a fresh gateway on the standard model root."""
+    triton_worker.connect(threaded_gateway.target)
+    return triton_worker

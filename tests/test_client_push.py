@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 from bundles import build_bundle, make_keys, push
-from conftest import ThreadedGateway, gateway_settings
+from gateway_fixtures import ThreadedGateway, gateway_settings
 from lifecycle_fixtures import GRAY_MANIFEST
 from model_factory import linear_classifier
 

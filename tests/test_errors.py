@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import gateway_settings
+from gateway_fixtures import gateway_settings
 from model_factory import slow_model
 from PIL import Image
 

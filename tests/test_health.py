@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import grpc
-from conftest import gateway_settings
+from gateway_fixtures import gateway_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from model_factory import slow_model
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import gateway_settings
+from gateway_fixtures import gateway_settings
 
 from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_server.app import Gateway

@@ -13,6 +13,7 @@ EXPECTED_SERVICES = {
     "edge.v1.InferenceService",
     "edge.v1.ModelService",
     "grpc.health.v1.Health",
+    "inference.GRPCInferenceService",
     "grpc.reflection.v1alpha.ServerReflection",
     "grpc.reflection.v1.ServerReflection",
 }

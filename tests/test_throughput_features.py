@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import gateway_settings
+from gateway_fixtures import gateway_settings
 from model_factory import slow_classifier
 from PIL import Image
 from test_metrics_http import sample

@@ -85,12 +85,15 @@ class StatisticsBook:
         with self._lock:
             items = [o for o in self._recent.get((model, version), ()) if since <= o.at < until]
         ok_latencies = sorted(o.latency_s for o in items if not o.model_fault)
-        p99 = (
-            ok_latencies[min(len(ok_latencies) - 1, int(0.99 * len(ok_latencies)))]
+        # Below 100 samples a p99 is just the slowest request, so one scheduling hiccup
+        # would decide; the p90 stands in until the window holds enough requests.
+        quantile = 0.99 if len(ok_latencies) >= 100 else 0.90
+        tail = (
+            ok_latencies[min(len(ok_latencies) - 1, int(quantile * len(ok_latencies)))]
             if ok_latencies
             else 0.0
         )
-        return WindowSummary(len(items), sum(o.model_fault for o in items), p99)
+        return WindowSummary(len(items), sum(o.model_fault for o in items), tail)
 
     def record_success(
         self,

@@ -6,8 +6,9 @@ input of the model (``tensor(string)``) takes them as UTF-8 text, and the image
 input of a model whose manifest gives preprocessing takes them as encoded images,
 one per batch row, decoded and preprocessed like Predict's ``image``.
 
-Statistics are recorded here, on the same path as Predict's, so V2 ModelStatistics
-and the Prometheus metrics count the same requests.
+Statistics are recorded here, as Predict records them, so V2 ModelStatistics and the
+Prometheus metrics count the same requests; a shadow version (lifecycle) sees V2
+traffic too.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ class TensorInference:
         with self._predictor.admit(request.model_name, request.model_version) as model:
             try:
                 result = await self._infer_admitted(model, request, received)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                # A cancelled call (deadline passed, client gone) counts as a failure too.
                 self._predictor.statistics.record_failure(
                     model.name,
                     model.version,
@@ -179,6 +181,8 @@ class TensorInference:
         prepared = time.perf_counter()
         run = await self._predictor.run(model, feeds, request.deadline)
         ran = time.perf_counter()
+        if self._predictor.shadow is not None and run.outputs:
+            self._predictor.shadow.offer(model, feeds, run.outputs[0])
         outputs = tuple(NamedTensor(model.outputs[i].name, run.outputs[i]) for i in wanted)
         finished = time.perf_counter()
         return TensorResult(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -12,7 +11,9 @@ from edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.predictor import Predictor, PredictOutput
 from edge_server.grpc import converters
-from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
+from edge_server.grpc.ordered_stream import answer_in_order
+from edge_server.grpc.request_metrics import observed
+from edge_server.grpc.status_mapping import RpcStatus, abort_with
 from edge_server.metrics import GatewayMetrics
 
 # Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
@@ -47,35 +48,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, method: str, request: inference_pb2.PredictRequest, time_remaining: float | None
     ) -> PredictOutput | RpcStatus:
         """One prediction with its metrics; returns the output or the failure status."""
-        started = time.perf_counter()
-        self._metrics.in_flight.labels(method).inc()
         served = {slot.name for slot in self._models.slots()}
         model = self._metrics.model_label(request.model_name or self._models.default_model, served)
-        try:
-            output = await self._predictor.predict(
-                converters.to_predict_input(request, time_remaining)
-            )
-        except asyncio.CancelledError:
-            elapsed = time.perf_counter() - started
-            expired = time_remaining is not None and elapsed >= time_remaining
-            code = "DEADLINE_EXCEEDED" if expired else "CANCELLED"
-            self._metrics.observe_request(method, model, "", code, elapsed)
-            raise
-        except Exception as exc:
-            status = status_for(exc)
-            if status.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                self._metrics.overload_rejections.labels(model).inc()
-            self._metrics.observe_request(
-                method, model, "", status.code.name, time.perf_counter() - started
-            )
-            return status
-        finally:
-            self._metrics.in_flight.labels(method).dec()
-        self._metrics.observe_request(
-            method, output.model_name, output.model_version, "OK", time.perf_counter() - started
+        return await observed(
+            self._metrics,
+            method,
+            model,
+            time_remaining,
+            lambda: self._predictor.predict(converters.to_predict_input(request, time_remaining)),
         )
-        self._metrics.observe_stages(output.model_name, output.timings)
-        return output
 
     async def Predict(
         self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext
@@ -105,30 +86,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request_iterator: AsyncIterator[inference_pb2.PredictStreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[inference_pb2.PredictStreamResponse]:
-        window: asyncio.Queue[asyncio.Task[inference_pb2.PredictStreamResponse] | None]
-        window = asyncio.Queue(maxsize=STREAM_WINDOW)
+        async def answer(
+            frame: inference_pb2.PredictStreamRequest,
+        ) -> inference_pb2.PredictStreamResponse:
+            return await self._frame(frame.request, context.time_remaining())
 
-        async def read_frames() -> None:
-            try:
-                async for frame in request_iterator:
-                    task = asyncio.ensure_future(
-                        self._frame(frame.request, context.time_remaining())
-                    )
-                    await window.put(task)
-            finally:
-                await window.put(None)
-
-        reader = asyncio.ensure_future(read_frames())
-        try:
-            while (task := await window.get()) is not None:
-                yield await task  # in order: responses follow the frames' order
-            await reader  # surfaces a broken request stream
-        finally:
-            reader.cancel()
-            while not window.empty():
-                pending = window.get_nowait()
-                if pending is not None:
-                    pending.cancel()
+        async for response in answer_in_order(request_iterator, answer, STREAM_WINDOW):
+            yield response
 
     async def Health(
         self, request: inference_pb2.HealthRequest, context: grpc.aio.ServicerContext

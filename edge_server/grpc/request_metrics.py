@@ -1,0 +1,72 @@
+"""Request metrics for the inference RPCs, recorded one way for edge.v1 and V2 alike.
+
+Every call counts once in edge_requests by its outcome: OK with the version that
+answered, the status code of a failure, or CANCELLED / DEADLINE_EXCEEDED when the
+call was cancelled under it; successful calls also record their stage timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import grpc
+
+from edge_server.domain.predictor import StageTimings
+from edge_server.grpc.status_mapping import RpcStatus, status_for
+from edge_server.metrics import GatewayMetrics
+
+
+class Answered(Protocol):
+    """What a successful inference reports (PredictOutput, TensorResult)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def timings(self) -> StageTimings: ...
+
+
+Result = TypeVar("Result", bound=Answered)
+
+
+async def observed(
+    metrics: GatewayMetrics,
+    method: str,
+    model: str,
+    time_remaining: float | None,
+    call: Callable[[], Awaitable[Result]],
+) -> Result | RpcStatus:
+    """Run ``call`` with its metrics; returns its result or the failure status.
+
+    ``model`` is the metrics label for failures (the requested name, or the label
+    for unknown names); cancellation is re-raised after it is counted.
+    """
+    started = time.perf_counter()
+    metrics.in_flight.labels(method).inc()
+    try:
+        result = await call()
+    except asyncio.CancelledError:
+        elapsed = time.perf_counter() - started
+        expired = time_remaining is not None and elapsed >= time_remaining
+        code = "DEADLINE_EXCEEDED" if expired else "CANCELLED"
+        metrics.observe_request(method, model, "", code, elapsed)
+        raise
+    except Exception as exc:
+        status = status_for(exc)
+        if status.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            metrics.overload_rejections.labels(model).inc()
+        metrics.observe_request(method, model, "", status.code.name, time.perf_counter() - started)
+        return status
+    finally:
+        metrics.in_flight.labels(method).dec()
+    metrics.observe_request(
+        method, result.model_name, result.model_version, "OK", time.perf_counter() - started
+    )
+    metrics.observe_stages(result.model_name, result.timings)
+    return result

@@ -1,0 +1,217 @@
+"""inference.GRPCInferenceService: the Open Inference Protocol (KServe V2) over the domain.
+
+Conversions live in v2_tensors (tensors) and v2_converters (everything else); errors
+map to status codes in status_mapping, as for edge.v1. ModelInfer and
+ModelStreamInfer record the same request metrics as Predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from edge_server.domain.model_repository import ModelRepository
+from edge_server.domain.tensor_inference import TensorInference
+from edge_server.grpc import v2_converters, v2_tensors
+from edge_server.grpc.inference_servicer import STREAM_WINDOW, GatewayInfo
+from edge_server.grpc.ordered_stream import answer_in_order
+from edge_server.grpc.request_metrics import observed
+from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
+from edge_server.metrics import GatewayMetrics
+from inference import grpc_service_pb2 as pb
+from inference import grpc_service_pb2_grpc as pb_grpc
+
+
+class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self,
+        inference: TensorInference,
+        repository: ModelRepository,
+        metrics: GatewayMetrics,
+        info: GatewayInfo,
+        server_ready: Callable[[], bool],
+        repository_writes: bool = True,
+    ) -> None:
+        self._inference = inference
+        self._repository = repository
+        self._metrics = metrics
+        self._info = info
+        self._server_ready = server_ready
+        self._repository_writes = repository_writes
+
+    async def _infer(
+        self, method: str, request: pb.ModelInferRequest, time_remaining: float | None
+    ) -> pb.ModelInferResponse | RpcStatus:
+        """One inference with its metrics (as Predict's); the response or the failure status."""
+        model = self._metrics.model_label(
+            request.model_name or self._repository.default_model,
+            self._repository.served_names(),
+        )
+        result = await observed(
+            self._metrics,
+            method,
+            model,
+            time_remaining,
+            lambda: self._inference.infer(v2_tensors.decode_request(request, time_remaining)),
+        )
+        if isinstance(result, RpcStatus):
+            return result
+        try:
+            raw = v2_tensors.wants_raw_outputs(request)
+            return v2_tensors.encode_response(result, request.id, raw)
+        except Exception as exc:
+            return status_for(exc)
+
+    async def _check_writes(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        """With a separate management port, repository changes are served there only."""
+        if not self._repository_writes:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{method} is served on the gateway's management port (--management-port), "
+                "not on the inference port",
+            )
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._server_ready())
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        try:
+            return pb.ModelReadyResponse(
+                ready=self._repository.model_ready(request.name, request.version)
+            )
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name=v2_converters.SERVER_NAME,
+            version=self._info.software_version,
+            extensions=list(v2_converters.EXTENSIONS),
+        )
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        try:
+            model = self._repository.serving(request.name, request.version)
+            versions = self._repository.versions(model.name)
+            return v2_converters.to_model_metadata(model, versions)
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        result = await self._infer("ModelInfer", request, context.time_remaining())
+        if isinstance(result, RpcStatus):
+            await abort_with(context, result)
+            raise AssertionError("unreachable: abort raises")
+        return result
+
+    async def ModelStreamInfer(
+        self,
+        request_iterator: AsyncIterator[pb.ModelInferRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        async def answer(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+            result = await self._infer("ModelStreamInfer", request, context.time_remaining())
+            if isinstance(result, RpcStatus):
+                return pb.ModelStreamInferResponse(
+                    error_message=f"{result.code.name}: {result.message}",
+                    infer_response=pb.ModelInferResponse(
+                        model_name=request.model_name,
+                        model_version=request.model_version,
+                        id=request.id,
+                    ),
+                )
+            return pb.ModelStreamInferResponse(infer_response=result)
+
+        async for response in answer_in_order(request_iterator, answer, STREAM_WINDOW):
+            yield response
+
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        try:
+            model = self._repository.serving(request.name, request.version)
+            return pb.ModelConfigResponse(config=v2_converters.to_model_config(model))
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        try:
+            entries = self._repository.statistics(request.name, request.version)
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+        return pb.ModelStatisticsResponse(
+            model_stats=[v2_converters.to_model_statistics(*entry) for entry in entries]
+        )
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        return v2_converters.to_index(self._repository.index(ready_only=request.ready))
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        await self._check_writes(context, "RepositoryModelLoad")
+        try:
+            version = v2_converters.load_version(request.parameters)
+            await self._repository.load(request.model_name, version)
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self._check_writes(context, "RepositoryModelUnload")
+        try:
+            v2_converters.check_unload_parameters(request.parameters)
+            self._repository.unload(request.model_name)
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+        return pb.RepositoryModelUnloadResponse()
+
+
+def repository_handler(servicer: V2Servicer) -> grpc.GenericRpcHandler:
+    """The repository RPCs alone, for a management port apart from inference."""
+
+    def unary(method: Any, request: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            method,
+            request_deserializer=request.FromString,
+            response_serializer=lambda response: response.SerializeToString(),
+        )
+
+    handlers = {
+        "RepositoryIndex": unary(servicer.RepositoryIndex, pb.RepositoryIndexRequest),
+        "RepositoryModelLoad": unary(servicer.RepositoryModelLoad, pb.RepositoryModelLoadRequest),
+        "RepositoryModelUnload": unary(
+            servicer.RepositoryModelUnload, pb.RepositoryModelUnloadRequest
+        ),
+    }
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+    return grpc.method_handlers_generic_handler(service, handlers)

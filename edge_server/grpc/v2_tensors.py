@@ -1,0 +1,254 @@
+"""V2 (Open Inference Protocol) tensors on the wire <-> numpy arrays.
+
+Two encodings: typed ``contents`` (one repeated field per element type) and
+``raw_input_contents`` / ``raw_output_contents`` (row-major, little-endian, no
+padding; each BYTES element is a 4-byte little-endian length and then its bytes).
+A request uses one of them for all its inputs. The response mirrors the request:
+raw outputs for raw inputs, typed outputs for typed inputs, except that FP16 has
+no typed field, so any FP16 output makes the whole response raw.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge_server.domain.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from edge_server.domain.tensor_inference import NamedTensor, TensorRequest, TensorResult
+from edge_server.errors import InvalidInput
+from inference import grpc_service_pb2 as pb
+
+InputTensor = pb.ModelInferRequest.InferInputTensor
+OutputTensor = pb.ModelInferResponse.InferOutputTensor
+
+# Typed contents field of each datatype (FP16 has none: raw only).
+TYPED_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+# numpy type the typed field holds, before narrowing to the datatype.
+_FIELD_DTYPE = {
+    "bool_contents": "bool",
+    "int_contents": "int32",
+    "int64_contents": "int64",
+    "uint_contents": "uint32",
+    "uint64_contents": "uint64",
+    "fp32_contents": "float32",
+    "fp64_contents": "float64",
+}
+_LENGTH = struct.Struct("<I")
+
+
+def numpy_dtype(datatype: str, where: str) -> np.dtype[np.generic]:
+    if datatype == "BF16":
+        raise InvalidInput(
+            f"{where}: BF16 is not served (ONNX Runtime's Python API takes no bfloat16 "
+            "arrays); send FP32 or FP16",
+            f"{where}.datatype",
+        )
+    name = V2_TO_NUMPY.get(datatype)
+    if name is None:
+        raise InvalidInput(
+            f"{where}: {datatype!r} is not a V2 datatype; use one of {', '.join(V2_TO_NUMPY)}",
+            f"{where}.datatype",
+        )
+    return np.dtype(name)
+
+
+def _shape(tensor: InputTensor, where: str) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"{where}: shape {list(shape)} has a negative dimension", where)
+    return shape
+
+
+def decode_bytes_elements(data: bytes, count: int, where: str) -> list[bytes]:
+    """Split raw BYTES data (length-prefixed elements) into ``count`` elements."""
+    elements: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise InvalidInput(f"{where}: a BYTES length prefix is cut short at byte {offset}")
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise InvalidInput(
+                f"{where}: BYTES element {len(elements)} claims {length} bytes but only "
+                f"{len(data) - offset} remain (each element is a 4-byte little-endian length "
+                "and then its bytes)"
+            )
+        elements.append(bytes(data[offset : offset + length]))
+        offset += length
+    if len(elements) != count:
+        raise InvalidInput(
+            f"{where}: holds {len(elements)} BYTES elements; the shape needs {count}"
+        )
+    return elements
+
+
+def _object_array(elements: Sequence[bytes], shape: tuple[int, ...]) -> np.ndarray:
+    array = np.empty(len(elements), dtype=object)
+    array[:] = list(elements)
+    return array.reshape(shape)
+
+
+def _from_raw(data: bytes, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    dtype = numpy_dtype(datatype, where)
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _object_array(decode_bytes_elements(data, count, where), shape)
+    expected = count * dtype.itemsize
+    if len(data) != expected:
+        raise InvalidInput(
+            f"{where}: raw contents are {len(data)} bytes but {datatype} {list(shape)} needs "
+            f"{expected}",
+            where,
+        )
+    if datatype == "BOOL" and data and np.frombuffer(data, np.uint8).max() > 1:
+        raise InvalidInput(f"{where}: BOOL raw bytes must be 0 or 1", where)
+    array = np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
+    return array.astype(dtype, copy=False)
+
+
+def _from_typed(tensor: InputTensor, shape: tuple[int, ...], where: str) -> np.ndarray:
+    datatype = tensor.datatype
+    dtype = numpy_dtype(datatype, where)
+    field = TYPED_FIELD.get(datatype)
+    if field is None:
+        raise InvalidInput(
+            f"{where}: {datatype} has no typed contents field; send it in raw_input_contents",
+            where,
+        )
+    contents = tensor.contents
+    stray = [f.name for f, _ in contents.ListFields() if f.name != field]
+    if stray:
+        raise InvalidInput(f"{where}: a {datatype} tensor's values go in {field}, not {stray[0]}")
+    values = getattr(contents, field)
+    count = math.prod(shape)
+    if len(values) != count:
+        raise InvalidInput(
+            f"{where}: {field} holds {len(values)} values; shape {list(shape)} needs {count}",
+            where,
+        )
+    if datatype == "BYTES":
+        return _object_array(list(values), shape)
+    wide = np.array(values, dtype=_FIELD_DTYPE[field])
+    array = wide.astype(dtype)
+    if dtype.kind in "iu" and not np.array_equal(array, wide):
+        raise InvalidInput(f"{where}: a value in {field} does not fit {datatype}", where)
+    return array.reshape(shape)
+
+
+def decode_request(request: pb.ModelInferRequest, time_remaining: float | None) -> TensorRequest:
+    raw = request.raw_input_contents
+    if raw:
+        typed = [t.name for t in request.inputs if t.HasField("contents")]
+        if typed:
+            raise InvalidInput(
+                f"input {typed[0]!r} has typed contents while the request also carries "
+                "raw_input_contents; use one form for every input",
+                "raw_input_contents",
+            )
+        if len(raw) != len(request.inputs):
+            raise InvalidInput(
+                f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "
+                "send one per input, in the order of inputs",
+                "raw_input_contents",
+            )
+    inputs = []
+    for index, tensor in enumerate(request.inputs):
+        where = f"input {tensor.name!r}"
+        shape = _shape(tensor, where)
+        if raw:
+            array = _from_raw(raw[index], tensor.datatype, shape, where)
+        elif tensor.HasField("contents"):
+            array = _from_typed(tensor, shape, where)
+        else:
+            raise InvalidInput(
+                f"{where} has no data: set its contents or raw_input_contents", where
+            )
+        inputs.append(NamedTensor(tensor.name, array))
+    for output in request.outputs:
+        if "classification" in output.parameters:
+            raise InvalidInput(
+                f"output {output.name!r} asks for classification, an extension this server "
+                "does not implement; request the output itself (edge.v1 Predict classifies)",
+                "outputs.parameters",
+            )
+    deadline = time.monotonic() + time_remaining if time_remaining is not None else None
+    return TensorRequest(
+        model_name=request.model_name,
+        model_version=request.model_version,
+        inputs=tuple(inputs),
+        output_names=tuple(output.name for output in request.outputs),
+        deadline=deadline,
+    )
+
+
+def _output_datatype(array: np.ndarray) -> str:
+    datatype = NUMPY_TO_V2.get(array.dtype.name)
+    if datatype is None:
+        raise TypeError(f"model output of numpy dtype {array.dtype} has no V2 datatype")
+    return datatype
+
+
+def _element_bytes(element: object) -> bytes:
+    if isinstance(element, bytes):
+        return element
+    return str(element).encode("utf-8")
+
+
+def encode_raw(array: np.ndarray) -> bytes:
+    if array.dtype == object:
+        parts = []
+        for element in array.reshape(-1):
+            data = _element_bytes(element)
+            parts.append(_LENGTH.pack(len(data)))
+            parts.append(data)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def _fill_typed(tensor: OutputTensor, array: np.ndarray) -> None:
+    field = TYPED_FIELD[tensor.datatype]
+    flat = array.reshape(-1)
+    if array.dtype == object:
+        tensor.contents.bytes_contents.extend(_element_bytes(e) for e in flat)
+    else:
+        getattr(tensor.contents, field).extend(flat.tolist())
+
+
+def wants_raw_outputs(request: pb.ModelInferRequest) -> bool:
+    """Answer in the form the request used (raw when it had no inputs at all)."""
+    return bool(request.raw_input_contents) or not request.inputs
+
+
+def encode_response(result: TensorResult, request_id: str, raw: bool) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(
+        model_name=result.model_name, model_version=result.model_version, id=request_id
+    )
+    datatypes = [_output_datatype(output.array) for output in result.outputs]
+    raw = raw or any(datatype not in TYPED_FIELD for datatype in datatypes)
+    for output, datatype in zip(result.outputs, datatypes, strict=True):
+        tensor = response.outputs.add(
+            name=output.name, datatype=datatype, shape=list(output.array.shape)
+        )
+        if raw:
+            response.raw_output_contents.append(encode_raw(output.array))
+        else:
+            _fill_typed(tensor, output.array)
+    return response
