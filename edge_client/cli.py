@@ -78,7 +78,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     _add_connection_options(shared, environ, suppress=True)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (_add_predict, _add_health, _add_models, _add_activate, _add_rollback):
+    for add in (_add_predict, _add_health, _add_models, _add_push, _add_activate, _add_rollback):
         add(commands, shared)
     return parser
 
@@ -154,6 +154,27 @@ def _add_models(commands: Any, shared: argparse.ArgumentParser) -> None:
     p.set_defaults(command=_models)
 
 
+def _add_push(commands: Any, shared: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "push",
+        parents=[shared],
+        help="upload a signed model bundle (resumes after a broken stream); exit 1 if rejected",
+    )
+    p.add_argument("bundle", help="bundle file (.edgebundle) made by `model-tools package`")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--stage", dest="mode", action="store_const", const="stage",
+        help="verify and keep it without activating",
+    )  # fmt: skip
+    mode.add_argument(
+        "--shadow", dest="mode", action="store_const", const="shadow",
+        help="run it beside the active version on sampled traffic",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(command=_push, mode="activate")
+
+
 def _add_activate(commands: Any, shared: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "activate", parents=[shared], help="make a version on the gateway the active one"
@@ -203,6 +224,18 @@ def _models(client: EdgeClient, args: argparse.Namespace) -> int:
     else:
         _print_lines(formatting.models_table(models))
     return 0
+
+
+def _push(client: EdgeClient, args: argparse.Namespace) -> int:
+    bar = None if args.quiet else formatting.ProgressBar()
+    result = client.push(args.bundle, mode=args.mode, progress=bar.update if bar else None)
+    if bar is not None:
+        bar.close()
+    if args.json:
+        print(formatting.to_json(result.to_dict()))
+    else:
+        print(formatting.push_line(result))
+    return 0 if result.accepted else 1
 
 
 def _activate(client: EdgeClient, args: argparse.Namespace) -> int:

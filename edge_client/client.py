@@ -11,7 +11,9 @@ subclasses, one per status code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +31,8 @@ from edge_client.convert import (
 )
 from edge_client.errors import from_rpc_error, translate_rpc_errors
 from edge_client.inputs import ImageInput
+from edge_client.push import Progress as PushProgress
+from edge_client.push import PushResult, push_bundle
 from edge_client.requests import Frame
 from edge_client.results import FrameFailure, HealthReport, ModelSummary, Prediction
 
@@ -61,6 +65,7 @@ class EdgeClient:
         self.target = target
         self.timeout = timeout
         self._auth = requests.auth_metadata(token)
+        self._token = token
         opts = channel_options(max_message_bytes, options)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=opts)
@@ -209,6 +214,29 @@ class EdgeClient:
                 metadata=self._auth,
             )
         return model_from_proto(response.model)
+
+    def push(
+        self,
+        bundle: str | os.PathLike[str],
+        *,
+        mode: str = "activate",
+        progress: PushProgress | None = None,
+        source: str = "edge-client",
+    ) -> PushResult:
+        """Upload a signed bundle over ModelUpdate (resuming after broken streams) and
+        return the gateway's verdict: ACTIVE, STAGED, SHADOW or REJECTED with a reason.
+
+        ``mode`` is "activate", "stage" or "shadow".
+        """
+        with translate_rpc_errors():
+            return push_bundle(
+                self._channel,
+                Path(bundle),
+                mode,
+                token=self._token,
+                source=source,
+                progress=progress,
+            )
 
     def _predict(self, request: inference_pb2.PredictRequest, timeout: float | None) -> Prediction:
         with translate_rpc_errors():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from edge_client.errors import EdgeClientError
+from edge_client.push import PushResult
 from edge_client.results import HealthReport, ModelSummary, Prediction
 
 __all__ = [
@@ -124,3 +126,32 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (no dependency): bytes sent, then each stage."""
+
+    def __init__(self, width: int = 30) -> None:
+        self._width = width
+        self._last = ""
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        filled = int(self._width * done / total) if total else self._width
+        line = f"\r{stage:<10} [{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} bytes"
+        if line != self._last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self._last:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def push_line(result: PushResult) -> str:
+    verdict = f"{result.model_name}:{result.model_version} {result.stage}"
+    sent = (
+        f"(sent {result.bytes_sent} of {result.bundle_bytes} bytes, {result.attempts} attempt(s))"
+    )
+    return f"{verdict} {sent}" + (f": {result.reason}" if result.reason else "")
