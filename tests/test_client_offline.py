@@ -648,7 +648,7 @@ def test_cli_missing_image_file(closed_target: str, tmp_path: Path) -> None:
         ["predict"],
         ["predict", "x.png", "--top-k", "-1"],
         ["health", "--timeout", "0"],
-        ["push", "bundle.tar"],
+        ["push"],
         ["activate", "digits"],
         ["--client-cert", "c.pem", "--client-key", "k.pem", "health"],
         ["--ca-cert", "ca.pem", "--client-cert", "c.pem", "health"],
