@@ -150,7 +150,8 @@ def parse_bundle_manifest(data: bytes) -> BundleManifest:
         raise BundleError("bundle manifest needs an integer 'format_version'")
     if version > FORMAT_VERSION or version < 1:
         raise BundleError(
-            f"bundle format_version {version} is not supported (this reader knows 1..{FORMAT_VERSION})"
+            f"bundle format_version {version} is not supported "
+            f"(this reader knows 1..{FORMAT_VERSION})"
         )
     _check_name(document.get("name"), "name")
     _check_name(document.get("version"), "version")
@@ -163,11 +164,8 @@ def parse_bundle_manifest(data: bytes) -> BundleManifest:
     if not isinstance(breaking, bool):
         raise BundleError("bundle manifest 'breaking_change' must be true or false")
     golden = document.get("golden")
-    if golden is not None:
-        if not isinstance(golden, dict) or golden.get("path") not in files:
-            raise BundleError(
-                "bundle manifest 'golden' must be an object whose 'path' is in 'files'"
-            )
+    if golden is not None and (not isinstance(golden, dict) or golden.get("path") not in files):
+        raise BundleError("bundle manifest 'golden' must be an object whose 'path' is in 'files'")
     created_at = document.get("created_at", "")
     return BundleManifest(
         format_version=version,

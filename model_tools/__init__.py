@@ -1,0 +1,11 @@
+"""Cloud-side model optimization toolkit: export, quantize, evaluate, bench, bundle.
+
+Importing this package never imports torch; only ``model_tools.export`` and
+``model_tools.demo`` (and the modules they use) do, lazily, when called.
+"""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

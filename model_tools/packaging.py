@@ -1,0 +1,173 @@
+"""Building, signing and checking model bundles (format in docs/bundle-format.md).
+
+The format itself (reader, verifier, writer) lives in ``edge_server.bundle`` so the
+gateway and the orchestrator share it; this module gathers what goes in: the
+ONNX model, its manifest with signature and evaluation, and golden samples.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_server.bundle.archive import open_archive
+from edge_server.bundle.format import GOLDEN_FILE, MODEL_FILE, parse_bundle_manifest
+from edge_server.bundle.golden import encode_golden
+from edge_server.bundle.signing import (
+    generate_private_key,
+    load_private_key,
+    save_keypair,
+    sign_manifest,
+)
+from edge_server.bundle.verify import check_contents
+from edge_server.bundle.writer import Payload, build_manifest_bytes, write_bundle
+from model_tools.errors import ToolError
+from model_tools.graph_stats import is_quantized
+from model_tools.manifest_io import find_manifest, producer_info
+from model_tools.onnx_model import graph_signature, load_onnx
+from model_tools.sessions import open_session
+
+__all__ = ["PackageResult", "keygen", "package_model", "sign_bundle", "utc_timestamp"]
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    path: Path
+    name: str
+    version: str
+    key_id: str | None
+    files: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "version": self.version,
+            "signed_by": self.key_id,
+            "files": self.files,
+            "size": self.path.stat().st_size,
+        }
+
+
+def utc_timestamp() -> str:
+    """Now in ISO 8601 UTC, or SOURCE_DATE_EPOCH when set (reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def keygen(private_path: Path, public_path: Path | None = None, force: bool = False) -> str:
+    """Create an Ed25519 key pair (PEM); returns the key id. Refuses to overwrite."""
+    public_path = public_path or private_path.with_suffix(".pub")
+    for path in (private_path, public_path):
+        if path.exists() and not force:
+            raise ToolError(f"{path} exists; pass --force to replace it")
+    return save_keypair(generate_private_key(), private_path, public_path)
+
+
+def _golden(model: Path, inputs: np.ndarray, atol: float | None) -> tuple[bytes, dict[str, Any]]:
+    session = open_session(model)
+    name = session.get_inputs()[0].name
+    try:
+        results = session.run(None, {name: inputs})
+    except Exception as exc:
+        raise ToolError(f"golden inputs do not run through {model}: {exc}") from None
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, (np.asarray(r) for r in results), strict=True))
+    tolerance = atol if atol is not None else (5e-2 if is_quantized(load_onnx(model)) else 1e-3)
+    description: dict[str, Any] = {
+        "path": GOLDEN_FILE,
+        "count": len(inputs),
+        "inputs": [name],
+        "outputs": names,
+        "atol": tolerance,
+        "rtol": tolerance,
+    }
+    first = outputs[names[0]]
+    if first.ndim == 2:
+        description["expected_top1"] = [int(i) for i in np.argmax(first, axis=1)]
+    return encode_golden({name: inputs}, outputs), description
+
+
+def package_model(
+    model: Path,
+    output: Path,
+    *,
+    signing_key: Path | None = None,
+    manifest_path: Path | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    golden_inputs: np.ndarray | None = None,
+    golden_atol: float | None = None,
+    evaluation: dict[str, Any] | None = None,
+    breaking_change: bool = False,
+    created_at: str | None = None,
+) -> PackageResult:
+    """Write a bundle for ``model``; signed when ``signing_key`` is given."""
+    proto = load_onnx(model)
+    manifest = find_manifest(model, manifest_path)
+    document: dict[str, Any] = dict(manifest) if manifest else {}
+    document["name"] = name or document.get("name") or ""
+    document["version"] = version or document.get("version") or ""
+    if not document["name"] or not document["version"]:
+        raise ToolError(
+            f"{model} has no manifest with a name and version; pass --name and --version"
+        )
+    inputs, outputs = graph_signature(proto)
+    document["inputs"] = [s.to_dict() for s in inputs]
+    document["outputs"] = [s.to_dict() for s in outputs]
+    document.setdefault("output_kind", "logits")
+    document.setdefault("labels", [])
+    document["producer"] = producer_info("model-tools package")
+    document["created_at"] = created_at or utc_timestamp()
+    document["breaking_change"] = breaking_change
+    if evaluation is not None:
+        document["evaluation"] = evaluation
+    for key in ("files", "format_version", "golden"):
+        document.pop(key, None)
+    payloads: dict[str, Payload] = {MODEL_FILE: model}
+    if golden_inputs is not None:
+        payloads[GOLDEN_FILE], document["golden"] = _golden(model, golden_inputs, golden_atol)
+    try:
+        manifest_bytes = build_manifest_bytes(document, payloads)
+    except Exception as exc:
+        raise ToolError(f"cannot build the bundle manifest: {exc}") from None
+    key_id = None
+    signature = None
+    if signing_key is not None:
+        sig = sign_manifest(manifest_bytes, load_private_key(signing_key))
+        key_id, signature = sig.key_id, sig.encode()
+    write_bundle(output, manifest_bytes, payloads, signature)
+    sizes = {p: (v.stat().st_size if isinstance(v, Path) else len(v)) for p, v in payloads.items()}
+    return PackageResult(output, document["name"], document["version"], key_id, sizes)
+
+
+def sign_bundle(bundle: Path, signing_key: Path, output: Path | None = None) -> str:
+    """(Re-)sign a bundle after checking its files against its manifest; returns the key id."""
+    key = load_private_key(signing_key)
+    archive = open_archive(bundle)
+    manifest = parse_bundle_manifest(archive.manifest_bytes)
+    check_contents(archive, manifest)
+    signature = sign_manifest(archive.manifest_bytes, key)
+    target = output or bundle
+    with tempfile.TemporaryDirectory(prefix=".sign-", dir=target.parent) as tmp:
+        payloads: dict[str, Payload] = {}
+        with tarfile.open(bundle, mode="r:") as tar:
+            for name in manifest.files:
+                handle = tar.extractfile(name)
+                if handle is None:
+                    raise ToolError(f"{bundle}: member {name} is not a file")
+                local = Path(tmp) / name.replace("/", "__")
+                with handle, local.open("wb") as out:
+                    shutil.copyfileobj(handle, out)
+                payloads[name] = local
+        write_bundle(target, archive.manifest_bytes, payloads, signature.encode())
+    return signature.key_id
