@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import pytest
 from bundles import build_bundle, golden_for, make_keys
-from gateway_fixtures import gateway_settings
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gateway_fixtures import gateway_settings
 from model_factory import GRAY_PREPROCESSING, linear_classifier
 from PIL import Image
 
