@@ -35,7 +35,7 @@ venv: $(VENV)/.runtime  ## runtime-only virtualenv
 venv-dev: $(VENV)/.dev  ## virtualenv with dev and tools extras
 
 run: $(VENV)/.runtime  ## set up and serve the bundled demo model on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
-	$(BIN)/edge-server --model-root $(DEMO_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
+	$(BIN)/edge-server --model-root $(DEMO_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --trusted-keys examples/keys
 
 # Node.js client used by tests/test_v2_node.py (a second language against the V2 service).
 $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
