@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 PROTOS := $(wildcard protos/edge/v1/*.proto) $(wildcard protos/inference/*.proto)
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test lint typecheck proto proto-check proto-lint demo-model bench clean
+.PHONY: help venv venv-dev run test lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -83,6 +83,11 @@ bench: $(VENV)/.dev  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ 
 	  || echo "bench: cannot install h2load (nghttp2-client): using the grpc.aio load generator" >&2; }
 	@$(PIP) py-spy >/dev/null 2>&1 || echo "bench: py-spy unavailable: no profiles" >&2
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# No Docker, no binfmt_misc: a debootstrapped Debian bookworm arm64 userland (cached in
+# .cache/arm64) run by qemu-aarch64-static -L; installs qemu-user-static and debootstrap.
+arm64-smoke: $(VENV)/.dev  ## the real gateway on emulated aarch64: wheels resolve, health, reflection, Predict, /metrics
+	$(BIN)/python tests/arm64/smoke.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
