@@ -7,10 +7,8 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from edge_server.bundle.signing import key_id, load_public_key
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.predictor import Predictor
 from edge_server.domain.shadow import ShadowRunner
@@ -21,11 +19,19 @@ from edge_server.lifecycle.uploads import UploadArea, UploadLimits
 from edge_server.lifecycle.watch import RollbackWatcher, WatchPolicy
 from edge_server.settings import Settings
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 logger = logging.getLogger(__name__)
 
 
 def load_trusted_keys(paths: tuple[Path, ...]) -> tuple[Ed25519PublicKey, ...]:
     """Public keys from files, or every ``*.pub`` in a folder."""
+    if not paths:
+        return ()
+    # Imported only when keys are configured: `cryptography` costs ~8 MiB of memory.
+    from edge_server.bundle.signing import key_id, load_public_key
+
     files: list[Path] = []
     for path in paths:
         files.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
