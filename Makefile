@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 PROTOS := $(wildcard protos/edge/v1/*.proto) $(wildcard protos/inference/*.proto)
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
+.PHONY: help venv venv-dev run test postgres-server lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,7 +27,7 @@ $(VENV)/.runtime: $(BIN)/python setup.cfg constraints.txt pyproject.toml
 # torch is installed first and alone: its pinned CPU wheel is on the machine's disk.
 $(VENV)/.dev: $(VENV)/.runtime
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,tools]'
+	$(PIP) -e '.[dev,tools,cloud]'
 	touch $@
 
 venv: $(VENV)/.runtime  ## runtime-only virtualenv
@@ -42,7 +42,14 @@ $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund
 	touch $@
 
-test: $(VENV)/.dev $(NODE_DEPS)  ## set up and run the whole test suite
+# PostgreSQL server binaries for the orchestrator tests (Debian package `postgresql`); the
+# tests start a throwaway cluster on a free port and stop it (or use EDGE_TEST_POSTGRES_URL).
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q postgresql; }
+
+test: $(VENV)/.dev $(NODE_DEPS) postgres-server  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev  ## ruff + mypy

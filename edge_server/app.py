@@ -27,6 +27,7 @@ from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
+from edge_server.pull.agent import CloudLink
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.settings import Settings
 from inference import grpc_service_pb2, grpc_service_pb2_grpc
@@ -101,6 +102,11 @@ class Gateway:
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
         self.http = HttpEndpoint(self.metrics.render, self.is_ready)
+        self.cloud = (  # pull mode and feedback upload (--orchestrator)
+            CloudLink(settings, self.models, self.lifecycle, self.predictor, self.metrics.registry)
+            if settings.orchestrator
+            else None
+        )
         self._server: grpc.aio.Server | None = None
         self._management_server: grpc.aio.Server | None = None
         self.management_port = 0
@@ -218,6 +224,8 @@ class Gateway:
             s.model_root,
         )
         self._load_task = asyncio.create_task(self._load_models())
+        if self.cloud is not None:
+            await self.cloud.start(self.wait_for_models)
 
     async def _load_models(self) -> None:
         await self.models.load_all()
@@ -242,6 +250,8 @@ class Gateway:
         await asyncio.gather(*(srv.stop(grace) for srv in servers))
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
+        if self.cloud is not None:
+            await self.cloud.stop()  # after the drain: the last results reach the outbox
         await self.http.stop()
         self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
         self._inference_pool.shutdown(wait=True, cancel_futures=True)

@@ -68,6 +68,14 @@ class Settings:
     rollback_max_fault_rate_increase: float = 0.05
     rollback_max_p99_ratio: float = 2.0
     shadow_sample_rate: float = 0.1
+    orchestrator: str = ""
+    orchestrator_token: str = ""
+    orchestrator_token_file: Path | None = None
+    orchestrator_ca: Path | None = None
+    gateway_labels: Mapping[str, str] = field(default_factory=dict)
+    feedback_db: Path | None = None
+    outbox_max_bytes: int = 64 * 1024 * 1024
+    feedback_bucket_seconds: int = 60
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -111,6 +119,12 @@ class Settings:
             problems.append("max_bundle_bytes and disk_quota_bytes must be positive")
         if self.shutdown_grace_seconds < 0:
             problems.append("shutdown_grace_seconds must be >= 0")
+        if self.orchestrator and not self.orchestrator.rpartition(":")[2].isdigit():
+            problems.append("orchestrator must be HOST:PORT (empty = pull mode off)")
+        if self.outbox_max_bytes < 1024:
+            problems.append("outbox_max_bytes must be at least 1024")
+        if not 1 <= self.feedback_bucket_seconds <= 86_400:
+            problems.append("feedback_bucket_seconds must be 1..86400")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -143,6 +157,18 @@ class Settings:
     @property
     def effective_gateway_id(self) -> str:
         return self.gateway_id or os.uname().nodename
+
+    @property
+    def effective_orchestrator_token(self) -> str:
+        if self.orchestrator_token:
+            return self.orchestrator_token
+        if self.orchestrator_token_file is not None:
+            return self.orchestrator_token_file.read_text(encoding="utf-8").strip()
+        return ""
+
+    @property
+    def effective_feedback_db(self) -> Path:
+        return self.feedback_db or Path(self.model_root) / ".feedback.sqlite3"
 
 
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -199,18 +225,32 @@ FIELD_HELP: dict[str, str] = {
     "rollback_max_p99_ratio": "roll back when p99 latency exceeds the previous version's "
     "by this factor (and by more than 5 ms)",
     "shadow_sample_rate": "share of live requests also run on a shadow version, 0..1",
+    "orchestrator": "HOST:PORT of the orchestrator to dial out to (pull mode: desired "
+    "versions, status, feedback upload); empty = off",
+    "orchestrator_token": "fleet bearer token sent to the orchestrator (prefer "
+    "--orchestrator-token-file)",
+    "orchestrator_token_file": "file holding the fleet bearer token",
+    "orchestrator_ca": "PEM CA of the orchestrator's TLS certificate (enables TLS to it)",
+    "gateway_labels": "labels reported to the orchestrator, as KEY=VALUE[,KEY=VALUE] "
+    "(e.g. site=berlin,hardware=rpi4)",
+    "feedback_db": "SQLite outbox of results waiting for upload (default: "
+    "MODEL_ROOT/.feedback.sqlite3)",
+    "outbox_max_bytes": "byte cap of the feedback outbox; the oldest batches are dropped "
+    "(and counted) beyond it",
+    "feedback_bucket_seconds": "length of a feedback aggregation bucket, seconds",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
 
 def _convert(name: str, raw: Any) -> Any:
     """Turn a string or JSON value into the type of field ``name``."""
-    if name in ("model_root", "tls_cert", "tls_key", "tls_client_ca", "management_token_file"):
+    if name in ("model_root", "tls_cert", "tls_key", "tls_client_ca", "management_token_file",
+                "orchestrator_token_file", "orchestrator_ca", "feedback_db"):  # fmt: skip
         return Path(raw) if raw not in (None, "") else None
     if name == "execution_providers":
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())
-    if name == "pinned_versions":
+    if name in ("pinned_versions", "gateway_labels"):
         return parse_pins(raw) if isinstance(raw, str) else dict(raw)
     if name == "trusted_keys":
         items = raw.split(",") if isinstance(raw, str) else list(raw)

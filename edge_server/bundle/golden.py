@@ -9,6 +9,7 @@ it when any output differs by more than ``atol + rtol * |expected|``.
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from edge_server.errors import BundleError
 __all__ = ["GoldenSamples", "compare_golden", "encode_golden", "load_golden"]
 
 _MAX_GOLDEN_BYTES = 64 << 20
+_NPY_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ def load_golden(path: Path, description: Mapping[str, Any]) -> GoldenSamples:
     try:
         if path.stat().st_size > _MAX_GOLDEN_BYTES:
             raise BundleError(f"{path} is larger than {_MAX_GOLDEN_BYTES} bytes")
-        with np.load(path, allow_pickle=False) as data:
+        # One reader at a time: np.load parses .npy headers with ast.literal_eval, which
+        # CPython 3.11.7 can corrupt when two threads compile at once (gh-106905).
+        with _NPY_LOCK, np.load(path, allow_pickle=False) as data:
             arrays = {name: np.asarray(data[name]) for name in data.files}
     except BundleError:
         raise

@@ -70,6 +70,10 @@ class PredictOutput:
     timings: StageTimings
 
 
+# Called on the event loop after each Predict (output None when it failed); must be cheap.
+ResultObserver = Callable[[ServingModel, PredictInput, PredictOutput | None], None]
+
+
 def _us(seconds: float) -> int:
     return max(0, int(seconds * 1_000_000))
 
@@ -189,6 +193,7 @@ class Predictor:
         )
         self.inline_policy = InlinePolicy(inline_threshold_us)
         self.accepting = True
+        self.on_result: ResultObserver | None = None  # e.g. the feedback recorder
 
     def queue_depth(self, model_name: str) -> int:
         return self._in_flight[model_name]
@@ -261,6 +266,8 @@ class Predictor:
                     time.perf_counter() - received,
                     model_fault=isinstance(exc, InferenceFailed),
                 )
+                if self.on_result is not None and isinstance(exc, Exception):
+                    self.on_result(model, request, None)
                 raise
         t = output.timings
         self.statistics.record_success(
@@ -275,6 +282,8 @@ class Predictor:
             infer_s=t.inference_us / 1e6,
             postprocess_s=t.postprocess_us / 1e6,
         )
+        if self.on_result is not None:
+            self.on_result(model, request, output)
         return output
 
     async def _prepare(

@@ -1,0 +1,124 @@
+"""Assemble the orchestrator from a database URL and an artifact folder; run its server.
+
+``Orchestrator`` is the Python API the CLI wraps (and tests use directly);
+``serve`` runs the OrchestratorService gRPC server and the rollout runner until
+``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud_orchestrator.artifacts import ArtifactStore
+from cloud_orchestrator.db import Database
+from cloud_orchestrator.feedback_store import FeedbackStore
+from cloud_orchestrator.fleet import Fleet
+from cloud_orchestrator.registry import Registry
+from cloud_orchestrator.rollout_runner import (
+    Connect,
+    RolloutObserver,
+    RolloutRunner,
+    RunnerConfig,
+)
+from cloud_orchestrator.rollout_store import RolloutStore
+
+__all__ = ["Orchestrator", "ServeOptions", "default_instance_id", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_instance_id() -> str:
+    """host-pid-random: unique per process, readable in rollout events."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+class Orchestrator:
+    def __init__(self, db_url: str, artifacts_dir: Path) -> None:
+        self.db = Database(db_url)
+        self.artifacts = ArtifactStore(artifacts_dir)
+        self.registry = Registry(self.db, self.artifacts)
+        self.fleet = Fleet(self.db, self.registry)
+        self.feedback = FeedbackStore(self.db)
+        self.rollouts = RolloutStore(self.db, self.registry, self.fleet)
+
+    def runner(
+        self,
+        config: RunnerConfig,
+        observer: RolloutObserver | None = None,
+        connect: Connect | None = None,
+    ) -> RolloutRunner:
+        if connect is None:
+            from cloud_orchestrator.grpc.push_client import connect as grpc_connect
+
+            connect = grpc_connect
+        return RolloutRunner(self.rollouts, self.registry, self.fleet, connect, config, observer)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 50070
+    gateway_token: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    instance_id: str = ""
+    lease_seconds: float = 30.0
+    poll_seconds: float = 2.0
+    heartbeat_seconds: float = 10.0
+    desired_poll_seconds: float = 1.0
+    run_rollouts: bool = True
+    shutdown_grace_seconds: float = 5.0
+
+
+async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio.Event) -> None:
+    from cloud_orchestrator.grpc.server import OrchestratorServer
+    from cloud_orchestrator.grpc.servicer import OrchestratorServicer
+
+    servicer = OrchestratorServicer(
+        orchestrator.fleet,
+        orchestrator.registry,
+        orchestrator.feedback,
+        heartbeat_seconds=options.heartbeat_seconds,
+        desired_poll_seconds=options.desired_poll_seconds,
+    )
+    server = OrchestratorServer(
+        servicer,
+        options.host,
+        options.port,
+        options.gateway_token,
+        options.tls_cert,
+        options.tls_key,
+    )
+    await server.start()
+    owner = options.instance_id or default_instance_id()
+    logger.info(
+        "orchestrator %s listening: gRPC %s:%d%s; database %s; rollouts %s",
+        owner,
+        options.host,
+        server.port,
+        " (TLS)" if options.tls_cert else "",
+        orchestrator.db.describe(),
+        "on" if options.run_rollouts else "off",
+    )
+    runner_task: asyncio.Task[None] | None = None
+    if options.run_rollouts:
+        runner = orchestrator.runner(
+            RunnerConfig(owner, options.lease_seconds, options.poll_seconds)
+        )
+        runner_task = asyncio.create_task(runner.serve(stop))
+    try:
+        await stop.wait()
+    finally:
+        logger.info("orchestrator %s shutting down", owner)
+        if runner_task is not None:
+            await runner_task
+        await server.stop(options.shutdown_grace_seconds)

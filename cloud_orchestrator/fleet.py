@@ -1,0 +1,371 @@
+"""The fleet: registered gateways, label selectors, what each gateway runs and what it
+should run (desired state for pull mode).
+
+Selectors: ``all`` (or ``*``), or comma-separated terms that must all hold:
+``site=berlin``, ``hardware!=rpi4``, ``site=berlin|paris`` (any of), ``id=gw-1|gw-2``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from cloud_orchestrator.db import Database
+from cloud_orchestrator.errors import InvalidRequest, NotFound
+from cloud_orchestrator.models import Assignment, DesiredPin, Gateway, GatewayEvent, GatewayModel
+from cloud_orchestrator.registry import Registry
+
+__all__ = [
+    "DesiredVersion",
+    "Fleet",
+    "GatewayInfo",
+    "ReportedEvent",
+    "ReportedModel",
+    "Selector",
+    "parse_labels",
+]
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MODES = ("ACTIVATE", "STAGE", "SHADOW")
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``site=berlin,hardware=rpi4`` -> dict."""
+    labels: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"label {item!r} is not KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@dataclass(frozen=True)
+class Selector:
+    text: str
+    terms: tuple[tuple[str, bool, frozenset[str]], ...]  # key, negated, values
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        text = text.strip()
+        if text in ("all", "*", ""):
+            return cls("all", ())
+        terms = []
+        for item in text.split(","):
+            item = item.strip()
+            negated = "!=" in item
+            key, sep, values = item.partition("!=" if negated else "=")
+            if not sep or not key.strip() or not values.strip():
+                raise InvalidRequest(
+                    f"selector term {item!r} is not KEY=VALUE, KEY!=VALUE or KEY=A|B (or use 'all')"
+                )
+            terms.append((key.strip(), negated, frozenset(v.strip() for v in values.split("|"))))
+        return cls(text, tuple(terms))
+
+    def matches(self, gateway_id: str, labels: Mapping[str, Any]) -> bool:
+        for key, negated, values in self.terms:
+            actual = gateway_id if key == "id" else labels.get(key)
+            hit = actual is not None and str(actual) in values
+            if hit == negated:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class ReportedModel:
+    model_name: str
+    active_version: str
+    state: str
+    bundle_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ReportedEvent:
+    model_name: str
+    model_version: str
+    kind: str  # ACTIVATED REJECTED ROLLED_BACK STAGED FAILED
+    reason: str
+    occurred_at: float
+
+
+@dataclass(frozen=True)
+class DesiredVersion:
+    model_name: str
+    version: str
+    sha256: str
+    size_bytes: int
+    mode: str
+    rollout_id: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayInfo:
+    id: str
+    address: str
+    labels: dict[str, str]
+    last_seen: float
+    registered_at: float
+    gateway_version: str = ""
+    token: str = field(default="", repr=False)
+    ca_pem: str = field(default="", repr=False)
+    running: dict[str, ReportedModel] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        return "push" if self.address else "pull"
+
+
+def _gateway_info(row: Gateway, running: Sequence[GatewayModel] = ()) -> GatewayInfo:
+    return GatewayInfo(
+        id=row.id,
+        address=row.address,
+        labels={str(k): str(v) for k, v in (row.labels or {}).items()},
+        last_seen=row.last_seen,
+        registered_at=row.registered_at,
+        gateway_version=row.gateway_version,
+        token=row.token,
+        ca_pem=row.ca_pem,
+        running={
+            r.model_name: ReportedModel(r.model_name, r.active_version, r.state, r.bundle_sha256)
+            for r in running
+        },
+    )
+
+
+class Fleet:
+    def __init__(self, db: Database, registry: Registry) -> None:
+        self.db = db
+        self.registry = registry
+
+    # -- gateways ---------------------------------------------------------------------------
+
+    def register(
+        self,
+        gateway_id: str,
+        address: str = "",
+        labels: Mapping[str, str] | None = None,
+        token: str = "",
+        ca_pem: str = "",
+    ) -> GatewayInfo:
+        """Add a gateway or change its address, labels and credentials."""
+        if not _ID_RE.match(gateway_id):
+            raise InvalidRequest(
+                f"gateway id {gateway_id!r} must be 1-128 letters, digits, '.', '_', ':' or '-'"
+            )
+        if address and not re.match(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$", address):
+            raise InvalidRequest(f"gateway address {address!r} is not HOST:PORT")
+        now = time.time()
+        with self.db.session() as session:
+            row = session.get(Gateway, gateway_id)
+            if row is None:
+                row = Gateway(id=gateway_id, registered_at=now, last_seen=0.0)
+                session.add(row)
+            row.address = address
+            row.labels = dict(labels or {})
+            row.token = token
+            row.ca_pem = ca_pem
+        return self.gateway(gateway_id)
+
+    def remove(self, gateway_id: str) -> None:
+        with self.db.session() as session:
+            row = session.get(Gateway, gateway_id)
+            if row is None:
+                raise NotFound(f"no gateway {gateway_id!r} is registered")
+            session.execute(delete(GatewayModel).where(GatewayModel.gateway_id == gateway_id))
+            session.execute(delete(DesiredPin).where(DesiredPin.gateway_id == gateway_id))
+            session.delete(row)
+
+    def gateway(self, gateway_id: str) -> GatewayInfo:
+        with self.db.session() as session:
+            row = session.get(Gateway, gateway_id)
+            if row is None:
+                raise NotFound(f"no gateway {gateway_id!r} is registered")
+            running = session.scalars(
+                select(GatewayModel).where(GatewayModel.gateway_id == gateway_id)
+            ).all()
+            return _gateway_info(row, running)
+
+    def gateways(self, selector: Selector | None = None) -> list[GatewayInfo]:
+        with self.db.session() as session:
+            rows = session.scalars(select(Gateway).order_by(Gateway.id)).all()
+            running: dict[str, list[GatewayModel]] = {}
+            for model in session.scalars(select(GatewayModel)).all():
+                running.setdefault(model.gateway_id, []).append(model)
+            infos = [_gateway_info(row, running.get(row.id, [])) for row in rows]
+        if selector is None:
+            return infos
+        return [g for g in infos if selector.matches(g.id, g.labels)]
+
+    # -- what gateways report ---------------------------------------------------------------
+
+    def hello(
+        self, gateway_id: str, labels: Mapping[str, str], gateway_version: str
+    ) -> GatewayInfo:
+        """A pull-mode gateway connected: register it when new, refresh labels and last seen."""
+        if not _ID_RE.match(gateway_id):
+            raise InvalidRequest(f"gateway id {gateway_id!r} is not valid")
+        now = time.time()
+        with self.db.session() as session:
+            row = session.get(Gateway, gateway_id)
+            if row is None:
+                row = Gateway(id=gateway_id, registered_at=now, address="", token="", ca_pem="")
+                session.add(row)
+            if labels:
+                row.labels = dict(labels)
+            row.gateway_version = gateway_version
+            row.last_seen = now
+        return self.gateway(gateway_id)
+
+    def touch(self, gateway_id: str) -> None:
+        with self.db.session() as session:
+            row = session.get(Gateway, gateway_id)
+            if row is not None:
+                row.last_seen = time.time()
+
+    def report(
+        self,
+        gateway_id: str,
+        models: Sequence[ReportedModel],
+        events: Sequence[ReportedEvent] = (),
+    ) -> int:
+        """Store what a gateway runs and what happened to it; returns events stored."""
+        now = time.time()
+        with self.db.session() as session:
+            gateway = session.get(Gateway, gateway_id)
+            if gateway is None:
+                raise NotFound(f"gateway {gateway_id!r} is unknown; Subscribe first")
+            gateway.last_seen = now
+            for model in models:
+                row = session.get(GatewayModel, (gateway_id, model.model_name))
+                if row is None:
+                    row = GatewayModel(gateway_id=gateway_id, model_name=model.model_name)
+                    session.add(row)
+                row.active_version = model.active_version
+                row.state = model.state
+                row.bundle_sha256 = model.bundle_sha256
+                row.updated_at = now
+            for item in events:
+                session.add(
+                    GatewayEvent(
+                        gateway_id=gateway_id,
+                        model_name=item.model_name,
+                        model_version=item.model_version,
+                        kind=item.kind,
+                        reason=item.reason[:2000],
+                        occurred_at=item.occurred_at or now,
+                        received_at=now,
+                    )
+                )
+        return len(events)
+
+    def events(
+        self, gateway_id: str, model_name: str = "", since: float = 0.0
+    ) -> list[ReportedEvent]:
+        with self.db.session() as session:
+            query = select(GatewayEvent).where(
+                GatewayEvent.gateway_id == gateway_id, GatewayEvent.received_at >= since
+            )
+            if model_name:
+                query = query.where(GatewayEvent.model_name == model_name)
+            rows = session.scalars(query.order_by(GatewayEvent.id)).all()
+            return [
+                ReportedEvent(r.model_name, r.model_version, r.kind, r.reason, r.occurred_at)
+                for r in rows
+            ]
+
+    # -- desired state ----------------------------------------------------------------------
+
+    def assign(self, model_name: str, selector: str, version: str, mode: str = "ACTIVATE") -> None:
+        """Gateways matching ``selector`` should run ``version`` (or ``latest``)."""
+        parsed = Selector.parse(selector)
+        if mode not in MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
+        if version != "latest":  # `latest` may name a model not published yet
+            self.registry.version(model_name, version)
+        with self.db.session() as session:
+            row = session.scalars(
+                select(Assignment).where(
+                    Assignment.model_name == model_name, Assignment.selector == parsed.text
+                )
+            ).first()
+            if row is None:
+                row = Assignment(
+                    model_name=model_name, selector=parsed.text, created_at=time.time()
+                )
+                session.add(row)
+            row.version = version
+            row.mode = mode
+
+    def unassign(self, model_name: str, selector: str) -> None:
+        parsed = Selector.parse(selector)
+        with self.db.session() as session:
+            session.execute(
+                delete(Assignment).where(
+                    Assignment.model_name == model_name, Assignment.selector == parsed.text
+                )
+            )
+
+    def pin(self, gateway_id: str, model_name: str, version: str, rollout_id: str) -> None:
+        with self.db.session() as session:
+            row = session.get(DesiredPin, (gateway_id, model_name))
+            if row is None:
+                row = DesiredPin(gateway_id=gateway_id, model_name=model_name)
+                session.add(row)
+            row.version = version
+            row.rollout_id = rollout_id
+            row.updated_at = time.time()
+
+    def unpin(self, gateway_id: str, model_name: str) -> None:
+        with self.db.session() as session:
+            session.execute(
+                delete(DesiredPin).where(
+                    DesiredPin.gateway_id == gateway_id, DesiredPin.model_name == model_name
+                )
+            )
+
+    def desired(self, gateway: GatewayInfo) -> list[DesiredVersion]:
+        """Rollout pins first, then the newest matching assignment per model."""
+        with self.db.session() as session:
+            pins = session.scalars(
+                select(DesiredPin).where(DesiredPin.gateway_id == gateway.id)
+            ).all()
+            assignments = session.scalars(select(Assignment).order_by(Assignment.id)).all()
+            chosen: dict[str, tuple[str, str, str]] = {}
+            for assignment in assignments:
+                if Selector.parse(assignment.selector).matches(gateway.id, gateway.labels):
+                    chosen[assignment.model_name] = (assignment.version, assignment.mode, "")
+            for pin in pins:
+                chosen[pin.model_name] = (pin.version, "ACTIVATE", pin.rollout_id)
+        latest = self.registry.latest_versions() if chosen else {}
+        desired = []
+        for model_name, (version, mode, rollout_id) in sorted(chosen.items()):
+            if version == "latest":
+                if model_name not in latest:
+                    continue  # nothing published yet: nothing to ask for
+                info = latest[model_name]
+                desired.append(
+                    DesiredVersion(
+                        model_name, info.version, info.sha256, info.size_bytes, mode, rollout_id
+                    )
+                )
+                continue
+            try:
+                info = self.registry.version(model_name, version)
+            except NotFound:
+                # A rollback target the gateway had before the registry knew the model:
+                # it can only be activated from the gateway's own store.
+                desired.append(DesiredVersion(model_name, version, "", 0, mode, rollout_id))
+                continue
+            desired.append(
+                DesiredVersion(
+                    model_name, info.version, info.sha256, info.size_bytes, mode, rollout_id
+                )
+            )
+        return desired

@@ -1,0 +1,60 @@
+"""What the rollout runner needs from a gateway's management plane, without gRPC.
+
+``cloud_orchestrator.grpc.push_client`` implements it over edge.v1.ModelService.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["BundleRef", "GatewayControl", "ModelStatus", "PushOutcome"]
+
+BytesCallback = Callable[[int, int], None]  # bytes stored on the gateway, bundle size
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    path: Path
+    model: str
+    version: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    stage: str  # ACTIVE STAGED SHADOW REJECTED
+    reason: str
+    bytes_sent: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    active_version: str
+    ready: bool
+    version_state: str  # state of the version asked about: READY, ROLLED_BACK, ... or ""
+    version_reason: str
+
+
+class GatewayControl(Protocol):
+    async def model_status(self, model: str, version: str = "") -> ModelStatus | None:
+        """The model's state (None when the gateway does not serve it)."""
+        ...
+
+    async def push(
+        self, bundle: BundleRef, source: str, on_bytes: BytesCallback | None = None
+    ) -> PushOutcome:
+        """Stream the bundle (resuming after broken streams) and wait for the verdict."""
+        ...
+
+    async def rollback(self, model: str, reason: str) -> str:
+        """RollbackModel; returns the version active afterwards."""
+        ...
+
+    async def activate(self, model: str, version: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,64 @@
+"""The orchestrator's gRPC server: OrchestratorService + grpc.health.v1."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from cloud_orchestrator.grpc.auth import FleetTokenInterceptor
+from cloud_orchestrator.grpc.servicer import OrchestratorServicer
+from edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+
+
+class OrchestratorServer:
+    def __init__(
+        self,
+        servicer: OrchestratorServicer,
+        host: str,
+        port: int,
+        token: str = "",
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
+        interceptors = [FleetTokenInterceptor(token)] if token else []
+        if not token:
+            logger.warning(
+                "no --gateway-token: any client that reaches this port may subscribe as a gateway"
+            )
+        self._server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_send_message_length", 8 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, self._server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        address = f"{host}:{port}"
+        if tls_cert is not None and tls_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(tls_key.read_bytes(), tls_cert.read_bytes())]
+            )
+            self.port = int(self._server.add_secure_port(address, credentials))
+        else:
+            self.port = int(self._server.add_insecure_port(address))
+
+    async def start(self) -> None:
+        await self._server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)

@@ -1,0 +1,149 @@
+"""edge.v1.OrchestratorService: thin conversions around the fleet, registry and
+feedback store (database work runs in threads, never on the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from cloud_orchestrator.errors import InvalidRequest
+from cloud_orchestrator.feedback_store import FeedbackStore
+from cloud_orchestrator.fleet import Fleet
+from cloud_orchestrator.grpc import converters
+from cloud_orchestrator.grpc.status_mapping import abort_with
+from cloud_orchestrator.registry import Registry
+from edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+MAX_BATCHES_PER_CALL = 256
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(
+        self,
+        fleet: Fleet,
+        registry: Registry,
+        feedback: FeedbackStore,
+        heartbeat_seconds: float = 10.0,
+        desired_poll_seconds: float = 1.0,
+    ) -> None:
+        self._fleet = fleet
+        self._registry = registry
+        self._feedback = feedback
+        self._heartbeat = heartbeat_seconds
+        self._poll = desired_poll_seconds
+
+    async def Subscribe(
+        self, request: orchestrator_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse]:
+        try:
+            gateway_id = request.gateway_id
+            await asyncio.to_thread(
+                self._fleet.hello, gateway_id, dict(request.labels), request.gateway_version
+            )
+            models = converters.to_reported_models(request.models)
+            await asyncio.to_thread(self._fleet.report, gateway_id, models)
+        except Exception as exc:
+            await abort_with(context, exc)
+            return
+        logger.info("gateway %s subscribed", gateway_id)
+        interval = max(1, round(self._heartbeat))
+        sent: tuple[object, ...] | None = None
+        generation = 0
+        last_sent = 0.0
+        try:
+            while True:
+                gateway = await asyncio.to_thread(self._fleet.gateway, gateway_id)
+                desired = await asyncio.to_thread(self._fleet.desired, gateway)
+                now = time.monotonic()
+                if tuple(desired) != sent:
+                    sent = tuple(desired)
+                    generation += 1
+                    yield orchestrator_pb2.SubscribeResponse(
+                        desired=converters.to_desired_state(desired, generation),
+                        heartbeat_interval_seconds=interval,
+                    )
+                    last_sent = now
+                elif now - last_sent >= self._heartbeat:
+                    await asyncio.to_thread(self._fleet.touch, gateway_id)
+                    yield orchestrator_pb2.SubscribeResponse(
+                        heartbeat=orchestrator_pb2.Heartbeat(
+                            sent_at=converters.timestamp(time.time())
+                        ),
+                        heartbeat_interval_seconds=interval,
+                    )
+                    last_sent = now
+                await asyncio.sleep(self._poll)
+        finally:
+            logger.info("gateway %s unsubscribed", gateway_id)
+
+    async def FetchModel(
+        self, request: orchestrator_pb2.FetchModelRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orchestrator_pb2.FetchModelResponse]:
+        try:
+            info = await asyncio.to_thread(
+                self._registry.version, request.model_name, request.model_version
+            )
+            path = self._registry.bundle_path(info)
+            if request.offset > info.size_bytes:
+                raise InvalidRequest(
+                    f"offset {request.offset} is past the end of the {info.size_bytes}-byte bundle"
+                )
+        except Exception as exc:
+            await abort_with(context, exc)
+            return
+        offset = int(request.offset)
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            while True:
+                block = await asyncio.to_thread(handle.read, CHUNK_BYTES)
+                if not block:
+                    break
+                yield orchestrator_pb2.FetchModelResponse(
+                    offset=offset,
+                    data=block,
+                    bundle_size=info.size_bytes,
+                    bundle_sha256=info.sha256,
+                )
+                offset += len(block)
+
+    async def ReportStatus(
+        self, request: orchestrator_pb2.ReportStatusRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ReportStatusResponse:
+        try:
+            stored = await asyncio.to_thread(
+                self._fleet.report,
+                request.gateway_id,
+                converters.to_reported_models(request.models),
+                converters.to_reported_events(request.events),
+            )
+            return orchestrator_pb2.ReportStatusResponse(events_stored=stored)
+        except Exception as exc:
+            await abort_with(context, exc)
+            raise
+
+    async def ReportResults(
+        self,
+        request_iterator: AsyncIterator[orchestrator_pb2.ReportResultsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> orchestrator_pb2.ReportResultsResponse:
+        acknowledged: list[str] = []
+        try:
+            async for request in request_iterator:
+                if not request.batch.batch_id or not request.gateway_id:
+                    raise InvalidRequest("every batch needs a batch_id and a gateway_id")
+                if len(acknowledged) >= MAX_BATCHES_PER_CALL:
+                    raise InvalidRequest(f"at most {MAX_BATCHES_PER_CALL} batches per call")
+                batch = converters.to_batch(request.gateway_id, request.batch)
+                await asyncio.to_thread(self._feedback.store, batch)
+                acknowledged.append(batch.batch_id)
+        except Exception as exc:
+            await abort_with(context, exc)
+            raise
+        return orchestrator_pb2.ReportResultsResponse(acknowledged_batch_ids=acknowledged)

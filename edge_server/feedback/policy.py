@@ -1,0 +1,69 @@
+"""A model's feedback privacy policy, from the ``feedback`` section of its manifest.
+
+```json
+"feedback": {"policy": "hard_examples", "low_confidence": 0.5,
+             "max_examples_per_hour": 60, "max_example_bytes": 262144}
+```
+
+``aggregates`` (the default, also for a missing or invalid section) sends counts,
+histograms and latency summaries only: no input data leaves the gateway.
+``hard_examples`` additionally sends inputs whose top-1 confidence is below
+``low_confidence``, capped per hour and in size.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from edge_server.domain.manifest import Manifest
+
+__all__ = ["AGGREGATES", "HARD_EXAMPLES", "FeedbackPolicy", "policy_from_manifest"]
+
+logger = logging.getLogger(__name__)
+
+AGGREGATES = "aggregates"
+HARD_EXAMPLES = "hard_examples"
+
+
+@dataclass(frozen=True)
+class FeedbackPolicy:
+    policy: str = AGGREGATES
+    low_confidence: float = 0.5
+    max_examples_per_hour: int = 60
+    max_example_bytes: int = 256 * 1024
+
+    @property
+    def allows_examples(self) -> bool:
+        return self.policy == HARD_EXAMPLES and self.max_examples_per_hour > 0
+
+
+def _number(raw: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"feedback.{key} must be a number in [{low:g}, {high:g}]")
+    return float(value)
+
+
+def policy_from_manifest(manifest: Manifest) -> FeedbackPolicy:
+    raw = manifest.extra.get("feedback")
+    if raw is None:
+        return FeedbackPolicy()
+    try:
+        if not isinstance(raw, dict):
+            raise ValueError("'feedback' must be an object")
+        policy = raw.get("policy", AGGREGATES)
+        if policy not in (AGGREGATES, HARD_EXAMPLES):
+            raise ValueError(f"feedback.policy must be {AGGREGATES!r} or {HARD_EXAMPLES!r}")
+        return FeedbackPolicy(
+            policy=policy,
+            low_confidence=_number(raw, "low_confidence", 0.5, 0.0, 1.0),
+            max_examples_per_hour=int(_number(raw, "max_examples_per_hour", 60, 0, 1e6)),
+            max_example_bytes=int(_number(raw, "max_example_bytes", 256 * 1024, 1, 16 << 20)),
+        )
+    except ValueError as exc:
+        logger.warning(
+            "model %s version %s: %s; sending aggregates only", manifest.name, manifest.version, exc
+        )
+        return FeedbackPolicy()

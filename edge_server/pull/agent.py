@@ -1,0 +1,206 @@
+"""The gateway's link to the cloud: subscription, reconciler, status reports, feedback.
+
+Built from settings when ``--orchestrator`` is set. Every loop survives the cloud
+being away: the subscription reconnects with exponential backoff and jitter, status
+events wait in a bounded queue, results wait in the SQLite outbox, and the gateway
+keeps serving from its local model store throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from edge_server import __version__
+from edge_server.domain.model_manager import ModelManager, ServingModel
+from edge_server.domain.predictor import PredictInput, Predictor, PredictOutput
+from edge_server.feedback.outbox import Outbox
+from edge_server.feedback.pipeline import FeedbackPipeline
+from edge_server.feedback.recorder import FeedbackRecorder
+from edge_server.lifecycle.assembly import Lifecycle
+from edge_server.pull.backoff import Backoff
+from edge_server.pull.orchestrator_client import OrchestratorClient
+from edge_server.pull.reconciler import Reconciler
+from edge_server.pull.types import CloudUnavailable, StatusEvent
+from edge_server.settings import Settings
+
+__all__ = ["CloudLink"]
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED_EVENTS = 256
+STATUS_REFRESH_SECONDS = 30.0
+
+
+class CloudLink:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ModelManager,
+        lifecycle: Lifecycle,
+        predictor: Predictor,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = OrchestratorClient(
+            settings.orchestrator,
+            settings.effective_gateway_id,
+            settings.effective_orchestrator_token,
+            settings.orchestrator_ca,
+        )
+        self.reconciler = Reconciler(
+            manager,
+            lifecycle.updater,
+            lifecycle.activator,
+            lifecycle.ledger,
+            self.client.fetch,
+            self._queue_event,
+            source=f"orchestrator {settings.orchestrator}",
+        )
+        self.recorder = FeedbackRecorder(settings.feedback_bucket_seconds)
+        self.dropped_batches = Counter(
+            "edge_feedback_dropped_batches",
+            "Feedback batches the outbox dropped (oldest first) to stay under its byte cap",
+            registry=registry,
+        )
+        self.connected_gauge = Gauge(
+            "edge_orchestrator_connected",
+            "1 while the subscription to the orchestrator is open",
+            registry=registry,
+        )
+        self.feedback = FeedbackPipeline(
+            self.recorder,
+            Outbox(settings.effective_feedback_db, settings.outbox_max_bytes),
+            self.client.report_results,
+            flush_seconds=min(5.0, float(settings.feedback_bucket_seconds)),
+            on_dropped=self.dropped_batches.inc,
+        )
+        predictor.on_result = self.observe
+        lifecycle.activator.on_rolled_back.append(
+            lambda model, version, reason: self._queue_event(
+                StatusEvent(model, version, "ROLLED_BACK", reason, time.time())
+            )
+        )
+        self.connected = False
+        self._events: deque[StatusEvent] = deque(maxlen=MAX_QUEUED_EVENTS)
+        self._status_due = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- request path -----------------------------------------------------------------------
+
+    def observe(
+        self, model: ServingModel, request: PredictInput, output: PredictOutput | None
+    ) -> None:
+        """One cheap in-memory update per Predict; the disk is written off the loop."""
+        if output is None:
+            self.recorder.record_error(model.name, model.version)
+            return
+        c = output.classification
+        self.recorder.record(
+            model.name,
+            model.version,
+            model.manifest,
+            c.class_id,
+            c.label,
+            c.confidence,
+            output.timings.total_us,
+            request.image,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, models_loaded: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start the loops; the reconciler waits for ``models_loaded`` so it never races
+        the start-up load of the local store."""
+        await self.feedback.start()
+
+        async def reconcile() -> None:
+            if models_loaded is not None:
+                with contextlib.suppress(Exception):
+                    await models_loaded()
+            await self.reconciler.run()
+
+        self._tasks = [
+            asyncio.create_task(self._subscription_loop(), name="orchestrator-subscription"),
+            asyncio.create_task(reconcile(), name="orchestrator-reconciler"),
+            asyncio.create_task(self._status_loop(), name="orchestrator-status"),
+        ]
+        logger.info(
+            "pull mode: gateway %s dials out to %s",
+            self.settings.effective_gateway_id,
+            self.settings.orchestrator,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        try:
+            await self.feedback.stop()
+        finally:
+            await self.client.close()
+
+    # -- loops ------------------------------------------------------------------------------
+
+    def _queue_event(self, event: StatusEvent) -> None:
+        self._events.append(event)
+        self._status_due.set()
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            logger.info(
+                "orchestrator %s %s",
+                self.settings.orchestrator,
+                "connected" if connected else "unreachable; serving from the local store",
+            )
+        self.connected = connected
+        self.connected_gauge.set(1 if connected else 0)
+
+    async def _subscription_loop(self) -> None:
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            try:
+                stream = self.client.subscribe(
+                    self.settings.gateway_labels, __version__, self.reconciler.running()
+                )
+                async for desired in stream:
+                    if not self.connected:
+                        self._set_connected(True)
+                        backoff.reset()
+                        self._status_due.set()
+                        self.feedback.nudge()
+                    if desired is not None:
+                        self.reconciler.set_desired(desired)
+            except CloudUnavailable as exc:
+                logger.debug("subscription ended: %s", exc)
+            self._set_connected(False)
+            await asyncio.sleep(backoff.next())
+
+    async def _status_loop(self) -> None:
+        backoff = Backoff(1.0, 30.0)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_due.wait(), STATUS_REFRESH_SECONDS)
+            self._status_due.clear()
+            if not self.connected:
+                continue
+            events = list(self._events)
+            try:
+                await self.client.report_status(self.reconciler.running(), events)
+            except CloudUnavailable as exc:
+                logger.debug("status report failed: %s", exc)
+                await asyncio.sleep(backoff.next())
+                self._status_due.set()
+                continue
+            backoff.reset()
+            for _ in events:
+                self._events.popleft()

@@ -1,0 +1,250 @@
+"""The gateway's client of edge.v1.OrchestratorService (the transport of pull mode).
+
+Converts between protobuf and the plain types in ``edge_server.pull.types`` and
+turns every gRPC failure into ``CloudUnavailable``. A subscription that hears
+nothing (not even a heartbeat) for three heartbeat intervals is treated as dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from edge.v1 import model_pb2, orchestrator_pb2, orchestrator_pb2_grpc, types_pb2
+from edge_server.feedback.outbox import OutboxEntry
+from edge_server.feedback.pipeline import decode_payload
+from edge_server.lifecycle.updater import Mode
+from edge_server.pull.types import CloudUnavailable, DesiredVersion, RunningModel, StatusEvent
+
+__all__ = ["OrchestratorClient"]
+
+_MODES = {
+    model_pb2.ACTIVATION_MODE_UNSPECIFIED: Mode.ACTIVATE,
+    model_pb2.ACTIVATION_MODE_ACTIVATE: Mode.ACTIVATE,
+    model_pb2.ACTIVATION_MODE_STAGE: Mode.STAGE,
+    model_pb2.ACTIVATION_MODE_SHADOW: Mode.SHADOW,
+}
+_EVENT_KINDS = {
+    "ACTIVATED": orchestrator_pb2.STATUS_EVENT_KIND_ACTIVATED,
+    "REJECTED": orchestrator_pb2.STATUS_EVENT_KIND_REJECTED,
+    "ROLLED_BACK": orchestrator_pb2.STATUS_EVENT_KIND_ROLLED_BACK,
+    "STAGED": orchestrator_pb2.STATUS_EVENT_KIND_STAGED,
+    "FAILED": orchestrator_pb2.STATUS_EVENT_KIND_FAILED,
+}
+_REASONS = {
+    "low_confidence": orchestrator_pb2.HARD_EXAMPLE_REASON_LOW_CONFIDENCE,
+    "shadow_disagreement": orchestrator_pb2.HARD_EXAMPLE_REASON_SHADOW_DISAGREEMENT,
+}
+FIRST_MESSAGE_SECONDS = 30.0
+FETCH_IDLE_SECONDS = 30.0
+
+
+def _timestamp(value: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(value * 1e9))
+    return stamp
+
+
+def _running(models: Sequence[RunningModel]) -> list[orchestrator_pb2.RunningModel]:
+    return [
+        orchestrator_pb2.RunningModel(
+            model_name=m.model,
+            active_version=m.active_version,
+            state=types_pb2.ModelState.Value(f"MODEL_STATE_{m.state}"),
+            bundle_sha256=m.sha256,
+        )
+        for m in models
+    ]
+
+
+def _aggregate(item: dict[str, Any]) -> orchestrator_pb2.ResultAggregate:
+    latency = item["latency"]
+    return orchestrator_pb2.ResultAggregate(
+        model_name=item["model"],
+        model_version=item["version"],
+        bucket_start=_timestamp(item["bucket_start"]),
+        bucket_seconds=int(item["bucket_seconds"]),
+        class_counts=[
+            orchestrator_pb2.ClassCount(class_id=int(cid), label=str(label), count=int(count))
+            for cid, label, count in item["classes"]
+        ],
+        confidence_histogram=[int(c) for c in item["confidence_histogram"]],
+        latency=orchestrator_pb2.LatencySummary(
+            count=latency["count"],
+            sum_us=latency["sum_us"],
+            max_us=latency["max_us"],
+            p50_us=latency["p50_us"],
+            p99_us=latency["p99_us"],
+        ),
+        error_count=int(item["errors"]),
+        success_count=int(item["successes"]),
+    )
+
+
+def _batch(payload: bytes, dropped: int) -> orchestrator_pb2.ResultBatch:
+    document = decode_payload(payload)
+    return orchestrator_pb2.ResultBatch(
+        batch_id=document["batch_id"],
+        created_at=_timestamp(document["created_at"]),
+        aggregates=[_aggregate(a) for a in document["aggregates"]],
+        hard_examples=[
+            orchestrator_pb2.HardExample(
+                model_name=e["model"],
+                model_version=e["version"],
+                predicted_class=int(e["class_id"]),
+                predicted_label=e["label"],
+                confidence=float(e["confidence"]),
+                reason=_REASONS.get(e["reason"], orchestrator_pb2.HARD_EXAMPLE_REASON_UNSPECIFIED),
+                data=e["data"],
+                content_type=e["content_type"],
+                captured_at=_timestamp(e["captured_at"]),
+            )
+            for e in document["examples"]
+        ],
+        dropped_batches=dropped,
+    )
+
+
+class OrchestratorClient:
+    def __init__(
+        self,
+        target: str,
+        gateway_id: str,
+        token: str = "",
+        ca_file: Path | None = None,
+        call_timeout: float = 20.0,
+    ) -> None:
+        self.target = target
+        self.gateway_id = gateway_id
+        options = [
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+        if ca_file is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
+            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._timeout = call_timeout
+
+    def _unavailable(self, what: str, err: grpc.aio.AioRpcError) -> CloudUnavailable:
+        return CloudUnavailable(
+            f"orchestrator {self.target}: {what}: {err.code().name}: {err.details()}"
+        )
+
+    async def subscribe(
+        self, labels: Mapping[str, str], gateway_version: str, running: Sequence[RunningModel]
+    ) -> AsyncIterator[list[DesiredVersion] | None]:
+        """Desired states as they arrive (None for a heartbeat); ends by raising."""
+        request = orchestrator_pb2.SubscribeRequest(
+            gateway_id=self.gateway_id,
+            labels=dict(labels),
+            models=_running(running),
+            gateway_version=gateway_version,
+        )
+        call: Any = self._stub.Subscribe(request, metadata=self._metadata)
+        idle = FIRST_MESSAGE_SECONDS
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(call.read(), idle)
+                except TimeoutError:
+                    raise CloudUnavailable(
+                        f"orchestrator {self.target}: no heartbeat for {idle:.0f} s"
+                    ) from None
+                if message is grpc.aio.EOF:
+                    raise CloudUnavailable(f"orchestrator {self.target} ended the subscription")
+                if message.heartbeat_interval_seconds:
+                    idle = 3.0 * message.heartbeat_interval_seconds + 2.0
+                if message.WhichOneof("message") == "desired":
+                    yield [
+                        DesiredVersion(
+                            model=m.model_name,
+                            version=m.model_version,
+                            sha256=m.bundle_sha256,
+                            size=m.bundle_size,
+                            mode=_MODES.get(m.activation_mode, Mode.ACTIVATE),
+                            rollout_id=m.rollout_id,
+                        )
+                        for m in message.desired.models
+                    ]
+                else:
+                    yield None
+        except grpc.aio.AioRpcError as err:
+            raise self._unavailable("Subscribe", err) from None
+        finally:
+            call.cancel()
+
+    async def fetch(
+        self, model: str, version: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        request = orchestrator_pb2.FetchModelRequest(
+            gateway_id=self.gateway_id, model_name=model, model_version=version, offset=offset
+        )
+        call: Any = self._stub.FetchModel(request, metadata=self._metadata)
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(call.read(), FETCH_IDLE_SECONDS)
+                except TimeoutError:
+                    raise CloudUnavailable(
+                        f"orchestrator {self.target}: download stalled for "
+                        f"{FETCH_IDLE_SECONDS:.0f} s"
+                    ) from None
+                if message is grpc.aio.EOF:
+                    return
+                yield int(message.offset), bytes(message.data)
+        except grpc.aio.AioRpcError as err:
+            raise self._unavailable("FetchModel", err) from None
+        finally:
+            call.cancel()
+
+    async def report_status(
+        self, running: Sequence[RunningModel], events: Sequence[StatusEvent]
+    ) -> None:
+        request = orchestrator_pb2.ReportStatusRequest(
+            gateway_id=self.gateway_id,
+            models=_running(running),
+            events=[
+                orchestrator_pb2.StatusEvent(
+                    model_name=e.model,
+                    model_version=e.version,
+                    kind=_EVENT_KINDS.get(e.kind, orchestrator_pb2.STATUS_EVENT_KIND_UNSPECIFIED),
+                    reason=e.reason,
+                    occurred_at=_timestamp(e.at),
+                )
+                for e in events
+            ],
+        )
+        try:
+            await self._stub.ReportStatus(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._unavailable("ReportStatus", err) from None
+
+    async def report_results(self, entries: list[OutboxEntry], dropped: int) -> list[str]:
+        requests = [
+            orchestrator_pb2.ReportResultsRequest(
+                gateway_id=self.gateway_id, batch=_batch(e.payload, dropped)
+            )
+            for e in entries
+        ]
+        try:
+            reply = await self._stub.ReportResults(
+                iter(requests), metadata=self._metadata, timeout=max(60.0, self._timeout)
+            )
+        except grpc.aio.AioRpcError as err:
+            raise self._unavailable("ReportResults", err) from None
+        return list(reply.acknowledged_batch_ids)
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,210 @@
+"""Desired versus actual: bring each model to the version the orchestrator asks for.
+
+A missing version is downloaded into the same resumable upload that ModelUpdate
+uses (``ModelUpdater.session`` -> ``append`` -> ``commit``), so it is verified
+(sha256, Ed25519 signature, ONNX load, warm-up, compatibility, golden samples) and
+activated exactly as a push would be. A broken download resumes from the bytes
+already stored. A version the gateway rejected or rolled back is not tried again
+until the desired state names something else; the local store keeps serving
+whatever happens to the cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from edge_server.domain.model_manager import ModelManager
+from edge_server.errors import EdgeError, ModelNotFound, UpdateInProgress
+from edge_server.lifecycle.activation import VersionActivator
+from edge_server.lifecycle.ledger import Ledger, VersionState
+from edge_server.lifecycle.updater import Mode, ModelUpdater, Progress, Stage, UpdateHeader
+from edge_server.pull.backoff import Backoff
+from edge_server.pull.types import (
+    CloudUnavailable,
+    DesiredVersion,
+    Fetch,
+    RunningModel,
+    StatusEvent,
+)
+
+__all__ = ["Reconciler"]
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[StatusEvent], None]
+_DONE_STATES = {
+    Mode.ACTIVATE: (VersionState.ACTIVE,),
+    Mode.STAGE: (VersionState.STAGED, VersionState.ACTIVE, VersionState.INACTIVE),
+    Mode.SHADOW: (VersionState.SHADOW,),
+}
+_EVENT_KINDS = {
+    Stage.ACTIVE: "ACTIVATED",
+    Stage.STAGED: "STAGED",
+    Stage.SHADOW: "STAGED",
+    Stage.REJECTED: "REJECTED",
+}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        manager: ModelManager,
+        updater: ModelUpdater,
+        activator: VersionActivator,
+        ledger: Ledger,
+        fetch: Fetch,
+        on_event: EventSink,
+        source: str = "orchestrator",
+        retry_seconds: float = 10.0,
+    ) -> None:
+        self._manager = manager
+        self._updater = updater
+        self._activator = activator
+        self._ledger = ledger
+        self._fetch = fetch
+        self._on_event = on_event
+        self._source = source
+        self._retry_seconds = retry_seconds
+        self._desired: tuple[DesiredVersion, ...] = ()
+        self._wake = asyncio.Event()
+        self._backoff: dict[tuple[str, str], tuple[Backoff, float]] = {}
+        self._refused: set[tuple[str, str, str]] = set()  # (model, version, sha256)
+
+    @property
+    def desired(self) -> tuple[DesiredVersion, ...]:
+        return self._desired
+
+    def set_desired(self, desired: Sequence[DesiredVersion]) -> None:
+        if tuple(desired) != self._desired:
+            self._desired = tuple(desired)
+            self._backoff.clear()  # a new desired state is worth an immediate attempt
+            logger.info(
+                "desired state: %s",
+                ", ".join(f"{d.model}={d.version}" for d in desired) or "nothing",
+            )
+        self._wake.set()
+
+    def running(self) -> list[RunningModel]:
+        """What this gateway runs now, per model."""
+        models = []
+        for slot in self._manager.slots():
+            active = slot.active.version if slot.active else ""
+            record = self._ledger.load(slot.name).record(active) if active else None
+            models.append(
+                RunningModel(slot.name, active, slot.state.value, record.sha256 if record else "")
+            )
+        return models
+
+    async def run(self) -> None:
+        """Converge whenever the desired state changes, and retry failures periodically."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._retry_seconds)
+            self._wake.clear()
+            for desired in self._desired:
+                await self.converge(desired)
+
+    def _settled(self, desired: DesiredVersion) -> bool:
+        """True when nothing is to be done for this entry now."""
+        slot = self._manager.slot(desired.model)
+        active = slot.active.version if slot and slot.active else ""
+        if desired.mode is Mode.ACTIVATE and active == desired.version:
+            return True
+        record = self._ledger.load(desired.model).record(desired.version)
+        same = record is not None and (
+            not record.sha256 or not desired.sha256 or record.sha256 == desired.sha256
+        )
+        if record is not None and same:
+            if record.state in (VersionState.REJECTED, VersionState.ROLLED_BACK):
+                return True  # reported already; wait for a different desired version
+            if record.state in _DONE_STATES[desired.mode] and desired.mode is not Mode.ACTIVATE:
+                return True
+        if (desired.model, desired.version, desired.sha256) in self._refused:
+            return True
+        pending = self._backoff.get((desired.model, desired.version))
+        return pending is not None and time.monotonic() < pending[1]
+
+    async def converge(self, desired: DesiredVersion) -> None:
+        if self._settled(desired):
+            return
+        key = (desired.model, desired.version)
+        try:
+            outcome = await self._install(desired)
+        except UpdateInProgress:
+            self._retry_later(key, "another update of the model is running")
+            return
+        except CloudUnavailable as exc:
+            self._retry_later(key, str(exc))
+            return
+        except EdgeError as exc:
+            self._retry_later(key, str(exc))
+            self._emit(desired, "FAILED", str(exc))
+            return
+        self._backoff.pop(key, None)
+        if outcome is not None and outcome.stage is Stage.REJECTED:
+            self._refused.add((desired.model, desired.version, desired.sha256))
+        if outcome is not None:
+            self._emit(desired, _EVENT_KINDS.get(outcome.stage, "FAILED"), outcome.reason)
+
+    def _retry_later(self, key: tuple[str, str], reason: str) -> None:
+        backoff, _ = self._backoff.get(key, (Backoff(1.0, 60.0), 0.0))
+        delay = backoff.next()
+        self._backoff[key] = (backoff, time.monotonic() + delay)
+        logger.warning("model %s version %s: %s; retrying in %.1f s", key[0], key[1], reason, delay)
+
+    def _emit(self, desired: DesiredVersion, kind: str, reason: str) -> None:
+        self._on_event(StatusEvent(desired.model, desired.version, kind, reason, time.time()))
+
+    async def _install(self, desired: DesiredVersion) -> Progress | None:
+        found = self._manager.store.find(desired.model, desired.version)
+        record = self._ledger.load(desired.model).record(desired.version)
+        if (
+            found is not None
+            and desired.mode is Mode.ACTIVATE
+            and (record is None or record.state is not VersionState.REJECTED)
+            and (
+                record is None
+                or not record.sha256
+                or not desired.sha256
+                or record.sha256 == desired.sha256
+            )
+        ):
+            # On disk already (an earlier version, or a rollback target): activate it.
+            await self._activator.activate_on_disk(desired.model, desired.version)
+            return Progress(Stage.ACTIVE, desired.size, "activated from the local store")
+        if not desired.sha256:
+            raise ModelNotFound(
+                f"version {desired.version} of {desired.model} is neither published nor in "
+                "this gateway's store"
+            )
+        header = UpdateHeader(
+            name=desired.model,
+            version=desired.version,
+            size=desired.size,
+            sha256=desired.sha256,
+            mode=desired.mode,
+            source=self._source,
+        )
+        with self._updater.session(header) as session:
+            known = session.existing_outcome()
+            if known is not None:
+                return known
+            offset = session.resume_offset
+            if offset:
+                logger.info(
+                    "resuming the download of %s %s at byte %d of %d",
+                    desired.model,
+                    desired.version,
+                    offset,
+                    desired.size,
+                )
+            async for chunk_offset, data in self._fetch(desired.model, desired.version, offset):
+                session.append(chunk_offset, data)
+            final: Progress | None = None
+            async for progress in session.commit():
+                final = progress
+            return final

@@ -1,0 +1,52 @@
+"""Plain data shared by the pull-mode reconciler and its gRPC client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from edge_server.errors import EdgeError
+from edge_server.lifecycle.updater import Mode
+
+__all__ = [
+    "CloudUnavailable",
+    "DesiredVersion",
+    "Fetch",
+    "RunningModel",
+    "StatusEvent",
+]
+
+
+class CloudUnavailable(EdgeError):
+    """The orchestrator cannot be reached or refused the call; try again later."""
+
+
+@dataclass(frozen=True)
+class DesiredVersion:
+    model: str
+    version: str
+    sha256: str
+    size: int
+    mode: Mode = Mode.ACTIVATE
+    rollout_id: str = ""
+
+
+@dataclass(frozen=True)
+class RunningModel:
+    model: str
+    active_version: str
+    state: str  # LOADING READY FAILED UNLOADED
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    model: str
+    version: str
+    kind: str  # ACTIVATED REJECTED ROLLED_BACK STAGED FAILED
+    reason: str
+    at: float
+
+
+# (model, version, offset) -> chunks as (offset, bytes)
+Fetch = Callable[[str, str, int], AsyncIterator[tuple[int, bytes]]]
