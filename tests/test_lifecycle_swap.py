@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
@@ -159,3 +160,39 @@ async def test_shadow_version_reports_agreement(model_root: Path, tmp_path: Path
         assert v3.shadow_compared >= 10 and v3.shadow_agreement == 1.0
     finally:
         await stop_harness(running)
+
+
+async def test_shadow_disagreements_become_hard_examples(model_root: Path, tmp_path: Path) -> None:
+    from edge_server.feedback.recorder import FeedbackRecorder
+
+    running = await start_harness(model_root, tmp_path / "w", shadow_sample_rate=1.0)
+    recorder = FeedbackRecorder()
+    seen: list[tuple[str, str, int, int]] = []
+
+    def listener(active, shadow, image, ours, theirs):  # type: ignore[no-untyped-def]
+        seen.append((active.version, shadow.version, ours, theirs))
+        # The model's privacy policy must allow examples; the default (aggregates) would not.
+        permissive = dataclasses.replace(
+            active.manifest, extra={"feedback": {"policy": "hard_examples"}}
+        )
+        recorder.record_disagreement(active.name, active.version, permissive, ours, "", image)
+
+    try:
+        shadow = running.gateway.predictor.shadow
+        assert shadow is not None
+        shadow.on_disagreement.append(listener)
+        # Different weights (seed 99): the shadow disagrees on some inputs.
+        responses, _ = await push(running.models, running.gray_bundle("3", seed=99), mode=3)
+        assert responses[-1].stage == model_pb2.UPDATE_STAGE_SHADOW
+        for value in range(0, 250, 5):
+            await running.inference.Predict(inference_pb2.PredictRequest(image=gray_png(value)))
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+    finally:
+        await stop_harness(running)
+    assert seen and all(v == ("2", "3") for v in ((a, b) for a, b, _, _ in seen))
+    assert all(ours != theirs for _, _, ours, theirs in seen)
+    batch = recorder.drain(force=True)
+    assert batch is not None and batch.examples
+    assert {e.reason for e in batch.examples} == {"shadow_disagreement"}
+    assert all(e.data.startswith(b"\x89PNG") for e in batch.examples)

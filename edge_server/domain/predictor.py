@@ -334,7 +334,7 @@ class Predictor:
             result = await self.run(model, feeds, request.deadline)
         run_finished = time.perf_counter()
         if self.shadow is not None:
-            self.shadow.offer(model, feeds, result.outputs[0])
+            self.shadow.offer(model, feeds, result.outputs[0], request.image)
         classification = classify(result.outputs[0], model.manifest, request.top_k)
         finished = time.perf_counter()
         return PredictOutput(

@@ -21,6 +21,8 @@ from edge_server.domain.model_manager import ModelManager, ServingModel
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[ServingModel, dict[str, np.ndarray]], Awaitable[list[np.ndarray]]]
+# (active model, shadow model, the request's encoded image or None, active top-1, shadow top-1)
+DisagreementListener = Callable[[ServingModel, ServingModel, bytes | None, int, int], None]
 
 
 @dataclass
@@ -57,8 +59,15 @@ class ShadowRunner:
         self._rng = rng or random.Random()
         self.tallies: dict[tuple[str, str], ShadowTally] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_disagreement: list[DisagreementListener] = []
 
-    def offer(self, model: ServingModel, feeds: dict[str, np.ndarray], output: np.ndarray) -> None:
+    def offer(
+        self,
+        model: ServingModel,
+        feeds: dict[str, np.ndarray],
+        output: np.ndarray,
+        image: bytes | None = None,
+    ) -> None:
         """Maybe schedule a shadow comparison of this request (never blocks the caller)."""
         slot = self._manager.slot(model.name)
         shadow = slot.shadow if slot else None
@@ -69,19 +78,30 @@ class ShadowRunner:
         if self._rng.random() >= self.sample_rate:
             return
         self._in_flight[model.name] = self._in_flight.get(model.name, 0) + 1
-        task = asyncio.get_running_loop().create_task(self._compare(shadow, feeds, output))
+        task = asyncio.get_running_loop().create_task(
+            self._compare(model, shadow, feeds, output, image)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _compare(
-        self, shadow: ServingModel, feeds: dict[str, np.ndarray], primary: np.ndarray
+        self,
+        active: ServingModel,
+        shadow: ServingModel,
+        feeds: dict[str, np.ndarray],
+        primary: np.ndarray,
+        image: bytes | None,
     ) -> None:
         tally = self.tallies.setdefault((shadow.name, shadow.version), ShadowTally())
         try:
             outputs = await self._run(shadow, feeds)
-            agreed = np.array_equal(top1(outputs[0]), top1(primary))
+            ours, theirs = top1(primary), top1(outputs[0])
+            agreed = np.array_equal(ours, theirs)
             tally.compared += 1
             tally.agreed += int(agreed)
+            if not agreed:
+                for listener in self.on_disagreement:
+                    listener(active, shadow, image, int(ours[0]), int(theirs[0]))
         except Exception as exc:
             tally.failed += 1
             logger.warning("shadow version %s of %s failed: %s", shadow.version, shadow.name, exc)

@@ -132,7 +132,7 @@ class HardExample:
     class_id: int
     label: str
     confidence: float
-    reason: str  # low_confidence
+    reason: str  # low_confidence or shadow_disagreement
     data: bytes = field(repr=False)
     content_type: str
     captured_at: float
@@ -200,7 +200,27 @@ class FeedbackRecorder:
         policy = self.policy(name, version, manifest)
         if not policy.allows_examples or confidence >= policy.low_confidence:
             return
-        self._keep_example(policy, name, version, class_id, label, confidence, image, now)
+        self._keep_example(
+            policy, name, version, class_id, label, confidence, image, now, "low_confidence"
+        )
+
+    def record_disagreement(
+        self,
+        name: str,
+        version: str,
+        manifest: Manifest,
+        class_id: int,
+        label: str,
+        image: bytes,
+    ) -> None:
+        """A shadow version disagreed with the active one on this input (a hard example
+        when the model's privacy policy allows examples; never otherwise)."""
+        policy = self.policy(name, version, manifest)
+        if policy.allows_examples:
+            now = self._clock()
+            self._keep_example(
+                policy, name, version, class_id, label, 0.0, image, now, "shadow_disagreement"
+            )
 
     def record_error(self, name: str, version: str) -> None:
         self._bucket(name, version, self._clock()).errors += 1
@@ -215,6 +235,7 @@ class FeedbackRecorder:
         confidence: float,
         image: bytes,
         now: float,
+        reason: str,
     ) -> None:
         recent = self._recent.setdefault(name, deque())
         while recent and recent[0] <= now - 3600:
@@ -237,7 +258,7 @@ class FeedbackRecorder:
                 class_id,
                 label,
                 confidence,
-                "low_confidence",
+                reason,
                 bytes(image),
                 content_type,
                 now,

@@ -82,6 +82,8 @@ class CloudLink:
             on_dropped=self.dropped_batches.inc,
         )
         predictor.on_result = self.observe
+        if predictor.shadow is not None:
+            predictor.shadow.on_disagreement.append(self.observe_disagreement)
         lifecycle.activator.on_rolled_back.append(
             lambda model, version, reason: self._queue_event(
                 StatusEvent(model, version, "ROLLED_BACK", reason, time.time())
@@ -93,6 +95,25 @@ class CloudLink:
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- request path -----------------------------------------------------------------------
+
+    def observe_disagreement(
+        self,
+        active: ServingModel,
+        shadow: ServingModel,
+        image: bytes | None,
+        active_class: int,
+        shadow_class: int,
+    ) -> None:
+        """Inputs on which a shadow version disagreed: hard examples, policy permitting."""
+        if image is not None:
+            self.recorder.record_disagreement(
+                active.name,
+                active.version,
+                active.manifest,
+                active_class,
+                active.manifest.label_for(active_class),
+                image,
+            )
 
     def observe(
         self, model: ServingModel, request: PredictInput, output: PredictOutput | None
