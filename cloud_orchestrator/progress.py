@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cloud_orchestrator.rollout_runner import RolloutObserver
+from cloud_orchestrator.rollout_observer import RolloutObserver
 from cloud_orchestrator.rollout_store import TERMINAL_TARGET_STATES, RolloutRecord
 
 __all__ = ["ProgressObserver"]

@@ -5,9 +5,8 @@ A runner claims a rollout (see ``rollout_store``), renews the lease while it wor
 persists every gateway's state, so a restarted or different process resumes where
 the last owner stopped: finished gateways are not touched again, an interrupted push
 resumes from the bytes the gateway already holds, and a gateway being watched is
-watched again. Push-mode gateways (with an address) get the bundle over their
-ModelUpdate RPC; pull-mode gateways get a desired-version pin and are watched
-through what they report.
+watched again. What happens on one gateway (push or pull mode, the watch window,
+restoring the previous version) is ``rollout_target.TargetDeployer``'s job.
 """
 
 from __future__ import annotations
@@ -16,26 +15,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cloud_orchestrator.errors import Conflict, GatewayError, LeaseLost, NotFound
-from cloud_orchestrator.fleet import Fleet, GatewayInfo, ReportedModel
-from cloud_orchestrator.gateway_control import BundleRef, GatewayControl
+from cloud_orchestrator.fleet import Fleet
+from cloud_orchestrator.gateway_control import BundleRef
 from cloud_orchestrator.registry import Registry
 from cloud_orchestrator.rollout import FailureThreshold
+from cloud_orchestrator.rollout_observer import RolloutObserver
 from cloud_orchestrator.rollout_store import (
     TERMINAL_TARGET_STATES,
     RolloutRecord,
     RolloutStore,
     TargetRecord,
 )
+from cloud_orchestrator.rollout_target import Connect, TargetDeployer
 
-__all__ = ["RolloutObserver", "RolloutRunner", "RunnerConfig"]
+__all__ = ["Connect", "RolloutObserver", "RolloutRunner", "RunnerConfig"]
 
 logger = logging.getLogger(__name__)
-
-Connect = Callable[[GatewayInfo], GatewayControl]
 
 
 @dataclass(frozen=True)
@@ -45,19 +43,6 @@ class RunnerConfig:
     poll_seconds: float = 2.0
     pull_timeout_seconds: float = 600.0
     pull_poll_seconds: float = 0.5
-
-
-class RolloutObserver:
-    """Progress callbacks (the CLI draws bars from them); the default does nothing."""
-
-    def on_target(self, rollout_id: str, gateway_id: str, state: str, detail: str) -> None:
-        """A gateway's state changed."""
-
-    def on_bytes(self, rollout_id: str, gateway_id: str, stored: int, total: int) -> None:
-        """More of the bundle is on a gateway."""
-
-    def on_wave(self, rollout_id: str, wave: int, waves: int) -> None:
-        """A wave starts."""
 
 
 class RolloutRunner:
@@ -73,9 +58,17 @@ class RolloutRunner:
         self.store = store
         self.registry = registry
         self.fleet = fleet
-        self.connect = connect
         self.config = config
         self.observer = observer or RolloutObserver()
+        self.targets = TargetDeployer(
+            store,
+            fleet,
+            connect,
+            self.observer,
+            owner=config.owner,
+            pull_timeout_seconds=config.pull_timeout_seconds,
+            pull_poll_seconds=config.pull_poll_seconds,
+        )
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -224,148 +217,15 @@ class RolloutRunner:
             nonlocal failures
             async with gate:
                 if threshold.exceeded(failures, len(targets)):
-                    await self._set(record, target.gateway_id, "SKIPPED", "wave halted")
+                    await self.targets.set_state(
+                        record, target.gateway_id, "SKIPPED", "wave halted"
+                    )
                     return
-                if not await self._deploy(record, bundle, target):
+                if not await self.targets.deploy(record, bundle, target):
                     failures += 1
 
         pending = [t for t in targets if t.state not in TERMINAL_TARGET_STATES]
         await asyncio.gather(*(deploy(t) for t in pending))
-
-    async def _set(
-        self, record: RolloutRecord, gateway_id: str, state: str, reason: str, **changes: object
-    ) -> None:
-        await asyncio.to_thread(
-            self.store.update_target,
-            record.id,
-            gateway_id,
-            self.config.owner,
-            state=state,
-            reason=reason,
-            **changes,
-        )
-        self.observer.on_target(record.id, gateway_id, state, reason)
-
-    async def _deploy(self, record: RolloutRecord, bundle: BundleRef, target: TargetRecord) -> bool:
-        """One gateway: returns False when it failed."""
-        try:
-            gateway = await asyncio.to_thread(self.fleet.gateway, target.gateway_id)
-        except NotFound:
-            await self._set(record, target.gateway_id, "FAILED", "gateway is no longer registered")
-            return False
-        await self._set(
-            record,
-            gateway.id,
-            "PUSHING",
-            "",
-            attempts=target.attempts + 1,
-            pushed_by=self.config.owner,
-        )
-        await asyncio.to_thread(
-            self.store.event,
-            record.id,
-            self.config.owner,
-            "PUSH",
-            gateway.id,
-            f"attempt {target.attempts + 1}",
-        )
-        # The desired version: what pull-mode gateways fetch, and what `gateways` compares
-        # every gateway's running version with.
-        await asyncio.to_thread(
-            self.fleet.pin, gateway.id, record.model_name, record.version, record.id
-        )
-        if gateway.address:
-            state, reason = await self._push(record, bundle, target, gateway)
-        else:
-            state, reason = await self._pull(record, target, gateway)
-        await self._set(record, gateway.id, state, reason)
-        return state == "SUCCEEDED"
-
-    async def _push(
-        self, record: RolloutRecord, bundle: BundleRef, target: TargetRecord, gateway: GatewayInfo
-    ) -> tuple[str, str]:
-        control = self.connect(gateway)
-        try:
-            status = await control.model_status(record.model_name)
-            previous = target.previous_version
-            if not previous and status is not None and status.active_version != record.version:
-                previous = status.active_version
-                await self._set(record, gateway.id, "PUSHING", "", previous_version=previous)
-
-            def on_bytes(stored: int, total: int) -> None:
-                self.observer.on_bytes(record.id, gateway.id, stored, total)
-
-            outcome = await control.push(bundle, f"orchestrator:{record.id}", on_bytes)
-            await self._set(record, gateway.id, "PUSHING", "", bytes_sent=outcome.bytes_sent)
-            if outcome.stage != "ACTIVE":
-                return "FAILED", f"{outcome.stage}: {outcome.reason}"
-            await self._set(record, gateway.id, "WATCHING", "")
-            await asyncio.sleep(record.watch_seconds)
-            status = await control.model_status(record.model_name, record.version)
-        except GatewayError as exc:
-            return "FAILED", str(exc)
-        finally:
-            await control.close()
-        running = status.active_version if status else ""
-        await asyncio.to_thread(
-            self.fleet.report,
-            gateway.id,
-            [
-                ReportedModel(
-                    record.model_name,
-                    running,
-                    "READY" if status and status.ready else "UNKNOWN",
-                    bundle.sha256 if running == record.version else "",
-                )
-            ],
-        )
-        if status is None or running != record.version or not status.ready:
-            detail = f"{status.version_state} {status.version_reason}".strip() if status else ""
-            return "FAILED", (
-                f"not serving {record.version} after the {record.watch_seconds:g} s watch "
-                f"window (active: {running or 'none'}{'; ' + detail if detail else ''})"
-            )
-        return "SUCCEEDED", ""
-
-    async def _pull(
-        self, record: RolloutRecord, target: TargetRecord, gateway: GatewayInfo
-    ) -> tuple[str, str]:
-        model, version = record.model_name, record.version
-        running = gateway.running.get(model)
-        previous = target.previous_version
-        if not previous and running is not None and running.active_version != version:
-            previous = running.active_version
-            await self._set(record, gateway.id, "PUSHING", "", previous_version=previous)
-        pinned_at = time.time() - 1.0  # the pin was set just before this call
-        deadline = pinned_at + self.config.pull_timeout_seconds
-        watching_since: float | None = None
-        while True:
-            current = await asyncio.to_thread(self.fleet.gateway, gateway.id)
-            events = await asyncio.to_thread(self.fleet.events, gateway.id, model, pinned_at)
-            bad = [
-                e
-                for e in events
-                if e.model_version == version and e.kind in ("REJECTED", "ROLLED_BACK")
-            ]
-            if bad:
-                return "FAILED", f"{bad[-1].kind}: {bad[-1].reason}"
-            reported = current.running.get(model)
-            serving = reported is not None and reported.active_version == version
-            now = time.time()
-            if serving and watching_since is None:
-                watching_since = now
-                await self._set(record, gateway.id, "WATCHING", "")
-            if watching_since is not None:
-                if not serving:
-                    return "FAILED", f"stopped serving {version} during the watch window"
-                if now - watching_since >= record.watch_seconds:
-                    return "SUCCEEDED", ""
-            elif now > deadline:
-                return "FAILED", (
-                    f"did not report {version} within {self.config.pull_timeout_seconds:g} s "
-                    "(is the gateway connected?)"
-                )
-            await asyncio.sleep(self.config.pull_poll_seconds)
 
     async def _roll_back_wave(
         self, record: RolloutRecord, targets: list[TargetRecord], reason: str
@@ -379,7 +239,7 @@ class RolloutRunner:
             except NotFound:
                 continue
             try:
-                restored = await self._restore(record, target, gateway, message)
+                restored = await self.targets.restore(record, target, gateway, message)
             except GatewayError as exc:
                 await asyncio.to_thread(
                     self.store.event,
@@ -391,43 +251,6 @@ class RolloutRunner:
                 )
                 continue
             if restored is not None:
-                await self._set(record, gateway.id, "ROLLED_BACK", f"restored {restored or 'none'}")
-
-    async def _restore(
-        self, record: RolloutRecord, target: TargetRecord, gateway: GatewayInfo, message: str
-    ) -> str | None:
-        """Put the previous version back where the new one runs; None when nothing to do."""
-        model, previous = record.model_name, target.previous_version
-        if not gateway.address:
-            reported = gateway.running.get(model)
-            if reported is None or reported.active_version != record.version:
-                return None
-            await self._repin(gateway.id, model, previous, record.id)
-            return previous
-        control = self.connect(gateway)
-        try:
-            status = await control.model_status(model)
-            if status is None or status.active_version != record.version:
-                return None
-            try:
-                active = await control.rollback(model, message)
-            except GatewayError:
-                if not previous:
-                    raise
-                active = ""
-            if previous and active != previous:
-                await control.activate(model, previous)
-                active = previous
-            await self._repin(gateway.id, model, active, record.id)
-            await asyncio.to_thread(
-                self.fleet.report, gateway.id, [ReportedModel(model, active, "READY", "")]
-            )
-            return active
-        finally:
-            await control.close()
-
-    async def _repin(self, gateway_id: str, model: str, version: str, rollout_id: str) -> None:
-        if version:
-            await asyncio.to_thread(self.fleet.pin, gateway_id, model, version, rollout_id)
-        else:
-            await asyncio.to_thread(self.fleet.unpin, gateway_id, model)
+                await self.targets.set_state(
+                    record, gateway.id, "ROLLED_BACK", f"restored {restored or 'none'}"
+                )

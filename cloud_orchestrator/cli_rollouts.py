@@ -1,0 +1,180 @@
+"""``edge-orchestrator deploy``, ``rollouts`` and ``rollout``: start, list, inspect,
+resume and cancel fleet rollouts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from cloud_orchestrator.cli_output import emit, json_flag, table, when
+
+__all__ = ["ROLLOUT_COMMANDS", "add_rollout_commands"]
+
+
+def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("deploy", "roll a version out to gateways, wave by wave")
+    p.add_argument("name")
+    p.add_argument("version", help="a published version, or latest")
+    p.add_argument(
+        "--gateways", required=True, metavar="SELECTOR", help="all, KEY=VALUE[,KEY!=VALUE], id=A|B"
+    )
+    p.add_argument("--strategy", default="all", help="all | canary:N | waves:1,10%%,50%%,100%%")
+    p.add_argument("--max-parallel", type=int, default=4, metavar="K")
+    p.add_argument(
+        "--max-failures",
+        default="0",
+        help="failures a wave may have before the rollout halts and rolls the wave "
+        "back: a count or a share such as 20%% (default 0)",
+    )
+    p.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=10.0,
+        help="healthy time a gateway must serve the version (default 10)",
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="only record the rollout; an `edge-orchestrator serve` runs it",
+    )
+    p.add_argument("--lease-seconds", type=float, default=30.0)
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    json_flag(p)
+
+    p = command("rollouts", "list rollouts")
+    json_flag(p)
+
+    p = command("rollout", "show one rollout per gateway (or resume/cancel it)")
+    p.add_argument("rollout_id")
+    p.add_argument("--events", action="store_true", help="also list what each orchestrator did")
+    p.add_argument("--cancel", action="store_true", help="stop it after the current gateway")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="run it here to its end (when no other process owns it)",
+    )
+    json_flag(p)
+
+
+def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> str:
+    lines = [
+        f"rollout {record.id}: {record.model_name} version {record.version} -> {record.selector}",
+        f"  strategy {record.strategy}, max parallel {record.max_parallel}, max failures "
+        f"{record.max_failures}, watch {record.watch_seconds:g} s",
+        f"  state {record.state}, wave {min(record.current_wave + 1, record.wave_count)} of "
+        f"{record.wave_count}" + (f", owner {record.owner}" if record.owner else ""),
+    ]
+    if record.reason:
+        lines.append(f"  reason: {record.reason}")
+    lines.append(
+        table(
+            [
+                (
+                    t.gateway_id,
+                    t.wave + 1,
+                    t.state,
+                    t.previous_version or "-",
+                    t.attempts,
+                    t.bytes_sent,
+                    t.reason or "",
+                )
+                for t in record.targets
+            ],
+            ("GATEWAY", "WAVE", "STATE", "PREVIOUS", "ATTEMPTS", "BYTES SENT", "REASON"),
+        )
+    )
+    if events:
+        lines.append("events:")
+        for e in events:
+            lines.append(
+                f"  {when(e['at'])} {e['owner']} {e['kind']} {e['gateway_id']} "
+                f"{e['detail']}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def cmd_deploy(orch: Any, args: argparse.Namespace) -> int:
+    from cloud_orchestrator.app import default_instance_id
+    from cloud_orchestrator.progress import ProgressObserver
+    from cloud_orchestrator.rollout_runner import RunnerConfig
+
+    owner = default_instance_id()
+    record = orch.rollouts.create(
+        args.name,
+        args.version,
+        args.gateways,
+        args.strategy,
+        args.max_parallel,
+        args.max_failures,
+        args.watch_seconds,
+        created_by=owner,
+        lease_seconds=0.0 if args.detach else args.lease_seconds,
+    )
+    if args.detach:
+        emit(
+            args,
+            record.to_dict(),
+            lambda: (
+                f"rollout {record.id} recorded; an `edge-orchestrator serve` process will run it"
+            ),
+        )
+        return 0
+    show = not args.no_progress and not args.json
+    observer = ProgressObserver(record, enabled=show)
+    runner = orch.runner(RunnerConfig(owner, args.lease_seconds), observer)
+    try:
+        final = asyncio.run(runner.run_one(record.id))
+    finally:
+        observer.close()
+    emit(args, final.to_dict(), lambda: _print_rollout(final))
+    return 0 if final.state == "SUCCEEDED" else 1
+
+
+def cmd_rollouts(orch: Any, args: argparse.Namespace) -> int:
+    records = orch.rollouts.recent()
+    emit(
+        args,
+        [r.to_dict() for r in records],
+        lambda: table(
+            [
+                (
+                    r.id,
+                    r.model_name,
+                    r.version,
+                    r.strategy,
+                    r.state,
+                    f"{sum(t.state == 'SUCCEEDED' for t in r.targets)}/{len(r.targets)}",
+                    when(r.created_at),
+                )
+                for r in records
+            ],
+            ("ROLLOUT", "MODEL", "VERSION", "STRATEGY", "STATE", "DONE", "CREATED"),
+        ),
+    )
+    return 0
+
+
+def cmd_rollout(orch: Any, args: argparse.Namespace) -> int:
+    if args.cancel:
+        orch.rollouts.cancel(args.rollout_id)
+    if args.resume:
+        from cloud_orchestrator.app import default_instance_id
+        from cloud_orchestrator.rollout_runner import RunnerConfig
+
+        asyncio.run(orch.runner(RunnerConfig(default_instance_id())).run_one(args.rollout_id))
+    record = orch.rollouts.get(args.rollout_id)
+    events = orch.rollouts.events(args.rollout_id) if args.events else None
+    data = record.to_dict()
+    if events is not None:
+        data["events"] = events
+    emit(args, data, lambda: _print_rollout(record, events))
+    return 0
+
+
+ROLLOUT_COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "deploy": cmd_deploy,
+    "rollouts": cmd_rollouts,
+    "rollout": cmd_rollout,
+}

@@ -1,0 +1,76 @@
+"""``edge-orchestrator serve``: the OrchestratorService (pull mode, feedback) and the
+rollout runner, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GATEWAY_TOKEN_ENV", "SERVE_COMMANDS", "add_serve_command"]
+
+GATEWAY_TOKEN_ENV = "EDGE_ORCHESTRATOR_GATEWAY_TOKEN"
+
+
+def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("serve", "run the OrchestratorService (pull mode, feedback) and rollouts")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50070, help="gRPC port (0 = any free)")
+    p.add_argument(
+        "--gateway-token-file",
+        type=Path,
+        default=None,
+        help="file with the fleet token gateways must send",
+    )
+    p.add_argument("--tls-cert", type=Path, default=None)
+    p.add_argument("--tls-key", type=Path, default=None)
+    p.add_argument("--instance-id", default="", help="name in rollout events (default host-pid)")
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        help="how long a rollout stays ours without renewal",
+    )
+    p.add_argument("--poll-seconds", type=float, default=2.0, help="rollout claim interval")
+    p.add_argument("--heartbeat-seconds", type=float, default=10.0)
+    p.add_argument("--desired-poll-seconds", type=float, default=1.0)
+    p.add_argument("--no-rollouts", action="store_true", help="serve gateways only")
+
+
+def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
+    from cloud_orchestrator.app import ServeOptions, serve
+
+    token = ""
+    if args.gateway_token_file is not None:
+        token = args.gateway_token_file.read_text(encoding="utf-8").strip()
+    token = token or os.environ.get(GATEWAY_TOKEN_ENV, "")
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        gateway_token=token,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        instance_id=args.instance_id,
+        lease_seconds=args.lease_seconds,
+        poll_seconds=args.poll_seconds,
+        heartbeat_seconds=args.heartbeat_seconds,
+        desired_poll_seconds=args.desired_poll_seconds,
+        run_rollouts=not args.no_rollouts,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(orch, options, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+SERVE_COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {"serve": cmd_serve}

@@ -1,0 +1,214 @@
+"""One gateway of a rollout: deploy the version, watch it, or put the previous one back.
+
+Push-mode gateways (with an address) get the bundle over their ModelUpdate RPC;
+pull-mode gateways get a desired-version pin and are watched through what they
+report. Every state change is persisted, so another process can resume the rollout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cloud_orchestrator.errors import GatewayError, NotFound
+from cloud_orchestrator.fleet import Fleet, GatewayInfo, ReportedModel
+from cloud_orchestrator.gateway_control import BundleRef, GatewayControl
+from cloud_orchestrator.rollout_observer import RolloutObserver
+from cloud_orchestrator.rollout_store import RolloutRecord, RolloutStore, TargetRecord
+
+__all__ = ["Connect", "TargetDeployer"]
+
+Connect = Callable[[GatewayInfo], GatewayControl]
+
+
+@dataclass
+class TargetDeployer:
+    """Deploys a rollout's version to one target gateway, or restores its previous one,
+    on behalf of ``owner`` (the runner holding the rollout's lease)."""
+
+    store: RolloutStore
+    fleet: Fleet
+    connect: Connect
+    observer: RolloutObserver
+    owner: str
+    pull_timeout_seconds: float
+    pull_poll_seconds: float
+
+    async def set_state(
+        self, record: RolloutRecord, gateway_id: str, state: str, reason: str, **changes: object
+    ) -> None:
+        """Persist a target's state (and other changed fields) and report it."""
+        await asyncio.to_thread(
+            self.store.update_target,
+            record.id,
+            gateway_id,
+            self.owner,
+            state=state,
+            reason=reason,
+            **changes,
+        )
+        self.observer.on_target(record.id, gateway_id, state, reason)
+
+    async def deploy(self, record: RolloutRecord, bundle: BundleRef, target: TargetRecord) -> bool:
+        """One gateway: returns False when it failed."""
+        try:
+            gateway = await asyncio.to_thread(self.fleet.gateway, target.gateway_id)
+        except NotFound:
+            await self.set_state(
+                record, target.gateway_id, "FAILED", "gateway is no longer registered"
+            )
+            return False
+        await self.set_state(
+            record,
+            gateway.id,
+            "PUSHING",
+            "",
+            attempts=target.attempts + 1,
+            pushed_by=self.owner,
+        )
+        await asyncio.to_thread(
+            self.store.event,
+            record.id,
+            self.owner,
+            "PUSH",
+            gateway.id,
+            f"attempt {target.attempts + 1}",
+        )
+        # The desired version: what pull-mode gateways fetch, and what `gateways` compares
+        # every gateway's running version with.
+        await asyncio.to_thread(
+            self.fleet.pin, gateway.id, record.model_name, record.version, record.id
+        )
+        if gateway.address:
+            state, reason = await self._push(record, bundle, target, gateway)
+        else:
+            state, reason = await self._pull(record, target, gateway)
+        await self.set_state(record, gateway.id, state, reason)
+        return state == "SUCCEEDED"
+
+    async def _push(
+        self, record: RolloutRecord, bundle: BundleRef, target: TargetRecord, gateway: GatewayInfo
+    ) -> tuple[str, str]:
+        control = self.connect(gateway)
+        try:
+            status = await control.model_status(record.model_name)
+            previous = target.previous_version
+            if not previous and status is not None and status.active_version != record.version:
+                previous = status.active_version
+                await self.set_state(record, gateway.id, "PUSHING", "", previous_version=previous)
+
+            def on_bytes(stored: int, total: int) -> None:
+                self.observer.on_bytes(record.id, gateway.id, stored, total)
+
+            outcome = await control.push(bundle, f"orchestrator:{record.id}", on_bytes)
+            await self.set_state(record, gateway.id, "PUSHING", "", bytes_sent=outcome.bytes_sent)
+            if outcome.stage != "ACTIVE":
+                return "FAILED", f"{outcome.stage}: {outcome.reason}"
+            await self.set_state(record, gateway.id, "WATCHING", "")
+            await asyncio.sleep(record.watch_seconds)
+            status = await control.model_status(record.model_name, record.version)
+        except GatewayError as exc:
+            return "FAILED", str(exc)
+        finally:
+            await control.close()
+        running = status.active_version if status else ""
+        await asyncio.to_thread(
+            self.fleet.report,
+            gateway.id,
+            [
+                ReportedModel(
+                    record.model_name,
+                    running,
+                    "READY" if status and status.ready else "UNKNOWN",
+                    bundle.sha256 if running == record.version else "",
+                )
+            ],
+        )
+        if status is None or running != record.version or not status.ready:
+            detail = f"{status.version_state} {status.version_reason}".strip() if status else ""
+            return "FAILED", (
+                f"not serving {record.version} after the {record.watch_seconds:g} s watch "
+                f"window (active: {running or 'none'}{'; ' + detail if detail else ''})"
+            )
+        return "SUCCEEDED", ""
+
+    async def _pull(
+        self, record: RolloutRecord, target: TargetRecord, gateway: GatewayInfo
+    ) -> tuple[str, str]:
+        model, version = record.model_name, record.version
+        running = gateway.running.get(model)
+        previous = target.previous_version
+        if not previous and running is not None and running.active_version != version:
+            previous = running.active_version
+            await self.set_state(record, gateway.id, "PUSHING", "", previous_version=previous)
+        pinned_at = time.time() - 1.0  # the pin was set just before this call
+        deadline = pinned_at + self.pull_timeout_seconds
+        watching_since: float | None = None
+        while True:
+            current = await asyncio.to_thread(self.fleet.gateway, gateway.id)
+            events = await asyncio.to_thread(self.fleet.events, gateway.id, model, pinned_at)
+            bad = [
+                e
+                for e in events
+                if e.model_version == version and e.kind in ("REJECTED", "ROLLED_BACK")
+            ]
+            if bad:
+                return "FAILED", f"{bad[-1].kind}: {bad[-1].reason}"
+            reported = current.running.get(model)
+            serving = reported is not None and reported.active_version == version
+            now = time.time()
+            if serving and watching_since is None:
+                watching_since = now
+                await self.set_state(record, gateway.id, "WATCHING", "")
+            if watching_since is not None:
+                if not serving:
+                    return "FAILED", f"stopped serving {version} during the watch window"
+                if now - watching_since >= record.watch_seconds:
+                    return "SUCCEEDED", ""
+            elif now > deadline:
+                return "FAILED", (
+                    f"did not report {version} within {self.pull_timeout_seconds:g} s "
+                    "(is the gateway connected?)"
+                )
+            await asyncio.sleep(self.pull_poll_seconds)
+
+    async def restore(
+        self, record: RolloutRecord, target: TargetRecord, gateway: GatewayInfo, message: str
+    ) -> str | None:
+        """Put the previous version back where the new one runs; None when nothing to do."""
+        model, previous = record.model_name, target.previous_version
+        if not gateway.address:
+            reported = gateway.running.get(model)
+            if reported is None or reported.active_version != record.version:
+                return None
+            await self._repin(gateway.id, model, previous, record.id)
+            return previous
+        control = self.connect(gateway)
+        try:
+            status = await control.model_status(model)
+            if status is None or status.active_version != record.version:
+                return None
+            try:
+                active = await control.rollback(model, message)
+            except GatewayError:
+                if not previous:
+                    raise
+                active = ""
+            if previous and active != previous:
+                await control.activate(model, previous)
+                active = previous
+            await self._repin(gateway.id, model, active, record.id)
+            await asyncio.to_thread(
+                self.fleet.report, gateway.id, [ReportedModel(model, active, "READY", "")]
+            )
+            return active
+        finally:
+            await control.close()
+
+    async def _repin(self, gateway_id: str, model: str, version: str, rollout_id: str) -> None:
+        if version:
+            await asyncio.to_thread(self.fleet.pin, gateway_id, model, version, rollout_id)
+        else:
+            await asyncio.to_thread(self.fleet.unpin, gateway_id, model)
