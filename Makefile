@@ -75,7 +75,7 @@ proto-check: $(VENV)/.dev  ## fail when committed generated code differs from `m
 	done; rm -rf $$tmp; \
 	[ $$status -eq 0 ] && echo "proto-check: generated code matches the .proto files"; exit $$status
 
-proto-lint: $(VENV)/.dev  ## buf lint (installs buf-bin)
+proto-lint: $(VENV)/.dev  ## buf lint (installs the pinned buf-bin)
 	$(PIP) buf-bin
 	cd protos && ../$(BIN)/buf lint
 
