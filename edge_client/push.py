@@ -87,6 +87,7 @@ def _requests(
     path: Path,
     start: queue.Queue[int | None],
     sent: list[int],
+    chunk_bytes: int,
 ) -> Iterator[model_pb2.ModelUpdateRequest]:
     yield model_pb2.ModelUpdateRequest(header=header)
     offset = start.get()  # the gateway's resume offset, or None when nothing is needed
@@ -94,7 +95,7 @@ def _requests(
         return
     with path.open("rb") as handle:
         handle.seek(offset)
-        while block := handle.read(CHUNK_BYTES):
+        while block := handle.read(chunk_bytes):
             yield model_pb2.ModelUpdateRequest(
                 chunk=model_pb2.ModelUpdateChunk(offset=offset, data=block)
             )
@@ -113,6 +114,7 @@ def push_bundle(
     progress: Progress | None = None,
     max_attempts: int = 5,
     timeout: float = 600.0,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> PushResult:
     """Upload ``path`` and wait for the gateway's verdict; raises grpc.RpcError when final."""
     name, version = bundle_identity(path)
@@ -132,7 +134,9 @@ def push_bundle(
         start: queue.Queue[int | None] = queue.Queue(maxsize=1)
         try:
             responses = stub.ModelUpdate(
-                _requests(header, path, start, sent), metadata=metadata, timeout=timeout
+                _requests(header, path, start, sent, min(chunk_bytes, CHUNK_BYTES)),
+                metadata=metadata,
+                timeout=timeout,
             )
             for response in responses:
                 if response.stage in FINAL_STAGES:

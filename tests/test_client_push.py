@@ -66,3 +66,62 @@ def test_push_resumes_a_partial_upload(guarded: tuple[ThreadedGateway, Path]) ->
         result = push_bundle(channel, bundle, mode="stage", token="tok")
     assert result.stage == "STAGED"
     assert result.bytes_sent == size - already
+
+
+@pytest.mark.slow
+def test_push_resumes_by_itself_when_the_gateway_restarts(tmp_path: Path) -> None:
+    """kill -9 of the gateway in the middle of `push_bundle`: the same call reconnects,
+    resumes from the gateway's stored offset and finishes."""
+    import socket
+    import threading
+
+    from model_factory import build_model_root, slow_model
+    from processes import ServerProcess
+
+    from edge_client.push import PushResult
+
+    root = build_model_root(tmp_path / "models")
+    key, public = make_keys(tmp_path / "keys")
+    big = slow_model(tmp_path / "src" / "model.onnx")  # ~4 MiB of weights
+    bundle = build_bundle(tmp_path / "big.edgebundle", big, "big", "1", key, {})
+    size = bundle.stat().st_size
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["--model-root", str(root), "--trusted-keys", str(public), "--grpc-port", str(port)]
+    server = ServerProcess(args)
+    server.wait_serving()
+    halfway, killed = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def progress(stage: str, done: int, _total: int) -> None:
+        if stage == "RECEIVING" and done > size // 3 and not killed.is_set():
+            halfway.set()
+            killed.wait(30)  # send nothing more until the gateway is gone
+
+    def run() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                outcome["result"] = push_bundle(
+                    channel, bundle, progress=progress, max_attempts=10, chunk_bytes=64 * 1024
+                )
+            except grpc.RpcError as err:
+                outcome["error"] = err
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert halfway.wait(60)
+        server.proc.kill()
+        server.proc.wait(10)
+        killed.set()
+        server = ServerProcess(args)  # same port: the client's retries find it again
+        worker.join(120)
+        assert "error" not in outcome, outcome.get("error")
+        result = outcome["result"]
+        assert isinstance(result, PushResult)
+        assert result.stage == "ACTIVE" and result.attempts >= 2
+        assert size <= result.bytes_sent < 2 * size  # the rest only, not everything again
+    finally:
+        killed.set()
+        server.kill()
