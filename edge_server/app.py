@@ -136,6 +136,9 @@ class Gateway:
         s = self.settings
         return grpc.aio.server(
             interceptors=self._interceptors(),
+            # Under overload the gRPC core refuses calls beyond this in C, immediately:
+            # no per-call Python task, no request bytes buffered for a backlog.
+            maximum_concurrent_rpcs=s.effective_max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),

@@ -47,6 +47,7 @@ class Settings:
     inference_workers: int = 0
     preprocess_workers: int = 0
     max_queue_size: int = 256
+    max_concurrent_rpcs: int = 0
     batching: bool = True
     max_batch_size: int = 8
     max_queue_delay_us: int = 500
@@ -105,6 +106,8 @@ class Settings:
             problems.append("inline_threshold_us must be 0..100000")
         if not 0 <= self.max_queue_delay_us <= 1_000_000:
             problems.append("max_queue_delay_us must be 0..1000000")
+        if self.max_concurrent_rpcs < 0:
+            problems.append("max_concurrent_rpcs must be >= 0 (0 = automatic)")
         if self.max_queue_size < 1:
             problems.append("max_queue_size must be >= 1")
         if self.max_image_pixels < 1:
@@ -132,6 +135,12 @@ class Settings:
     def effective_inference_workers(self) -> int:
         """Concurrent session.run calls: one per core by default."""
         return self.inference_workers or default_cpu_count()
+
+    @property
+    def effective_max_concurrent_rpcs(self) -> int:
+        """Hard cap on calls in Python; headroom above one model's queue for health and
+        management calls."""
+        return self.max_concurrent_rpcs or self.max_queue_size + 64
 
     @property
     def effective_intra_op_threads(self) -> int:
@@ -195,6 +204,9 @@ FIELD_HELP: dict[str, str] = {
     "inference_workers": "concurrent session.run calls (0 = one per core)",
     "preprocess_workers": "image decode/resize threads (0 = one per core)",
     "max_queue_size": "requests admitted per model before RESOURCE_EXHAUSTED",
+    "max_concurrent_rpcs": "calls the gRPC core hands to Python at once; beyond it, calls are "
+    "refused with RESOURCE_EXHAUSTED in C before they cost memory or event-loop time "
+    "(0 = max_queue_size + 64)",
     "batching": "dynamic batching for models with a dynamic batch axis (true/false; a "
     "manifest's `batching` section overrides it per model)",
     "max_batch_size": "rows per batched session.run at most",

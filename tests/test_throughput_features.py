@@ -141,3 +141,30 @@ async def test_tiny_model_runs_inline_once_measured(model_root: Path) -> None:
             assert health.status == inference_pb2.SERVING_STATUS_SERVING
     finally:
         await gw.stop()
+
+
+async def test_overload_beyond_the_core_cap_is_refused_in_grpc(tmp_path: Path) -> None:
+    """Past max_concurrent_rpcs the gRPC core refuses calls itself; admitted ones finish."""
+    slow_classifier(tmp_path / "slow" / "1" / "model.onnx", rows=4096)
+    gw = await start(
+        tmp_path, default_model="slow", inference_workers=1, max_queue_size=100,
+        max_concurrent_rpcs=6,
+    )  # fmt: skip
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)
+            request = inference_pb2.PredictRequest(
+                tensor=tensor(np.zeros((1, 1, 8, 8), np.float32))
+            )
+            calls = [stub.Predict(request, timeout=30) for _ in range(30)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            codes = [r.code() if isinstance(r, grpc.aio.AioRpcError) else "OK" for r in results]
+            assert codes.count("OK") >= 1
+            assert set(codes) <= {"OK", grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 24
+            details = {r.details() for r in results if isinstance(r, grpc.aio.AioRpcError)}
+            assert details == {"Concurrent RPC limit exceeded!"}  # refused by the core
+            health = await stub.Health(inference_pb2.HealthRequest())
+            assert health.status == inference_pb2.SERVING_STATUS_SERVING
+    finally:
+        await gw.stop()
