@@ -1,53 +1,105 @@
-"""Start and stop the real `edge-server` for benchmarks (free ports from its log line)."""
+"""Start and stop the real `edge-server` for benchmarks, and read what it reports.
+
+Ports are free ones picked by the server (from its "listening" log line); request
+counts by gRPC status code come from its /metrics, which is how the benchmark checks
+that every request a load generator counted as done really succeeded.
+"""
 
 from __future__ import annotations
 
+import collections
 import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.cpu import rss_mb
+
 LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\d+)")
+_SAMPLE = re.compile(r"^edge_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+EDGE_SERVER = Path(sys.executable).parent / "edge-server"
 
 
 class GatewayProcess:
-    def __init__(self, model_root: Path, extra_args: list[str] | None = None) -> None:
+    """`edge-server` as a child process on free ports; a context manager."""
+
+    def __init__(
+        self,
+        model_root: Path,
+        extra_args: list[str] | None = None,
+        patches: list[str] | None = None,
+        grpc_port: int = 0,
+    ) -> None:
+        """``patches``: run through benchmarks.variants with these proposed changes."""
+        launcher = [str(EDGE_SERVER)]
+        if patches:
+            launcher = [sys.executable, "-m", "benchmarks.variants", ",".join(patches), "--"]
         self.command = [
-            str(Path(sys.executable).parent / "edge-server"),
-            "--model-root", str(model_root), "--grpc-port", "0", "--http-port", "0",
-            "--log-level", "WARNING", *(extra_args or []),
-        ]  # fmt: skip
+            *launcher,
+            "--model-root",
+            str(model_root),
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            "0",
+            "--log-level",
+            "INFO",
+            *(extra_args or []),
+        ]
+        self.extra_args = list(extra_args or [])
         self.target = ""
+        self.grpc_port = 0
+        self.http_port = 0
         self.started_at = 0.0
+        self.listening_s = float("nan")
+        self.serving_s = float("nan")
+        self.models_ready_s = float("nan")
         self.proc: subprocess.Popen[str] | None = None
+        self.log_tail: collections.deque[str] = collections.deque(maxlen=40)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def __enter__(self) -> GatewayProcess:
+        self.start()
+        return self
+
+    def start(self, wait: bool = True) -> None:
         self.started_at = time.perf_counter()
-        # INFO only for the listening line; WARNING-level noise afterwards is fine.
-        self.command[self.command.index("--log-level") + 1] = "INFO"
-        self.proc = subprocess.Popen(self.command, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            self.command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
+        )
         ready = threading.Event()
 
         def read() -> None:
             assert self.proc is not None and self.proc.stderr is not None
-            for line in self.proc.stderr:
+            for line in self.proc.stderr:  # keep draining: a full pipe would block the server
+                self.log_tail.append(line.rstrip())
                 match = LISTENING.search(line)
-                if match:
-                    self.target = f"127.0.0.1:{match[1]}"
+                if match and not ready.is_set():
+                    self.grpc_port, self.http_port = int(match[1]), int(match[2])
+                    self.target = f"127.0.0.1:{self.grpc_port}"
+                    self.listening_s = time.perf_counter() - self.started_at
                     ready.set()
 
         threading.Thread(target=read, daemon=True).start()
+        if not wait:
+            return
         if not ready.wait(60):
-            self.proc.kill()
-            raise RuntimeError("edge-server did not start")
-        self.wait_serving()
-        return self
+            self.stop()
+            raise RuntimeError("edge-server did not start:\n" + "\n".join(self.log_tail))
+        self.serving_s = self.wait_serving()
+        self.models_ready_s = self.wait_models_ready()
 
     def wait_serving(self, timeout: float = 120.0) -> float:
         """Seconds from process start to grpc.health SERVING."""
@@ -61,21 +113,185 @@ class GatewayProcess:
                         return time.perf_counter() - self.started_at
                 except grpc.RpcError:
                     pass
-                time.sleep(0.01)
+                time.sleep(0.005)
         raise TimeoutError("gateway never became SERVING")
 
-    def peak_rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+    def wait_models_ready(self, timeout: float = 300.0) -> float:
+        """Seconds from process start until every model reports READY (edge.v1 Health)."""
+        from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            while time.monotonic() < deadline:
+                reply = stub.Health(inference_pb2.HealthRequest(), timeout=5)
+                states = [m.state for m in reply.models]
+                if states and all(state == types_pb2.MODEL_STATE_READY for state in states):
+                    return time.perf_counter() - self.started_at
+                if any(state == types_pb2.MODEL_STATE_FAILED for state in states):
+                    raise RuntimeError(f"a model failed to load: {reply}")
+                time.sleep(0.01)
+        raise TimeoutError("the gateway's models never became READY")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
+
+    def peak_rss_mb(self) -> float:
+        return rss_mb(self.pid, "VmHWM")
+
+    def metrics_text(self) -> str:
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text: str = reply.read().decode()
+        return text
+
+    def request_counts(self, method: str, model: str) -> dict[str, int]:
+        """edge_requests_total for one method and model, by gRPC status code."""
+        counts: dict[str, int] = collections.Counter()
+        for match in _SAMPLE.finditer(self.metrics_text()):
+            labels = dict(_LABEL.findall(match["labels"]))
+            if labels.get("method") == method and labels.get("model") in (model, "_unknown"):
+                counts[labels["code"]] += int(float(match["value"]))
+        return dict(counts)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 20 s; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class NaiveProcess:
+    """benchmarks/naive_server.py as a child process; has no /metrics to check against."""
+
+    def __init__(self, model_dir: Path, echo: bool = False, aio: bool = False) -> None:
+        self.command = [
+            sys.executable,
+            "-m",
+            "benchmarks.naive_server",
+            "--model-dir",
+            str(model_dir),
+            *(["--echo"] if echo else []),
+            *(["--aio"] if aio else []),
+        ]
+        self.target = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> NaiveProcess:
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening: "):
+            self.proc.kill()
+            raise RuntimeError(f"naive server did not start: {line!r}")
+        self.target = f"127.0.0.1:{int(line.split()[1])}"
+        return self
+
+    def request_counts(self, method: str, model: str) -> dict[str, int] | None:
+        return None
+
+    def peak_rss_mb(self) -> float:
+        return rss_mb(self.pid, "VmHWM")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class GatewayGroup:
+    """Several `edge-server` processes sharing one gRPC port through SO_REUSEPORT (the
+    kernel spreads connections over them): the measurement behind the proposal to run
+    one process per core. Counters and CPU are summed over the members."""
+
+    def __init__(
+        self,
+        model_root: Path,
+        processes: int,
+        extra_args: list[str] | None = None,
+        patches: list[str] | None = None,
+    ) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.members = [
+            GatewayProcess(model_root, extra_args, [*(patches or []), "reuseport"], grpc_port=port)
+            for _ in range(processes)
+        ]
+        self.target = f"127.0.0.1:{port}"
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members]
+
+    def __enter__(self) -> GatewayGroup:
+        for member in self.members:
+            member.start()
+        deadline = time.monotonic() + 120
+        while not all(self._models_ready(m) for m in self.members):
+            if time.monotonic() > deadline:
+                raise TimeoutError("a member of the gateway group never loaded its models")
+            time.sleep(0.05)
+        return self
+
+    @staticmethod
+    def _models_ready(member: GatewayProcess) -> bool:
+        lines = [
+            line
+            for line in member.metrics_text().splitlines()
+            if line.startswith("edge_model_ready{")
+        ]
+        return bool(lines) and all(line.endswith(" 1.0") for line in lines)
+
+    def request_counts(self, method: str, model: str) -> dict[str, int]:
+        total: dict[str, int] = collections.Counter()
+        for member in self.members:
+            total.update(member.request_counts(method, model))
+        return dict(total)
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def rss_mb(self) -> float:
+        return sum(m.rss_mb() for m in self.members)
+
+    def peak_rss_mb(self) -> float:
+        return sum(m.peak_rss_mb() for m in self.members)
+
+    def stop(self) -> int | None:
+        codes = [m.stop() for m in self.members]
+        return max((c for c in codes if c is not None), default=None)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

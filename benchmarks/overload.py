@@ -1,0 +1,194 @@
+"""Overload: offer 10x what the gateway can serve for 30 s, then check it is unharmed.
+
+A fresh gateway is warmed at 32 clients (which also measures its capacity for the
+payload), then h2load offers ``factor`` x that rate from 64 connections with up to
+64 calls in flight each, far beyond ``--max-queue-size``. Meanwhile an open-loop
+grpc.aio probe sends 100 calls/s and records every call's status and latency: the
+refused ones must be RESOURCE_EXHAUSTED (with retry-after-ms) answered within 5 ms.
+The gateway's RSS is sampled each second; afterwards it must still be alive,
+SERVING, and answer a normal call.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import cells, h2load, models
+from benchmarks.cpu import CpuMeter
+from benchmarks.payloads import Payload
+from benchmarks.server import GatewayProcess
+
+CONNECTIONS = 64
+STREAMS = 64
+PROBE_RATE = 100.0
+REFUSAL_BUDGET_MS = 5.0
+RSS_BUDGET_MB = 20.0
+
+
+def run_overload(
+    root: Path,
+    payload: Payload,
+    seconds: float,
+    factor: float,
+    extra_args: list[str],
+    scratch: Path,
+    generator: str,
+    patches: list[str] | None = None,
+) -> dict[str, Any]:
+    with GatewayProcess(root, extra_args, patches) as gateway:
+        warm = cells.measure(gateway, payload, 32, 3.0, 0.5, scratch, generator)
+        capacity = warm["throughput_rps"]
+        offered = capacity * factor
+        rss_before = gateway.rss_mb()
+        before = gateway.request_counts(payload.rpc, payload.model)
+        request_file = scratch / "overload-request.bin"
+        request_file.write_bytes(payload.message)
+        probe = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.load",
+                "--target",
+                gateway.target,
+                "--method",
+                payload.method,
+                "--request",
+                str(request_file),
+                "--rate",
+                str(PROBE_RATE),
+                "-d",
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=models.REPO,
+        )
+        meter = CpuMeter(gateway.pid)
+        flood: dict[str, Any] = {}
+
+        def drive() -> None:
+            try:
+                if generator == "h2load":
+                    flood["result"] = h2load.run(
+                        gateway.target,
+                        payload.method,
+                        payload.frame,
+                        CONNECTIONS,
+                        seconds,
+                        0.0,
+                        scratch / "overload",
+                        streams_per_client=STREAMS,
+                        rps_per_client=offered / CONNECTIONS,
+                        timeout=seconds + 120,
+                    )
+                else:  # no h2load: a closed loop of many Python callers, as hard as it can
+                    output = subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.load",
+                            "--target",
+                            gateway.target,
+                            "--method",
+                            payload.method,
+                            "--request",
+                            str(request_file),
+                            "-c",
+                            str(CONNECTIONS * 8),
+                            "-d",
+                            str(seconds),
+                            "--warmup",
+                            "0",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        cwd=models.REPO,
+                    ).stdout
+                    flood["aio"] = json.loads(output)
+            except Exception as exc:  # reported below, not raised from the thread
+                flood["error"] = repr(exc)
+
+        driver = threading.Thread(target=drive)
+        started = time.perf_counter()
+        driver.start()
+        rss_samples = []
+        while driver.is_alive():
+            if gateway.alive():
+                rss_samples.append((round(time.perf_counter() - started, 1), gateway.rss_mb()))
+            driver.join(1.0)
+        probe_out, _ = probe.communicate(timeout=120)
+        cpu = meter.stop()
+        alive = gateway.alive()
+        rss_end = rss_samples[-1][1] if rss_samples else float("nan")
+        after = gateway.request_counts(payload.rpc, payload.model) if alive else {}
+        time.sleep(2.0)  # let the admitted queue drain
+        healthy = alive and gateway.alive()
+        try:
+            gateway.wait_serving(timeout=10)
+            cells.probe(gateway, payload)
+        except Exception:
+            healthy = False
+        rss_after = gateway.rss_mb() if gateway.alive() else float("nan")
+        exit_code = gateway.stop()
+    probe_result = json.loads(probe_out) if probe_out.strip() else {}
+    delta = {code: after.get(code, 0) - before.get(code, 0) for code in after}
+    h2 = flood.get("result")
+    refused = probe_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
+    other_codes = {
+        code: stats["count"]
+        for code, stats in probe_result.get("codes", {}).items()
+        if code not in ("OK", "RESOURCE_EXHAUSTED")
+    }
+    growth = rss_end - rss_before
+    return {
+        "model": payload.model,
+        "input": payload.kind,
+        "patches": patches or [],
+        "seconds": seconds,
+        "capacity_rps": capacity,
+        "factor": factor,
+        "offered_rps_target": offered,
+        "offered_rps": (h2.done / seconds) if h2 else _aio_offered(flood, seconds),
+        "flood_failed": h2.failed if h2 else None,
+        "generator_error": flood.get("error"),
+        "served_ok_rps": delta.get("OK", 0) / seconds,
+        "gateway_codes": delta,
+        "probe": probe_result,
+        "probe_refused": refused.get("count", 0),
+        "probe_refused_max_ms": refused.get("max_ms", float("nan")),
+        "probe_refused_p99_ms": refused.get("p99_ms", float("nan")),
+        "probe_refused_within_5ms": refused.get("within_5ms", 0),
+        "probe_other_codes": other_codes,
+        "rss_before_mb": rss_before,
+        "rss_end_mb": rss_end,
+        "rss_max_mb": max((r for _, r in rss_samples), default=float("nan")),
+        "rss_after_idle_mb": rss_after,
+        "rss_growth_mb": growth,
+        "rss_samples": rss_samples,
+        "alive": alive,
+        "healthy_after": healthy,
+        "exit_code": exit_code,
+        "cpu": cpu.to_dict(),
+        "met": bool(
+            alive
+            and healthy
+            and exit_code == 0
+            and growth < RSS_BUDGET_MB
+            and refused.get("count", 0) > 0
+            and refused.get("within_5ms", 0) == refused.get("count", 0)
+        ),
+    }
+
+
+def _aio_offered(flood: dict[str, Any], seconds: float) -> float:
+    aio = flood.get("aio")
+    if not aio:
+        return float("nan")
+    return float(aio["requests"] + aio["errors"]) / seconds

@@ -1,0 +1,113 @@
+"""Requests the benchmark sends: real images, the tensors made from them, gRPC frames.
+
+- ``image``: encoded bytes in PredictRequest.image (a JPEG photo for MobileNetV2,
+  a PNG digit for the digits models);
+- ``tensor``: the model's own float32 input, preprocessed from the same image;
+- ``v2``: the same tensor as a V2 ModelInferRequest (raw_input_contents).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import models
+from benchmarks.pipeline import Recipe
+from edge.v1 import inference_pb2, types_pb2
+
+PREDICT = "/edge.v1.InferenceService/Predict"
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+KINDS = ("image", "tensor", "v2")
+
+
+def v2_available() -> bool:
+    """The V2 (KServe / Open Inference Protocol) cell runs when its package imports."""
+    try:
+        import inference.grpc_service_pb2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def image_for(kind: str) -> bytes:
+    if kind == "digits":
+        return sorted((models.REPO / "examples" / "images").glob("digit_*.png"))[0].read_bytes()
+    return models.jpeg_photo()
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One serialized request and how to check its answers."""
+
+    model: str
+    kind: str  # image, tensor or v2
+    method: str  # gRPC path
+    message: bytes  # serialized request
+
+    @property
+    def frame(self) -> bytes:
+        """The gRPC length-prefixed message, as h2load posts it."""
+        return b"\x00" + struct.pack(">I", len(self.message)) + self.message
+
+    @property
+    def rpc(self) -> str:
+        return "ModelInfer" if self.kind == "v2" else "Predict"
+
+
+def tensor_row(model: models.BenchModel, root: Path) -> np.ndarray:
+    """The model's input for the benchmark image, [1, ...] float32."""
+    return Recipe.for_model(model.path(root).parent).preprocess(image_for(model.kind))
+
+
+def payload(model: models.BenchModel, kind: str, root: Path) -> Payload:
+    if kind == "image":
+        request = inference_pb2.PredictRequest(model_name=model.name, image=image_for(model.kind))
+        return Payload(model.name, kind, PREDICT, request.SerializeToString())
+    row = tensor_row(model, root)
+    if kind == "tensor":
+        request = inference_pb2.PredictRequest(
+            model_name=model.name,
+            tensor=types_pb2.Tensor(
+                dtype=types_pb2.DATA_TYPE_FLOAT32, shape=list(row.shape), data=row.tobytes()
+            ),
+        )
+        return Payload(model.name, kind, PREDICT, request.SerializeToString())
+    if kind == "v2":
+        from inference import grpc_service_pb2 as pb
+
+        infer = pb.ModelInferRequest(
+            model_name=model.name,
+            inputs=[
+                pb.ModelInferRequest.InferInputTensor(
+                    name="input", datatype="FP32", shape=list(row.shape)
+                )
+            ],
+            raw_input_contents=[row.tobytes()],
+        )
+        return Payload(model.name, kind, MODEL_INFER, infer.SerializeToString())
+    raise ValueError(f"unknown payload kind {kind!r}")
+
+
+def response_bounds(payload: Payload, good_response: bytes) -> tuple[int, int]:
+    """Smallest and largest gRPC frame (5-byte prefix + message) of a good answer.
+
+    Predict answers carry stage timings whose varints vary in length; V2 answers
+    have a fixed size. A failed call has no DATA frame at all.
+    """
+    response = (
+        inference_pb2.PredictResponse.FromString(good_response) if payload.kind != "v2" else None
+    )
+    if response is None or not response.HasField("timings"):
+        size = 5 + len(good_response)
+        return size, size
+    low, high = inference_pb2.PredictResponse(), inference_pb2.PredictResponse()
+    low.CopyFrom(response)
+    high.CopyFrom(response)
+    low.timings.Clear()
+    low.timings.SetInParent()
+    for name in ("preprocess_us", "queue_us", "inference_us", "postprocess_us", "total_us"):
+        setattr(high.timings, name, (1 << 28) - 1)  # 4-byte varints: up to 268 s
+    return 5 + low.ByteSize(), 5 + high.ByteSize()
