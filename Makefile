@@ -90,6 +90,7 @@ bench: $(VENV)/.dev  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ 
 	  || echo "bench: cannot install h2load (nghttp2-client): using the grpc.aio load generator" >&2; }
 	@$(PIP) py-spy >/dev/null 2>&1 || echo "bench: py-spy unavailable: no profiles" >&2
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.footprint
 
 # No Docker, no binfmt_misc: a debootstrapped Debian bookworm arm64 userland (cached in
 # .cache/arm64) run by qemu-aarch64-static -L; installs qemu-user-static and debootstrap.
