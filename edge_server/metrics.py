@@ -170,9 +170,7 @@ class GatewayMetrics:
             if previous is not None:
                 self.model_info.remove(slot.name, previous)
                 # Drop cached children of the old version's series (bounded label sets).
-                self._children = {
-                    k: v for k, v in self._children.items() if previous not in k[1]
-                }
+                self._children = {k: v for k, v in self._children.items() if previous not in k[1]}
             self.model_info.labels(slot.name, active.version).set(1)
             self._shown_versions[slot.name] = active.version
             self.model_loads.labels(slot.name, "success").inc()
