@@ -3,7 +3,9 @@
 - ``image``: encoded bytes in PredictRequest.image (a JPEG photo for MobileNetV2,
   a PNG digit for the digits models);
 - ``tensor``: the model's own float32 input, preprocessed from the same image;
-- ``v2``: the same tensor as a V2 ModelInferRequest (raw_input_contents).
+- ``v2``: the same tensor as a V2 ModelInferRequest (raw_input_contents);
+- ``pixels`` (not in the default set): the decoded, resized uint8 pixels [H, W, C] in
+  PredictRequest.tensor, which the gateway normalizes by the manifest's recipe.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ def payload(model: models.BenchModel, kind: str, root: Path) -> Payload:
             model_name=model.name,
             tensor=types_pb2.Tensor(
                 dtype=types_pb2.DATA_TYPE_FLOAT32, shape=list(row.shape), data=row.tobytes()
+            ),
+        )
+        return Payload(model.name, kind, PREDICT, request.SerializeToString())
+    if kind == "pixels":
+        pixels = Recipe.for_model(model.path(root).parent).decode(image_for(model.kind))
+        request = inference_pb2.PredictRequest(
+            model_name=model.name,
+            tensor=types_pb2.Tensor(
+                dtype=types_pb2.DATA_TYPE_UINT8, shape=list(pixels.shape), data=pixels.tobytes()
             ),
         )
         return Payload(model.name, kind, PREDICT, request.SerializeToString())
