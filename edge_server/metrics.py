@@ -7,7 +7,7 @@ the series count.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from prometheus_client import (
@@ -128,7 +128,8 @@ class GatewayMetrics:
         self._depth_source: tuple[ModelManager, Callable[[str], int]] | None = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
-    def model_label(self, name: str, served: set[str]) -> str:
+    def model_label(self, name: str, served: Container[str]) -> str:
+        """The label for a requested model name: only served names become series."""
         return name if name in served else UNKNOWN_MODEL
 
     def _child(self, metric: Any, *labels: str) -> Any:

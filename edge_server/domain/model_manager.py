@@ -168,6 +168,10 @@ class ModelManager:
     def slot(self, name: str) -> ModelSlot | None:
         return self._slots.get(name)
 
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is a model this gateway knows (cheap: no sorting, no copies)."""
+        return name in self._slots
+
     @property
     def default_model(self) -> str:
         if self._default_model:

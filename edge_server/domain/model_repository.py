@@ -9,7 +9,7 @@ and edge.v1 Health report.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 
 from edge_server.domain.model_manager import ModelManager, ModelSlot, ModelState, ServingModel
@@ -60,8 +60,9 @@ class ModelRepository:
     def default_model(self) -> str:
         return self._models.default_model
 
-    def served_names(self) -> set[str]:
-        return {slot.name for slot in self._models.slots()}
+    def served_names(self) -> Container[str]:
+        """Names of the models this gateway knows (a live view, no copy per request)."""
+        return self._models
 
     def serving(self, name: str, version: str = "") -> ServingModel:
         """The serving version (NotFound / NotReady / VersionNotActive otherwise)."""

@@ -7,6 +7,7 @@ serve (written atomically by the lifecycle code); otherwise the highest version 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -47,11 +48,20 @@ class VersionOnDisk:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
     def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with self.model_path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        stat = self.model_path.stat()
+        return _file_sha256(str(self.model_path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """sha256 of a file, cached per (path, mtime, size): ListModels asks on every call and
+    model files are written once (new versions get new folders)."""
+    del mtime_ns, size  # part of the cache key only
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ModelStore:

@@ -23,7 +23,7 @@ from edge_server.domain.batching import BatchPolicy, DynamicBatcher
 from edge_server.domain.inline_policy import InlinePolicy
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.postprocess import Classification, classify
-from edge_server.domain.preprocessing import pixels_to_tensor, preprocess_image
+from edge_server.domain.preprocessing import ImagePlan, pixels_to_tensor, preprocess_image
 from edge_server.domain.shadow import ShadowRunner
 from edge_server.domain.statistics import StatisticsBook
 from edge_server.domain.tensors import TensorSpec
@@ -220,15 +220,10 @@ class Predictor:
 
     async def preprocess(self, model: ServingModel, image: bytes) -> np.ndarray:
         """Encoded image -> [1, ...] input batch, in the preprocess pool."""
-        if model.image_plan is None:
-            raise InvalidInput(
-                f"model {model.name!r} cannot take images: {model.image_plan_error}; "
-                "send a tensor instead",
-                field="image",
-            )
+        plan = _image_plan(model)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._preprocess_pool, preprocess_image, image, model.image_plan, self._max_pixels
+            self._preprocess_pool, preprocess_image, image, plan, self._max_pixels
         )
 
     async def _run_in_pool(
@@ -293,19 +288,12 @@ class Predictor:
         if request.image is not None or (
             request.tensor is not None and _is_pixel_tensor(model, request.tensor)
         ):
-            if model.image_plan is None:
-                raise InvalidInput(
-                    f"model {model.name!r} cannot take images: {model.image_plan_error}; "
-                    "send a tensor instead",
-                    field="image",
-                )
+            plan = _image_plan(model)
             if request.image is not None:
-                work = functools.partial(
-                    preprocess_image, request.image, model.image_plan, self._max_pixels
-                )
+                work = functools.partial(preprocess_image, request.image, plan, self._max_pixels)
             else:
                 assert request.tensor is not None
-                work = functools.partial(pixels_to_tensor, request.tensor, model.image_plan)
+                work = functools.partial(pixels_to_tensor, request.tensor, plan)
             if inline:
                 batch, seconds = _timed(work)
             else:
@@ -350,6 +338,16 @@ class Predictor:
                 total_us=_us(finished - received),
             ),
         )
+
+
+def _image_plan(model: ServingModel) -> ImagePlan:
+    if model.image_plan is None:
+        raise InvalidInput(
+            f"model {model.name!r} cannot take images: {model.image_plan_error}; "
+            "send a tensor instead",
+            field="image",
+        )
+    return model.image_plan
 
 
 def _timed(work: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:

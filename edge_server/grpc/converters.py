@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -78,18 +79,18 @@ def to_predict_input(
         raise InvalidInput(f"top_k {request.top_k} is over the limit of {MAX_TOP_K}", "top_k")
     kind = request.WhichOneof("input")
     deadline = time.monotonic() + time_remaining if time_remaining is not None else None
-    common = {
-        "model_name": request.model_name,
-        "model_version": request.model_version,
-        "top_k": request.top_k,
-        "return_raw_output": request.return_raw_output,
-        "deadline": deadline,
-    }
+    base = PredictInput(
+        model_name=request.model_name,
+        model_version=request.model_version,
+        top_k=request.top_k,
+        return_raw_output=request.return_raw_output,
+        deadline=deadline,
+    )
     if kind == "image":
-        return PredictInput(image=request.image, **common)  # type: ignore[arg-type]
+        return dataclasses.replace(base, image=request.image)
     if kind == "tensor":
         array = tensor_to_array(request.tensor)
-        return PredictInput(tensor=array, tensor_name=request.tensor.name, **common)  # type: ignore[arg-type]
+        return dataclasses.replace(base, tensor=array, tensor_name=request.tensor.name)
     raise InvalidInput("the request has no input: set `image` or `tensor`", field="input")
 
 

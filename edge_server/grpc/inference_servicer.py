@@ -14,7 +14,7 @@ from edge_server.grpc import converters
 from edge_server.grpc.ordered_stream import answer_in_order
 from edge_server.grpc.request_metrics import observed
 from edge_server.grpc.status_mapping import RpcStatus, abort_with
-from edge_server.metrics import UNKNOWN_MODEL, GatewayMetrics
+from edge_server.metrics import GatewayMetrics
 
 # Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
 # inference of frame N, and a slow client cannot pile up unbounded work.
@@ -48,8 +48,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, method: str, request: inference_pb2.PredictRequest, time_remaining: float | None
     ) -> PredictOutput | RpcStatus:
         """One prediction with its metrics; returns the output or the failure status."""
-        name = request.model_name or self._models.default_model
-        model = name if self._models.slot(name) is not None else UNKNOWN_MODEL
+        model = self._metrics.model_label(
+            request.model_name or self._models.default_model, self._models
+        )
         return await observed(
             self._metrics,
             method,
