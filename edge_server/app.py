@@ -13,11 +13,12 @@ from grpc_health.v1 import health_pb2_grpc
 
 from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_server import __version__
-from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.model_repository import ModelRepository
 from edge_server.domain.model_store import ModelStore
 from edge_server.domain.predictor import BatchingDefaults, Predictor
 from edge_server.domain.tensor_inference import TensorInference
+from edge_server.errors import ModelNotReady
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
@@ -30,6 +31,8 @@ from edge_server.metrics import GatewayMetrics
 from edge_server.pull.agent import CloudLink
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.settings import Settings
+from edge_server.workers.metrics_merge import merge_expositions
+from edge_server.workers.supervisor import WorkerSupervisor
 from inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -51,11 +54,24 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-class Gateway:
-    """The running gateway: gRPC server, HTTP endpoint, models and pools."""
+async def _primary_only(name: str, version: str) -> ServingModel:
+    raise ModelNotReady(
+        f"cannot load {name!r} version {version!r} here: model management is served by "
+        "the primary gateway process, on the management port"
+    )
 
-    def __init__(self, settings: Settings) -> None:
+
+class Gateway:
+    """The running gateway: gRPC server, HTTP endpoint, models and pools.
+
+    ``worker_index`` 0 is the primary (the only process unless ``--workers`` > 1): it
+    owns the model lifecycle and management. A replica (index > 0) serves inference
+    on the shared port and follows the primary's models (see edge_server/workers).
+    """
+
+    def __init__(self, settings: Settings, worker_index: int = 0) -> None:
         self.settings = settings
+        self.is_replica = worker_index > 0
         self.metrics = GatewayMetrics()
         session_config = SessionConfig(
             intra_op_threads=settings.effective_intra_op_threads,
@@ -90,23 +106,29 @@ class Gateway:
             inline_threshold_us=settings.inline_threshold_us,
         )
         self.metrics.track_queue_depth(self.models, self.predictor.queue_depth)
-        self.lifecycle = Lifecycle.build(settings, self.models, self.predictor)
-        self.lifecycle.updater.on_rejected.append(
-            lambda model, _reason: self.metrics.rejections.labels(model).inc()
+        # A replica never writes the model store: the primary's lifecycle does.
+        self.lifecycle = (
+            None if self.is_replica else Lifecycle.build(settings, self.models, self.predictor)
         )
-        self.lifecycle.activator.on_rolled_back.append(
-            lambda model, _version, reason: self.metrics.rollbacks.labels(
-                model, "automatic" if reason.startswith("automatic") else "manual"
-            ).inc()
-        )
+        if self.lifecycle is not None:
+            self.lifecycle.updater.on_rejected.append(
+                lambda model, _reason: self.metrics.rejections.labels(model).inc()
+            )
+            self.lifecycle.activator.on_rolled_back.append(
+                lambda model, _version, reason: self.metrics.rollbacks.labels(
+                    model, "automatic" if reason.startswith("automatic") else "manual"
+                ).inc()
+            )
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
-        self.http = HttpEndpoint(self.metrics.render, self.is_ready)
+        self.http = HttpEndpoint(self.render_metrics, self.is_ready)
         self.cloud = (  # pull mode and feedback upload (--orchestrator)
             CloudLink(settings, self.models, self.lifecycle, self.predictor, self.metrics.registry)
-            if settings.orchestrator
+            if settings.orchestrator and self.lifecycle is not None
             else None
         )
+        self.workers: WorkerSupervisor | None = None
+        self._warned_open_management = self.is_replica  # a replica has no management
         self._server: grpc.aio.Server | None = None
         self._management_server: grpc.aio.Server | None = None
         self.management_port = 0
@@ -115,6 +137,18 @@ class Gateway:
 
     def is_ready(self) -> bool:
         return self.models.any_ready() and not self.info.shutting_down
+
+    @property
+    def load_task(self) -> asyncio.Task[None]:
+        assert self._load_task is not None, "start() first"
+        return self._load_task
+
+    async def render_metrics(self) -> bytes:
+        """This process's metrics, or every worker's labelled by ``worker``."""
+        own = self.metrics.render()
+        if self.workers is None:
+            return own
+        return merge_expositions([("0", own), *await self.workers.metrics_pages()])
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         s = self.settings
@@ -125,7 +159,8 @@ class Gateway:
                     token, lambda _method, reason: self.metrics.auth_failures.labels(reason).inc()
                 )
             ]
-        if s.tls_client_ca is None:
+        if s.tls_client_ca is None and not self._warned_open_management:
+            self._warned_open_management = True
             logger.warning(
                 "no --management-token and no mTLS: management calls (ModelService) are open "
                 "to anyone who can reach the gateway"
@@ -142,7 +177,8 @@ class Gateway:
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                # Several workers share the port; a lone gateway must not share it by accident.
+                ("grpc.so_reuseport", 1 if s.effective_workers > 1 else 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
@@ -158,30 +194,29 @@ class Gateway:
     async def start(self) -> None:
         """Bind the ports, then load models in the background (health says when)."""
         s = self.settings
+        if self.is_replica:
+            # A replica joins the shared port only once its models serve: the kernel
+            # would otherwise hand it connections it can only answer "loading".
+            self.models.discover()
+            await self._load_models()
         server = self._new_server()
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
             InferenceServicer(self.predictor, self.models, self.metrics, self.info), server
         )
-        lifecycle = self.lifecycle
-        model_servicer = ModelServicer(
-            self.models,
-            lifecycle.activator,
-            lifecycle.updater,
-            lifecycle.ledger,
-            lifecycle.shadow,
-            s.update_idle_timeout_seconds,
-        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         services = [INFERENCE_SERVICE, V2_SERVICE, HEALTH_SERVICE]
-        management = server
-        if s.management_port >= 0:
-            management = self._new_server()
+        lifecycle = self.lifecycle
+        # Management: none on a replica, else on the shared port or on its own.
+        management: grpc.aio.Server | None = None
+        if lifecycle is not None:
+            management = self._new_server() if s.management_port >= 0 else server
         v2_servicer = functools.partial(
             V2Servicer,
             TensorInference(self.predictor),
             ModelRepository(
                 self.models,
                 self.predictor.statistics,
-                lifecycle.activator.activate_on_disk,
+                lifecycle.activator.activate_on_disk if lifecycle else _primary_only,
                 lambda: self.info.shutting_down,
                 s.pinned_versions,
             ),
@@ -192,17 +227,25 @@ class Gateway:
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             v2_servicer(repository_writes=management is server), server
         )
-        if management is not server:
-            management.add_generic_rpc_handlers((repository_handler(v2_servicer()),))
-        model_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, management)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
-        if management is server:
-            services.append(MODEL_SERVICE)
+        if lifecycle is not None and management is not None:
+            model_servicer = ModelServicer(
+                self.models,
+                lifecycle.activator,
+                lifecycle.updater,
+                lifecycle.ledger,
+                lifecycle.shadow,
+                s.update_idle_timeout_seconds,
+            )
+            model_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, management)
+            if management is server:
+                services.append(MODEL_SERVICE)
+            else:
+                management.add_generic_rpc_handlers((repository_handler(v2_servicer()),))
         enable_reflection(server, services)
         self.grpc_port = self._bind(server, s.host, s.grpc_port)
         await server.start()
         self._server = server
-        if management is not server:
+        if management is not None and management is not server:
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, management)
             enable_reflection(management, [MODEL_SERVICE, V2_SERVICE, HEALTH_SERVICE])
             self.management_port = self._bind(
@@ -211,9 +254,11 @@ class Gateway:
             await management.start()
             self._management_server = management
         else:
-            self.management_port = self.grpc_port
-        await self.http.start(s.host, s.http_port)
-        self.models.discover()
+            self.management_port = self.grpc_port if management is server else -1
+        # A replica's metrics are read by the primary over loopback only.
+        await self.http.start("127.0.0.1" if self.is_replica else s.host, s.http_port)
+        if not self.is_replica:
+            self.models.discover()
         await self.health.start()
         logger.info(
             "gateway %s listening: gRPC %s:%d%s, HTTP %s:%d; management on port %d; models from %s",
@@ -226,9 +271,14 @@ class Gateway:
             self.management_port,
             s.model_root,
         )
-        self._load_task = asyncio.create_task(self._load_models())
+        self._load_task = asyncio.create_task(
+            asyncio.sleep(0) if self.is_replica else self._load_models()
+        )
         if self.cloud is not None:
             await self.cloud.start(self.wait_for_models)
+        if not self.is_replica and s.effective_workers > 1:
+            self.workers = WorkerSupervisor(s, self.grpc_port, self.models)
+            await self.workers.start()
 
     async def _load_models(self) -> None:
         await self.models.load_all()
@@ -248,9 +298,13 @@ class Gateway:
         logger.info("shutting down: draining in-flight calls for up to %.1f s", grace)
         self.info.shutting_down = True
         await self.health.shutting_down()
-        await self.lifecycle.watcher.stop()
+        if self.lifecycle is not None:
+            await self.lifecycle.watcher.stop()
         servers = [srv for srv in (self._server, self._management_server) if srv is not None]
-        await asyncio.gather(*(srv.stop(grace) for srv in servers))
+        draining = [srv.stop(grace) for srv in servers]
+        if self.workers is not None:  # the replicas drain their own calls meanwhile
+            draining.append(self.workers.stop(grace))
+        await asyncio.gather(*draining)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         if self.cloud is not None:

@@ -78,6 +78,7 @@ class Settings:
     outbox_max_bytes: int = 64 * 1024 * 1024
     feedback_bucket_seconds: int = 60
     log_level: str = "INFO"
+    workers: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -128,13 +129,36 @@ class Settings:
             problems.append("outbox_max_bytes must be at least 1024")
         if not 1 <= self.feedback_bucket_seconds <= 86_400:
             problems.append("feedback_bucket_seconds must be 1..86400")
+        if self.workers < 0:
+            problems.append("workers must be >= 0 (0 = one per core)")
+        elif self.effective_workers > 1:
+            if self.management_port == -1:
+                problems.append(
+                    "workers > 1 needs --management-port (0 = any free port): model "
+                    "management is served by the primary process only, on its own port"
+                )
+            if self.orchestrator:
+                problems.append(
+                    "workers > 1 cannot be combined with --orchestrator yet: feedback and "
+                    "pull mode run in the primary process and would miss the other workers"
+                )
         if problems:
             raise ValueError("; ".join(problems))
 
     @property
+    def effective_workers(self) -> int:
+        """Gateway processes sharing the gRPC port: one per core when 0."""
+        return self.workers or default_cpu_count()
+
+    @property
+    def cores_per_worker(self) -> int:
+        """The cores each gateway process sizes its thread pools for."""
+        return max(1, default_cpu_count() // self.effective_workers)
+
+    @property
     def effective_inference_workers(self) -> int:
         """Concurrent session.run calls: one per core by default."""
-        return self.inference_workers or default_cpu_count()
+        return self.inference_workers or self.cores_per_worker
 
     @property
     def effective_max_concurrent_rpcs(self) -> int:
@@ -147,12 +171,12 @@ class Settings:
         """ONNX Runtime threads per run: cores shared among the inference workers."""
         if self.intra_op_threads:
             return self.intra_op_threads
-        return max(1, default_cpu_count() // self.effective_inference_workers)
+        return max(1, self.cores_per_worker // self.effective_inference_workers)
 
     @property
     def effective_preprocess_workers(self) -> int:
         """Image decode threads (Pillow releases the GIL): one per core by default."""
-        return self.preprocess_workers or default_cpu_count()
+        return self.preprocess_workers or self.cores_per_worker
 
     @property
     def effective_management_token(self) -> str:
@@ -251,6 +275,8 @@ FIELD_HELP: dict[str, str] = {
     "(and counted) beyond it",
     "feedback_bucket_seconds": "length of a feedback aggregation bucket, seconds",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "workers": "gateway processes serving the gRPC port together (SO_REUSEPORT; 0 = one "
+    "per core); more than 1 needs --management-port",
 }
 
 
@@ -280,6 +306,21 @@ def _convert(name: str, raw: Any) -> Any:
     if isinstance(default, int) and not isinstance(default, bool):
         return int(raw)
     return str(raw)
+
+
+def settings_to_json(settings: Settings) -> dict[str, Any]:
+    """Settings as a JSON object that ``load_settings(config_file=...)`` reads back."""
+    data: dict[str, Any] = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(item) for item in value]
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        data[f.name] = value
+    return data
 
 
 def parse_pins(text: str) -> dict[str, str]:

@@ -44,7 +44,7 @@ class ServerProcess:
         for line in self.proc.stderr:
             self.log.append(line)
             match = LISTENING.search(line)
-            if match:
+            if match and not self._ports.is_set():  # the primary's line, not a worker's
                 self.grpc_port, self.http_port = int(match[1]), int(match[2])
                 self._ports.set()
 

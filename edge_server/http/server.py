@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -22,7 +22,9 @@ READ_TIMEOUT_S = 5.0
 class HttpEndpoint:
     """Serves metrics and liveness/readiness on its own port."""
 
-    def __init__(self, render_metrics: Callable[[], bytes], is_ready: Callable[[], bool]) -> None:
+    def __init__(
+        self, render_metrics: Callable[[], Awaitable[bytes]], is_ready: Callable[[], bool]
+    ) -> None:
         self._render_metrics = render_metrics
         self._is_ready = is_ready
         self._server: asyncio.Server | None = None
@@ -42,12 +44,12 @@ class HttpEndpoint:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
-    def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+    async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
         path = path.split("?", 1)[0]
         if method not in ("GET", "HEAD"):
             return 405, "text/plain; charset=utf-8", b"only GET and HEAD are allowed\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, self._render_metrics()
+            return 200, CONTENT_TYPE_LATEST, await self._render_metrics()
         if path in ("/healthz", "/readyz"):
             if self._is_ready():
                 return 200, "text/plain; charset=utf-8", b"ok\n"
@@ -66,7 +68,7 @@ class HttpEndpoint:
                 method = "GET"
             else:
                 method, path, _ = parts
-                status, ctype, body = self._route(method, path)
+                status, ctype, body = await self._route(method, path)
             reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
                       503: "Service Unavailable"}[status]  # fmt: skip
             header = (

@@ -1,0 +1,46 @@
+"""What the primary and its replicas tell each other, one JSON object per line.
+
+Primary -> replica (the replica's stdin): which version of a model is active, after
+every change on the primary. The files are already on disk by then (the primary
+activates only versions it has stored), so a line names a version, never bytes.
+
+Replica -> primary (the replica's stdout): one hello once its ports are bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    """The state of one model on the primary. ``version`` is "" when none is active."""
+
+    model: str
+    version: str
+    state: str
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> ModelEvent:
+        data = json.loads(line)
+        return cls(str(data["model"]), str(data["version"]), str(data["state"]))
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A replica is listening: its PID and the port of its own metrics endpoint."""
+
+    pid: int
+    http_port: int
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> Hello:
+        data = json.loads(line)
+        return cls(int(data["pid"]), int(data["http_port"]))

@@ -1,0 +1,70 @@
+"""A replica gateway process: ``python -m edge_server.workers.replica CONFIG INDEX``.
+
+Started by the primary's WorkerSupervisor, never by hand: CONFIG is the primary's
+resolved settings, INDEX this worker's number. It serves inference, health and
+reflection on the shared gRPC port, follows the primary's models through its stdin
+and stops on SIGTERM or when the primary goes away (stdin closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from edge_server.settings import load_settings
+from edge_server.workers.control import Hello
+from edge_server.workers.follower import ModelFollower
+
+logger = logging.getLogger("edge_server")
+
+
+async def serve_replica(config: Path, index: int) -> int:
+    from edge_server.app import Gateway  # after logging is configured
+
+    settings = load_settings({}, environ={}, config_file=config)
+    gateway = Gateway(settings, worker_index=index)
+    await gateway.start()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    sys.stdout.buffer.write(Hello(os.getpid(), gateway.http.port).encode())
+    sys.stdout.buffer.flush()
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    follower = ModelFollower(gateway.models)
+    reading = asyncio.create_task(follower.read(reader))
+    reading.add_done_callback(lambda _task: stop.set())  # the primary is gone
+    following = asyncio.create_task(follower.follow(gateway.load_task))
+    await stop.wait()
+    if reading.done():
+        logger.warning("the primary process went away; worker %d stops", index)
+    for task in (reading, following):
+        task.cancel()
+    await asyncio.gather(reading, following, return_exceptions=True)
+    await gateway.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m edge_server.workers.replica CONFIG INDEX", file=sys.stderr)
+        return 2
+    index = int(args[1])
+    level = load_settings({}, environ={}, config_file=Path(args[0])).log_level
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(serve_replica(Path(args[0]), index))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Primary side: start the replicas, keep them running and following, stop them.
+
+Each replica is ``python -m edge_server.workers.replica`` with the primary's resolved
+settings (same model root, same gRPC port bound with SO_REUSEPORT; it never binds the management
+port, its own metrics port on an ephemeral loopback port). The kernel spreads new
+connections across every process listening on the port. A replica that dies is
+restarted with a growing pause; a replica whose primary dies sees its stdin close
+and shuts itself down, so no orphan keeps serving a stale model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_server.domain.model_manager import ModelManager, ModelSlot
+from edge_server.settings import Settings, settings_to_json
+from edge_server.workers.control import Hello, ModelEvent
+
+logger = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 60.0
+METRICS_TIMEOUT_S = 2.0
+MAX_RESTART_PAUSE_S = 30.0
+
+
+def event_for(slot: ModelSlot) -> ModelEvent:
+    version = slot.active.version if slot.active is not None else ""
+    return ModelEvent(slot.name, version, slot.state.name)
+
+
+@dataclass
+class Replica:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    hello: Hello | None = None
+    restarts: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class WorkerSupervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        grpc_port: int,
+        models: ModelManager,
+        on_restart: Callable[[int], None] = lambda _index: None,
+    ) -> None:
+        self._models = models
+        self._on_restart = on_restart
+        self._replicas = [Replica(i) for i in range(1, settings.effective_workers)]
+        self._stopping = False
+        # The replicas' settings: the primary's, resolved, with the port it really bound.
+        replica_settings = settings_to_json(settings)
+        replica_settings.update(grpc_port=grpc_port, http_port=0)
+        handle, name = tempfile.mkstemp(prefix="edge-replica-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(replica_settings, out)
+        self._config = Path(name)
+        models.add_listener(self._broadcast)
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return list(self._replicas)
+
+    async def start(self) -> None:
+        for replica in self._replicas:
+            replica.task = asyncio.create_task(self._keep_running(replica))
+
+    def _broadcast(self, slot: ModelSlot) -> None:
+        line = event_for(slot).encode()
+        for replica in self._replicas:
+            self._send(replica, line)
+
+    def _send(self, replica: Replica, line: bytes) -> None:
+        process = replica.process
+        if process is None or process.stdin is None or process.returncode is not None:
+            return  # it gets a full snapshot when it (re)starts
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            process.stdin.write(line)
+
+    async def _spawn(self, replica: Replica) -> asyncio.subprocess.Process:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edge_server.workers.replica",
+            str(self._config),
+            str(replica.index),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        replica.process = process
+        # The snapshot goes first: the replica applies it after its own start-up load.
+        for slot in self._models.slots():
+            self._send(replica, event_for(slot).encode())
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), HELLO_TIMEOUT_S)
+        if not line:
+            raise RuntimeError("it exited before listening (see its log above)")
+        replica.hello = Hello.decode(line)
+        logger.info("worker %d (pid %d) is serving", replica.index, process.pid)
+        return process
+
+    async def _keep_running(self, replica: Replica) -> None:
+        pause = 1.0
+        while not self._stopping:
+            try:
+                process = await self._spawn(replica)
+                await process.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error("worker %d failed to start: %s", replica.index, exc)
+                if replica.process is not None and replica.process.returncode is None:
+                    replica.process.kill()
+                    await replica.process.wait()
+            if self._stopping:
+                return
+            code = replica.process.returncode if replica.process is not None else None
+            replica.hello = None
+            replica.restarts += 1
+            self._on_restart(replica.index)
+            logger.error(
+                "worker %d exited (code %s); restarting it in %.0f s", replica.index, code, pause
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_RESTART_PAUSE_S)
+
+    async def metrics_pages(self) -> list[tuple[str, bytes]]:
+        """Each live replica's /metrics page, labelled with its worker index."""
+
+        async def fetch(replica: Replica) -> tuple[str, bytes] | None:
+            if replica.hello is None:
+                return None
+            try:
+                page = await asyncio.wait_for(
+                    _http_get("127.0.0.1", replica.hello.http_port, "/metrics"),
+                    METRICS_TIMEOUT_S,
+                )
+            except (OSError, TimeoutError, ValueError) as exc:
+                logger.warning("worker %d did not answer /metrics: %s", replica.index, exc)
+                return None
+            return str(replica.index), page
+
+        pages = await asyncio.gather(*(fetch(r) for r in self._replicas))
+        return [page for page in pages if page is not None]
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM every replica (each drains its calls), SIGKILL what outlives the grace."""
+        self._stopping = True
+        live = [r.process for r in self._replicas if r.process and r.process.returncode is None]
+        for process in live:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for process in live:
+            try:
+                await asyncio.wait_for(process.wait(), grace + 5.0)
+            except TimeoutError:
+                logger.error("worker pid %d did not stop in time; killing it", process.pid)
+                process.kill()
+                await process.wait()
+        for replica in self._replicas:
+            if replica.task is not None:
+                replica.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await replica.task
+        self._config.unlink(missing_ok=True)
+
+
+async def _http_get(host: str, port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ValueError(head.split(b"\r\n", 1)[0].decode("latin-1"))
+    return body
