@@ -7,17 +7,25 @@ native frames show the time gRPC's Cython layer and its system calls spend holdi
 the GIL. Collapsed stacks are folded into "self" time (the innermost frame),
 "inclusive" time per function and time per library ("category": the innermost
 frame that belongs to a known library; libc calls count for their caller).
+``profile_cell`` re-runs one benchmark cell on a fresh gateway while py-spy records.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchmarks import cells, models, payloads
+from benchmarks.server import GatewayProcess
 
 # Innermost frames that mean "waiting", not working: the event loop in epoll, idle pool
 # threads, gRPC's poller thread blocked in C (Thread.run with nothing below it).
@@ -127,3 +135,54 @@ def record(pid: int, seconds: float, out: Path, gil_only: bool = False) -> dict[
     if done.returncode != 0 or not out.exists():
         return {"error": f"py-spy failed: {done.stderr.strip()[-300:]}"}
     return fold(out.read_text())
+
+
+def _into(box: dict[str, Any], function: Callable[..., dict[str, Any]], *arguments: Any) -> None:
+    """Run ``function`` (in a thread) and keep its dict result in ``box``."""
+    box.update(function(*arguments))
+
+
+def profile_cell(
+    root: Path,
+    cell: tuple[str, str, str, int],
+    gateway_flags: list[str],
+    seconds: float,
+    out: Path,
+    generator: str,
+) -> dict[str, Any]:
+    """Re-run one cell (model, input, batching, clients) on a fresh gateway started with
+    ``gateway_flags`` twice under py-spy: all busy threads, then the GIL holder only.
+    Traces go to ``out``; the load runs a second longer than py-spy records."""
+    name, kind, _batching, clients = cell
+    payload = payloads.payload(models.MODELS[name], kind, root)
+    result: dict[str, Any] = {}
+    with GatewayProcess(root, gateway_flags) as gateway:
+        for label, gil in (("all threads", False), ("GIL holder", True)):
+            trace = out / f"profile-{name}-{kind}-{clients}-{int(gil)}.txt"
+            holder: dict[str, Any] = {}
+            row_box: dict[str, Any] = {}
+            spy = threading.Thread(
+                target=functools.partial(_into, holder, record, gateway.pid, seconds, trace, gil)
+            )
+            runner = threading.Thread(
+                target=functools.partial(
+                    _into,
+                    row_box,
+                    cells.measure,
+                    gateway,
+                    payload,
+                    clients,
+                    seconds + 1.0,
+                    0.5,
+                    out / "scratch",
+                    generator,
+                )
+            )
+            runner.start()
+            time.sleep(0.7)  # let the load reach its steady state before sampling
+            spy.start()
+            spy.join()
+            runner.join()
+            holder["throughput_rps_while_profiled"] = row_box.get("throughput_rps")
+            result[label] = holder
+    return result

@@ -21,7 +21,8 @@ import sys
 from typing import Any
 
 from benchmarks import cells, h2load, models, payloads, report
-from benchmarks.run import RESULTS, wait_quiet
+from benchmarks.noise import wait_quiet
+from benchmarks.run_options import RESULTS
 from benchmarks.server import EDGE_SERVER, GatewayGroup, GatewayProcess
 
 CELLS = (
