@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
 from pathlib import Path
 
 import grpc
@@ -30,6 +30,7 @@ from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
 from edge_server.pull.agent import CloudLink
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
+from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
 from edge_server.workers.metrics_merge import merge_expositions
 from edge_server.workers.supervisor import WorkerSupervisor
@@ -61,6 +62,15 @@ async def _primary_only(name: str, version: str) -> ServingModel:
     )
 
 
+def lower_background_priority(settings: Settings) -> None:
+    """Model loading, bundle checks and warm-ups (the loop's default executor) run below
+    the event loop too: a hot swap must not slow the requests being served."""
+    workers = min(32, (os.cpu_count() or 1) + 4)  # asyncio's own default size
+    asyncio.get_running_loop().set_default_executor(
+        worker_pool(workers, "background", settings.worker_thread_nice)
+    )
+
+
 class Gateway:
     """The running gateway: gRPC server, HTTP endpoint, models and pools.
 
@@ -86,12 +96,11 @@ class Gateway:
             default_model=settings.default_model,
         )
         self.models.add_listener(self.metrics.on_model_state)
-        self._preprocess_pool = ThreadPoolExecutor(
-            settings.effective_preprocess_workers, thread_name_prefix="preprocess"
+        nice = settings.worker_thread_nice
+        self._preprocess_pool = worker_pool(
+            settings.effective_preprocess_workers, "preprocess", nice
         )
-        self._inference_pool = ThreadPoolExecutor(
-            settings.effective_inference_workers, thread_name_prefix="inference"
-        )
+        self._inference_pool = worker_pool(settings.effective_inference_workers, "inference", nice)
         self.predictor = Predictor(
             self.models,
             self._preprocess_pool,

@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(settings: Settings) -> int:
-    from edge_server.app import Gateway  # keeps `--help` fast: no grpc/onnxruntime import
+    from edge_server.app import Gateway, lower_background_priority  # fast `--help`
 
+    lower_background_priority(settings)
     gateway = Gateway(settings)
     await gateway.start()
     stop = asyncio.Event()

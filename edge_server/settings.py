@@ -79,6 +79,7 @@ class Settings:
     feedback_bucket_seconds: int = 60
     log_level: str = "INFO"
     workers: int = 1
+    worker_thread_nice: int = 5
 
     def __post_init__(self) -> None:
         problems = []
@@ -129,6 +130,8 @@ class Settings:
             problems.append("outbox_max_bytes must be at least 1024")
         if not 1 <= self.feedback_bucket_seconds <= 86_400:
             problems.append("feedback_bucket_seconds must be 1..86400")
+        if not 0 <= self.worker_thread_nice <= 19:
+            problems.append("worker_thread_nice must be 0..19 (0 = same priority as the loop)")
         if self.workers < 0:
             problems.append("workers must be >= 0 (0 = one per core)")
         elif self.effective_workers > 1:
@@ -275,6 +278,9 @@ FIELD_HELP: dict[str, str] = {
     "(and counted) beyond it",
     "feedback_bucket_seconds": "length of a feedback aggregation bucket, seconds",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "worker_thread_nice": "nice value added to decode, inference and model-loading threads "
+    "(Linux), so the event loop that admits and refuses calls is served first under "
+    "overload; 0 = off",
     "workers": "gateway processes serving the gRPC port together (SO_REUSEPORT; 0 = one "
     "per core); more than 1 needs --management-port",
 }

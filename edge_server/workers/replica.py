@@ -23,9 +23,10 @@ logger = logging.getLogger("edge_server")
 
 
 async def serve_replica(config: Path, index: int) -> int:
-    from edge_server.app import Gateway  # after logging is configured
+    from edge_server.app import Gateway, lower_background_priority  # after logging is set
 
     settings = load_settings({}, environ={}, config_file=config)
+    lower_background_priority(settings)
     gateway = Gateway(settings, worker_index=index)
     await gateway.start()
     loop = asyncio.get_running_loop()
