@@ -34,6 +34,17 @@ def process_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (every thread's children; [] when it is gone)."""
+    children: list[int] = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(child) for child in path.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     """Resident set (VmRSS) or its peak (VmHWM) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

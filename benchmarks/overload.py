@@ -7,6 +7,10 @@ grpc.aio probe sends 100 calls/s and records every call's status and latency: th
 refused ones must be RESOURCE_EXHAUSTED (with retry-after-ms) answered within 5 ms.
 The gateway's RSS is sampled each second; afterwards it must still be alive,
 SERVING, and answer a normal call.
+
+With ``--workers N`` among ``extra_args`` the gateway is N processes: RSS and CPU
+are summed over them, and a replica that died meanwhile (the primary restarts it
+under a new PID) fails the test like a crash. ``patches`` reach the primary only.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def run_overload(
         capacity = warm["throughput_rps"]
         offered = capacity * factor
         rss_before = gateway.rss_mb()
+        pids_before = gateway.pids
         before = gateway.request_counts(payload.rpc, payload.model)
         request_file = scratch / "overload-request.bin"
         request_file.write_bytes(payload.message)
@@ -69,7 +74,7 @@ def run_overload(
             text=True,
             cwd=models.REPO,
         )
-        meter = CpuMeter(gateway.pid)
+        meter = CpuMeter(pids_before)
         flood: dict[str, Any] = {}
 
         def drive() -> None:
@@ -126,6 +131,7 @@ def run_overload(
         probe_out, _ = probe.communicate(timeout=120)
         cpu = meter.stop()
         alive = gateway.alive()
+        pids_after = gateway.pids if alive else []
         rss_end = rss_samples[-1][1] if rss_samples else float("nan")
         after = gateway.request_counts(payload.rpc, payload.model) if alive else {}
         time.sleep(2.0)  # let the admitted queue drain
@@ -147,10 +153,12 @@ def run_overload(
         if code not in ("OK", "RESOURCE_EXHAUSTED")
     }
     growth = rss_end - rss_before
+    replicas_replaced = sorted(set(pids_before) - set(pids_after)) if alive else []
     return {
         "model": payload.model,
         "input": payload.kind,
         "patches": patches or [],
+        "workers": gateway.workers,
         "seconds": seconds,
         "capacity_rps": capacity,
         "factor": factor,
@@ -173,12 +181,16 @@ def run_overload(
         "rss_growth_mb": growth,
         "rss_samples": rss_samples,
         "alive": alive,
+        "pids_before": pids_before,
+        "pids_after": pids_after,
+        "replicas_replaced": replicas_replaced,
         "healthy_after": healthy,
         "exit_code": exit_code,
         "cpu": cpu.to_dict(),
         "met": bool(
             alive
             and healthy
+            and not replicas_replaced
             and exit_code == 0
             and growth < RSS_BUDGET_MB
             and refused.get("count", 0) > 0

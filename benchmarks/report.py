@@ -1,31 +1,33 @@
-"""Turn a benchmark run's results into the Markdown summary and the target verdicts."""
+"""Turn a benchmark run's results into the Markdown summary (the verdicts themselves
+are judged in benchmarks/targets.py), and the cell look-ups both use."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-NAIVE_DIGITS_RPS = 1800.0  # the naive grpcio server's figure in issue 6
-NAIVE_MOBILENET_RPS = 300.0
 DISTURBED_CORES = 0.25  # "other" CPU above this marks a cell as disturbed
 
 
-def _f(value: Any, digits: int = 0) -> str:
+def fmt(value: Any, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:,.{digits}f}"
 
 
 def find_cell(
-    cells: list[dict[str, Any]], model: str, kind: str, batching: str, clients: int
+    cells: list[dict[str, Any]],
+    model: str,
+    kind: str,
+    batching: str,
+    clients: int,
+    workers: int = 1,
 ) -> dict[str, Any] | None:
+    """The gateway row of one cell; ``workers`` = gateway processes (rows from runs
+    before the workers dimension count as 1)."""
     for row in cells:
-        if (row["model"], row["input"], row["batching"], row["concurrency"]) == (
-            model,
-            kind,
-            batching,
-            clients,
-        ):
+        key = (row["model"], row["input"], row["batching"], row["concurrency"])
+        if key == (model, kind, batching, clients) and row.get("workers", 1) == workers:
             found: dict[str, Any] = row
             return found
     return None
@@ -46,16 +48,6 @@ def naive_cell(
     return None
 
 
-def _vs_naive(results: dict[str, Any], row: dict[str, Any], model: str, kind: str) -> str:
-    naive = naive_cell(results, model, kind, row["concurrency"])
-    if naive is None:
-        return ""
-    return (
-        f"; naive server measured in this run: {_f(naive['throughput_rps'])} req/s, "
-        f"gateway = {row['throughput_rps'] / naive['throughput_rps']:.2f}x it"
-    )
-
-
 def add_ratios(
     row: dict[str, Any], raw: dict[str, Any] | None, pipe: dict[str, Any] | None
 ) -> None:
@@ -68,115 +60,6 @@ def add_ratios(
         row["x_pipeline"] = rps / pipe["throughput_rps"]
 
 
-def _target(
-    name: str, measured: str, threshold: str, met: bool | None, detail: str, cell: Any = None
-) -> dict[str, Any]:
-    return {
-        "target": name,
-        "measured": measured,
-        "threshold": threshold,
-        "met": met,
-        "detail": detail,
-        "cell": cell,
-    }
-
-
-def evaluate_targets(results: dict[str, Any], batching: str = "on") -> list[dict[str, Any]]:
-    """The issue's targets, judged on the default configuration (batching on)."""
-    cells = results["cells"]
-    raw, pipe = results["raw"], results["pipeline"]
-    out = []
-    row = find_cell(cells, "digits", "tensor", batching, 32)
-    if row:
-        goal = 2 * NAIVE_DIGITS_RPS
-        image = find_cell(cells, "digits", "image", batching, 32)
-        out.append(
-            _target(
-                "digits: 32 clients >= 2x naive grpcio (1,800 req/s)",
-                f"{_f(row['throughput_rps'])} req/s tensor "
-                f"({row['throughput_rps'] / NAIVE_DIGITS_RPS:.2f}x naive)"
-                + (f"; image {_f(image['throughput_rps'])} req/s" if image else ""),
-                f">= {_f(goal)} req/s",
-                row["throughput_rps"] >= goal,
-                f"x raw best {row.get('x_raw_best', float('nan')):.2f}"
-                + _vs_naive(results, row, "digits", "tensor"),
-                ("digits", "tensor", batching, 32),
-            )
-        )
-    row = find_cell(cells, "digits", "tensor", batching, 1)
-    if row:
-        image = find_cell(cells, "digits", "image", batching, 1)
-        out.append(
-            _target(
-                "digits: p50 at 1 client < 0.3 ms",
-                f"{row['p50_ms']:.3f} ms tensor"
-                + (f"; image {image['p50_ms']:.3f} ms" if image else ""),
-                "< 0.300 ms",
-                row["p50_ms"] < 0.3,
-                (f"raw session.run p50 {raw['digits']['p50_ms']:.3f} ms" if "digits" in raw else "")
-                + _naive_p50(results),
-                ("digits", "tensor", batching, 1),
-            )
-        )
-    row = find_cell(cells, "mobilenet-int8", "image", batching, 32)
-    if row and "mobilenet-int8" in pipe:
-        limit = pipe["mobilenet-int8"]["throughput_rps"]
-        goal = max(0.9 * limit, 1.5 * NAIVE_MOBILENET_RPS)
-        out.append(
-            _target(
-                "MobileNetV2 INT8 JPEG: 32 clients >= 0.9x pipeline limit and >= 1.5x naive (300)",
-                f"{_f(row['throughput_rps'])} req/s = "
-                f"{row['throughput_rps'] / limit:.2f}x pipeline "
-                f"({_f(limit)}), {row['throughput_rps'] / NAIVE_MOBILENET_RPS:.2f}x naive",
-                f">= {_f(goal)} req/s",
-                row["throughput_rps"] >= goal,
-                f"pipeline best: {pipe['mobilenet-int8']['best']}"
-                + _vs_naive(results, row, "mobilenet-int8", "image"),
-                ("mobilenet-int8", "image", batching, 32),
-            )
-        )
-    row = find_cell(cells, "mobilenet-int8", "tensor", batching, 32)
-    if row and "mobilenet-int8" in raw:
-        best = raw["mobilenet-int8"]["best_rps"]
-        out.append(
-            _target(
-                "MobileNetV2 INT8 tensor: 32 clients >= 0.85x raw session.run at best batch",
-                f"{_f(row['throughput_rps'])} req/s = {row['throughput_rps'] / best:.2f}x raw best "
-                f"({_f(best)}, {raw['mobilenet-int8']['best_config']})",
-                f">= {_f(0.85 * best)} req/s",
-                row["throughput_rps"] >= 0.85 * best,
-                _vs_naive(results, row, "mobilenet-int8", "tensor").lstrip("; "),
-                ("mobilenet-int8", "tensor", batching, 32),
-            )
-        )
-    over = results.get("overload")
-    if over:
-        out.append(
-            _target(
-                f"{over['factor']:.0f}x overload for {over['seconds']:.0f} s",
-                f"alive {over['alive']}, healthy after {over['healthy_after']}, RSS growth "
-                f"{over['rss_growth_mb']:+.1f} MB, probe refusals {over['probe_refused']} "
-                f"({over['probe_refused_within_5ms']} within 5 ms, "
-                f"max {over['probe_refused_max_ms']:.1f} ms)",
-                "no crash, RSS growth < 20 MB, every refusal RESOURCE_EXHAUSTED < 5 ms",
-                over["met"],
-                f"offered {_f(over['offered_rps'])} req/s vs capacity {_f(over['capacity_rps'])}; "
-                f"gateway codes {over['gateway_codes']}; other codes seen by the probe "
-                f"{over['probe_other_codes'] or 'none'}",
-            )
-        )
-    return out
-
-
-def _naive_p50(results: dict[str, Any]) -> str:
-    parts = []
-    for server in ("naive", "echo (no model)", "grpc.aio echo"):
-        row = naive_cell(results, "digits", "tensor", 1, server)
-        if row:
-            parts.append(f"{server} server p50 {row['p50_ms']:.3f} ms")
-    return ("; " + ", ".join(parts)) if parts else ""
-
-
 def _naive_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| server | model | input | clients | req/s | p50 ms | p99 ms | gateway req/s | "
@@ -187,9 +70,9 @@ def _naive_table(results: dict[str, Any]) -> list[str]:
         gw = find_cell(results["cells"], r["model"], r["input"], "on", r["concurrency"])
         lines.append(
             f"| {r['server']} | {r['model']} | {r['input']} | {r['concurrency']} | "
-            f"{_f(r['throughput_rps'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+            f"{fmt(r['throughput_rps'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
             + (
-                f"{_f(gw['throughput_rps'])} | {gw['throughput_rps'] / r['throughput_rps']:.2f} | "
+                f"{fmt(gw['throughput_rps'])} | {gw['throughput_rps'] / r['throughput_rps']:.2f} | "
                 if gw
                 else "- | - | "
             )
@@ -207,10 +90,10 @@ def _raw_table(results: dict[str, Any]) -> list[str]:
     for model, raw in results["raw"].items():
         pipe = results["pipeline"].get(model)
         lines.append(
-            f"| {model} | {raw['p50_ms']:.3f} | {_f(raw['batch1_rps'])} | "
-            f"{_f(raw['best_rps'])} ({raw['best_config']}) | "
+            f"| {model} | {raw['p50_ms']:.3f} | {fmt(raw['batch1_rps'])} | "
+            f"{fmt(raw['best_rps'])} ({raw['best_config']}) | "
             + (
-                f"{_f(pipe['throughput_rps'])} ({pipe['best']}) | {pipe['decode_ms']:.2f} | "
+                f"{fmt(pipe['throughput_rps'])} ({pipe['best']}) | {pipe['decode_ms']:.2f} | "
                 f"{pipe['normalize_ms']:.2f} |"
                 if pipe
                 else "- | - | - |"
@@ -222,22 +105,80 @@ def _raw_table(results: dict[str, Any]) -> list[str]:
 
 def _cell_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| model | input | batching | clients | req/s | p50 ms | p99 ms | x raw best | x raw b1 "
-        "| x pipeline | gw CPU | other CPU | ok |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | input | batching | workers | clients | req/s | p50 ms | p99 ms | x raw best "
+        "| x raw b1 | x pipeline | gw CPU | other CPU | ok |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in cells:
         flag = "yes" if r["verified"] else "NO: " + "; ".join(r["checks"])
         if r["cpu"]["other"] > DISTURBED_CORES:
             flag += " (disturbed)"
         lines.append(
-            f"| {r['model']} | {r['input']} | {r['batching']} | {r['concurrency']} | "
-            f"{_f(r['throughput_rps'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-            f"{_f(r.get('x_raw_best'), 2)} | {_f(r.get('x_raw_b1'), 2)} | "
-            f"{_f(r.get('x_pipeline'), 2)} | {r['cpu']['gateway']:.2f} | {r['cpu']['other']:.2f} | "
-            f"{flag} |"
+            f"| {r['model']} | {r['input']} | {r['batching']} | {r.get('workers', 1)} | "
+            f"{r['concurrency']} | "
+            f"{fmt(r['throughput_rps'])} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+            f"{fmt(r.get('x_raw_best'), 2)} | {fmt(r.get('x_raw_b1'), 2)} | "
+            f"{fmt(r.get('x_pipeline'), 2)} | {r['cpu']['gateway']:.2f} | "
+            f"{r['cpu']['other']:.2f} | {flag} |"
         )
     return lines
+
+
+def _workers_table(cells: list[dict[str, Any]]) -> list[str]:
+    """Each cell measured on several gateway processes next to the same cell on one."""
+    lines = [
+        "| model | input | clients | workers | req/s | x 1 process | p50 ms | p99 ms | gw CPU "
+        "| calls per worker % | 1 process: req/s, p50 ms, gw CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in cells:
+        if r.get("workers", 1) == 1:
+            continue
+        one = find_cell(cells, r["model"], r["input"], r["batching"], r["concurrency"])
+        calls = r.get("calls_by_worker") or {}
+        split = "/".join(f"{100 * n / max(sum(calls.values()), 1):.0f}" for n in calls.values())
+        lines.append(
+            f"| {r['model']} | {r['input']} | {r['concurrency']} | {r['workers']} | "
+            f"{fmt(r['throughput_rps'])} | "
+            + (f"{r['throughput_rps'] / one['throughput_rps']:.2f}" if one else "-")
+            + f" | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu']['gateway']:.2f} | "
+            f"{split or '-'} | "
+            + (
+                f"{fmt(one['throughput_rps'])}, {one['p50_ms']:.3f}, {one['cpu']['gateway']:.2f} |"
+                if one
+                else "- |"
+            )
+        )
+    return lines
+
+
+def _overload_section(over: dict[str, Any]) -> list[str]:
+    workers = over.get("workers", 1)
+    return [
+        "## Overload" + (f" (--workers {workers})" if workers > 1 else ""),
+        "",
+        f"{over['model']} {over['input']}"
+        + (f" (patches {over['patches']})" if over.get("patches") else "")
+        + f": capacity {fmt(over['capacity_rps'])} req/s at 32 "
+        f"clients; offered {fmt(over['offered_rps'])} req/s ({over['factor']:.0f}x target) for "
+        f"{over['seconds']:.0f} s. Gateway answers: {over['gateway_codes']}. "
+        "Probe (100 calls/s): "
+        f"{ {k: v['count'] for k, v in over['probe'].get('codes', {}).items()} }, refusals "
+        f"p99 {over['probe_refused_p99_ms']:.2f} ms, "
+        f"max {over['probe_refused_max_ms']:.2f} ms, "
+        f"retry-after-ms {over['probe'].get('retry_after_ms', [])[:1]}. RSS"
+        + (f" (sum of {workers} processes)" if workers > 1 else "")
+        + f" before {over['rss_before_mb']:.0f} MB, max {over['rss_max_mb']:.0f}, "
+        f"end {over['rss_end_mb']:.0f}, "
+        f"idle after {over['rss_after_idle_mb']:.0f} MB. Alive: {over['alive']}, "
+        f"healthy after: {over['healthy_after']}, exit code {over['exit_code']}"
+        + (
+            f", replicas replaced: {over.get('replicas_replaced') or 'none'}."
+            if workers > 1
+            else "."
+        ),
+        "",
+    ]
 
 
 def _issue2_table(results: dict[str, Any]) -> list[str]:
@@ -257,7 +198,7 @@ def _issue2_table(results: dict[str, Any]) -> list[str]:
                 if r is None:
                     continue
                 lines.append(
-                    f"| {model} | {kind} | {clients} | {_f(r['throughput_rps'])} | "
+                    f"| {model} | {kind} | {clients} | {fmt(r['throughput_rps'])} | "
                     f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {raw['p50_ms']:.3f} | "
                     f"{r['p50_ms'] / raw['p50_ms']:.1f} | "
                     f"{r['throughput_rps'] / raw['batch1_rps']:.2f} | "
@@ -301,8 +242,19 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if results.get("gateway_peaks"):
         out += [
-            "Peak RSS of each multi-model gateway after its cells: "
+            "Peak RSS of each multi-model gateway after its cells (several workers: the sum "
+            "of each process's own peak): "
             + ", ".join(f"batching {k}: {v:.0f} MB" for k, v in results["gateway_peaks"].items()),
+            "",
+        ]
+    if any(r.get("workers", 1) > 1 for r in results["cells"]):
+        out += [
+            "### Several gateway processes (`--workers N`, batching on)",
+            "",
+            "N processes share the gRPC port (SO_REUSEPORT); the kernel spreads the "
+            "clients' connections over them. Each cell next to the same cell on one process.",
+            "",
+            *_workers_table(results["cells"]),
             "",
         ]
     if results.get("naive"):
@@ -339,30 +291,14 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     if results.get("footprint"):
         out += ["### Footprint (benchmarks/footprint.py)", "", str(results["footprint"]), ""]
-    over = results.get("overload")
-    if over:
-        out += [
-            "## Overload",
-            "",
-            f"{over['model']} {over['input']}"
-            + (f" (patches {over['patches']})" if over.get("patches") else "")
-            + f": capacity {_f(over['capacity_rps'])} req/s at 32 "
-            f"clients; offered {_f(over['offered_rps'])} req/s ({over['factor']:.0f}x target) for "
-            f"{over['seconds']:.0f} s. Gateway answers: {over['gateway_codes']}. "
-            "Probe (100 calls/s): "
-            f"{ {k: v['count'] for k, v in over['probe'].get('codes', {}).items()} }, refusals "
-            f"p99 {over['probe_refused_p99_ms']:.2f} ms, "
-            f"max {over['probe_refused_max_ms']:.2f} ms, "
-            f"retry-after-ms {over['probe'].get('retry_after_ms', [])[:1]}. RSS before "
-            f"{over['rss_before_mb']:.0f} MB, max {over['rss_max_mb']:.0f}, "
-            f"end {over['rss_end_mb']:.0f}, "
-            f"idle after {over['rss_after_idle_mb']:.0f} MB. Alive: {over['alive']}, "
-            "healthy after: "
-            f"{over['healthy_after']}, exit code {over['exit_code']}.",
-            "",
-        ]
+    for key in ("overload", "overload_workers2"):
+        if results.get(key):
+            out += _overload_section(results[key])
     out += [
-        "## Targets (default settings, same run)",
+        "## Targets (same run)",
+        "",
+        "Judged on the default settings (batching on, one process), then, where measured, "
+        "the same targets with several gateway processes (marked `--workers N`).",
         "",
         "| target | measured | threshold | met |",
         "|---|---|---|---|",
@@ -380,7 +316,7 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             out.append(
                 f"- {label} ({data['samples']} samples, "
-                f"{_f(data.get('throughput_rps_while_profiled'))} req/s while sampled)"
+                f"{fmt(data.get('throughput_rps_while_profiled'))} req/s while sampled)"
             )
             out.append("  - by library: " + "; ".join(f"{n} {s}%" for n, s in data["categories"]))
             out.append("  - self: " + "; ".join(f"{n} {s}%" for n, s in data["self"][:10]))

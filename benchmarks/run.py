@@ -3,11 +3,14 @@
 Phases (all in this process's run, so the ratios compare like with like):
 1. raw ``session.run`` per model at batch 1 and the best batch (benchmarks/raw.py);
 2. the in-process pipeline limit for image input (benchmarks/pipeline.py);
-3. the real ``edge-server``, batching on and off, driven by h2load (grpc.aio fallback)
-   with image bytes, a tensor and V2 ModelInfer at 1, 8, 32 and 128 clients, every
-   cell verified against the gateway's status counters (benchmarks/cells.py);
-4. cold start and peak RSS (benchmarks/startup.py), 10x overload (benchmarks/overload.py);
-5. the issue's targets, with py-spy profiles of the cells that miss (benchmarks/profile.py).
+3. the real ``edge-server``, batching on and off, and with batching on as ``--workers 2``
+   processes sharing the port, driven by h2load (grpc.aio fallback) with image bytes, a
+   tensor and V2 ModelInfer at 1, 8, 32 and 128 clients, every cell verified against the
+   gateway's status counters (benchmarks/cells.py);
+4. cold start and peak RSS (benchmarks/startup.py), 10x overload (benchmarks/overload.py),
+   on one process and on ``--workers 2``;
+5. the issue's targets for both configurations (benchmarks/targets.py), with py-spy
+   profiles of the one-process cells that miss (benchmarks/profile.py).
 
 Writes bench-results/results.json (everything), one JSON per phase and
 bench-results/summary.md, and prints the summary. ``--quick`` is a smoke run.
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models, report, run_phases
+from benchmarks import models, report, run_phases, targets
 from benchmarks.noise import wait_quiet
 from benchmarks.run_options import meta, parse_args
 from benchmarks.run_phases import say
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         run_phases.run_startup(args, root, results)
     if "overload" not in args.skip:
         run_phases.run_overload_phase(args, root, results)
-    results["targets"] = report.evaluate_targets(results)
+    results["targets"] = targets.evaluate_targets(results)
     if "profile" not in args.skip and args.profile != "none":
         run_phases.run_profiles(args, root, results)
     results["meta"]["runtime_s"] = time.perf_counter() - started
@@ -82,8 +85,9 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     dump("gateway.json", {"cells": results["cells"], "peaks": results["gateway_peaks"]})
     if results.get("startup"):
         dump("startup.json", results["startup"])
-    if results.get("overload"):
-        dump("overload.json", results["overload"])
+    for key in ("overload", "overload_workers2"):
+        if results.get(key):
+            dump(f"{key}.json", results[key])
     dump("targets.json", {"targets": results["targets"], "profiles": results["profiles"]})
     (out / "summary.md").write_text(report.markdown(results))
 

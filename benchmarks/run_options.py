@@ -34,6 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inputs", help="image,tensor,v2 (default: all)")
     parser.add_argument("--concurrency", help="client counts (default 1,8,32,128)")
     parser.add_argument("--batching", help="on,off (default: both; quick: on)")
+    parser.add_argument(
+        "--workers",
+        help="gateway processes (--workers N), e.g. 1,2 (default 1,2; quick 1); "
+        "N > 1 is measured with batching on only",
+    )
     parser.add_argument("--duration", type=float, help="seconds per cell (default 3; quick 1.5)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 1)")
     parser.add_argument("--generator", choices=("auto", "h2load", "aio"), default="auto")
@@ -75,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         int(c) for c in comma_list(args.concurrency or ("1,32" if quick else "1,8,32,128"))
     ]
     args.batching = comma_list(args.batching or ("on" if quick else "on,off"))
+    args.workers = [int(w) for w in comma_list(args.workers or ("1" if quick else "1,2"))]
     args.duration = args.duration or (1.5 if quick else 3.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 1.0)
     args.overload_seconds = args.overload_seconds or (5.0 if quick else 30.0)
@@ -86,9 +92,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def gateway_args(args: argparse.Namespace, batching: str) -> list[str]:
-    """edge-server flags for one batching setting ("on"/"off") plus ``--gateway-args``."""
-    return ["--batching", "true" if batching == "on" else "false", *shlex.split(args.gateway_args)]
+def gateway_configs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(batching, workers) of each gateway the cells run on: every batching setting
+    with one process, then each worker count > 1 with batching on only (to bound the
+    run time; batching is the default)."""
+    configs = [(batching, 1) for batching in args.batching if 1 in args.workers]
+    if "on" in args.batching:
+        configs += [("on", workers) for workers in args.workers if workers > 1]
+    return configs
+
+
+def gateway_args(args: argparse.Namespace, batching: str, workers: int = 1) -> list[str]:
+    """edge-server flags for one batching setting ("on"/"off") and process count, plus
+    ``--gateway-args``. Several workers need a management port of their own (0 = any)."""
+    return [
+        "--batching",
+        "true" if batching == "on" else "false",
+        *(worker_flags(workers) if workers > 1 else []),
+        *shlex.split(args.gateway_args),
+    ]
+
+
+def worker_flags(workers: int) -> list[str]:
+    """The edge-server flags for ``workers`` processes on the shared gRPC port."""
+    return ["--workers", str(workers), "--management-port", "0"]
 
 
 def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
@@ -118,5 +145,6 @@ def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "gateway_args": shlex.split(args.gateway_args),
         "duration": args.duration,
         "warmup": args.warmup,
+        "workers": args.workers,
         "quick": args.quick,
     }

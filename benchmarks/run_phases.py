@@ -25,7 +25,7 @@ from benchmarks.pipeline import pipeline_limit
 from benchmarks.profile import profile_cell
 from benchmarks.raw import merge as raw_merge
 from benchmarks.raw import raw_session_run
-from benchmarks.run_options import comma_list, gateway_args
+from benchmarks.run_options import comma_list, gateway_args, gateway_configs, worker_flags
 from benchmarks.server import GatewayProcess, NaiveProcess
 from benchmarks.startup import cold_start
 
@@ -94,29 +94,55 @@ def run_raw_and_pipeline(args: argparse.Namespace, root: Path, results: dict[str
 
 
 def run_gateway_cells(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
-    """Every model x input x client count on the real gateway, per batching setting;
-    each row carries its ratios to the raw and pipeline limits measured before."""
-    for batching in args.batching:
-        with GatewayProcess(root, gateway_args(args, batching)) as gateway:
+    """Every model x input x client count on the real gateway, per (batching, workers)
+    configuration (benchmarks/run_options.py); each row carries its ratios to the raw
+    and pipeline limits measured before. Peak RSS of a multi-process gateway is the sum
+    of its processes' own peaks."""
+    if "on" not in args.batching and any(w > 1 for w in args.workers):
+        say("note: --workers N > 1 is measured with batching on only; none requested")
+    for batching, workers in gateway_configs(args):
+        with GatewayProcess(root, gateway_args(args, batching, workers)) as gateway:
+            if workers > 1:
+                say(f"{workers} gateway workers ready after {gateway.workers_ready_s:.2f} s")
             for name in args.models:
                 for kind in args.inputs:
                     payload = payloads.payload(models.MODELS[name], kind, root)
                     for clients in args.concurrency:
-                        row = steady_cell(args, gateway, payload, clients)
+                        row = _gateway_cell(args, gateway, payload, clients)
                         row.update(model=name, input=kind, batching=batching)
                         report.add_ratios(
                             row, results["raw"].get(name), results["pipeline"].get(name)
                         )
                         results["cells"].append(row)
                         say(
-                            f"{name} {kind} batching={batching} c={clients}: "
-                            f"{row['throughput_rps']:.0f} req/s p50 {row['p50_ms']:.3f} ms "
-                            f"p99 {row['p99_ms']:.3f} ms "
+                            f"{name} {kind} batching={batching} workers={workers} "
+                            f"c={clients}: {row['throughput_rps']:.0f} req/s "
+                            f"p50 {row['p50_ms']:.3f} ms p99 {row['p99_ms']:.3f} ms "
                             f"x raw best {row.get('x_raw_best', math.nan):.2f} "
+                            f"gateway CPU {row['cpu']['gateway']:.2f} "
                             f"other CPU {row['cpu']['other']:.2f}"
+                            + (f" calls by worker {row['calls_by_worker']}" if workers > 1 else "")
                             + ("" if row["verified"] else f" UNVERIFIED {row['checks']}")
                         )
-            results["gateway_peaks"][batching] = gateway.peak_rss_mb()
+            peak_key = batching if workers == 1 else f"{batching}, workers {workers}"
+            results["gateway_peaks"][peak_key] = gateway.peak_rss_mb()
+
+
+def _gateway_cell(
+    args: argparse.Namespace, gateway: GatewayProcess, payload: payloads.Payload, clients: int
+) -> dict[str, Any]:
+    """One steady cell; with several workers also the calls each one answered during it
+    (all attempts, warm-up included), i.e. how the kernel spread the connections."""
+    before = gateway.request_counts(payload.rpc, payload.model, "worker")
+    row = steady_cell(args, gateway, payload, clients)
+    row["workers"] = gateway.workers
+    if gateway.workers > 1:
+        after = gateway.request_counts(payload.rpc, payload.model, "worker")
+        row["calls_by_worker"] = {
+            worker: count - before.get(worker, 0)
+            for worker, count in sorted(after.items(), key=lambda item: int(item[0]))
+        }
+    return row
 
 
 def run_naive(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
@@ -182,31 +208,37 @@ def run_startup(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
 
 
 def run_overload_phase(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
-    """10x the measured capacity offered to one gateway (benchmarks/overload.py)."""
+    """10x the measured capacity offered to one gateway (benchmarks/overload.py); again
+    to a ``--workers 2`` gateway (``results["overload_workers2"]``) when 2 is among
+    ``--workers``, its RSS summed over the processes."""
     name = "mobilenet-int8" if "mobilenet-int8" in args.models else args.models[0]
     payload = payloads.payload(models.MODELS[name], "image", root)
-    over = run_overload(
-        root,
-        payload,
-        args.overload_seconds,
-        10.0,
-        shlex.split(args.gateway_args),
-        args.out / "scratch",
-        args.generator,
-        comma_list(args.overload_patches),
-    )
-    results["overload"] = over
-    say(
-        f"overload {name}: met={over['met']} alive={over['alive']} codes={over['gateway_codes']} "
-        f"refusal max {over['probe_refused_max_ms']:.2f} ms, "
-        f"RSS growth {over['rss_growth_mb']:+.1f} MB"
-    )
+    runs = [("overload", 1)] + ([("overload_workers2", 2)] if 2 in args.workers else [])
+    for key, workers in runs:
+        over = run_overload(
+            root,
+            payload,
+            args.overload_seconds,
+            10.0,
+            [*(worker_flags(workers) if workers > 1 else []), *shlex.split(args.gateway_args)],
+            args.out / "scratch",
+            args.generator,
+            comma_list(args.overload_patches),
+        )
+        results[key] = over
+        say(
+            f"overload {name} workers={workers}: met={over['met']} alive={over['alive']} "
+            f"codes={over['gateway_codes']} refusal max {over['probe_refused_max_ms']:.2f} ms, "
+            f"RSS growth {over['rss_growth_mb']:+.1f} MB"
+        )
 
 
 def run_profiles(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
     """py-spy profiles of the cells behind missed targets (every target's cell with
     ``--profile all-targets``); needs ``results["targets"]``, so it runs last."""
     for target in results["targets"]:
+        if target.get("workers", 1) > 1:
+            continue  # py-spy follows one process: the workers=1 cells are profiled
         if target["cell"] and (target["met"] is False or args.profile == "all-targets"):
             cell: tuple[str, str, str, int] = tuple(target["cell"])
             say(f"profiling {cell} with py-spy...")

@@ -3,6 +3,12 @@
 Ports are free ones picked by the server (from its "listening" log line); request
 counts by gRPC status code come from its /metrics, which is how the benchmark checks
 that every request a load generator counted as done really succeeded.
+
+With ``--workers N`` (N > 1) among its flags the gateway is N processes on one port:
+the primary (the PID started here) and N-1 replicas it spawns; the kernel spreads
+connections over the processes listening when each connection opens, so ``start``
+waits until every worker serves with its models ready. CPU and RSS then cover all of
+them (``pids``), and the primary's /metrics already merges every worker's counters.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks.cpu import rss_mb
+from benchmarks.cpu import child_pids, rss_mb
+from benchmarks.gateway_workers import reap_replicas, sum_rss_mb, worker_count
 
 LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\d+)")
 _SAMPLE = re.compile(r"^edge_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
+_MODEL_READY = re.compile(r"^edge_model_ready\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
 EDGE_SERVER = Path(sys.executable).parent / "edge-server"
 
 
@@ -62,6 +70,8 @@ class GatewayProcess:
         self.listening_s = float("nan")
         self.serving_s = float("nan")
         self.models_ready_s = float("nan")
+        self.workers = worker_count(self.extra_args)
+        self.workers_ready_s = float("nan")
         self.proc: subprocess.Popen[str] | None = None
         self.log_tail: collections.deque[str] = collections.deque(maxlen=40)
 
@@ -69,6 +79,11 @@ class GatewayProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The primary and its live child processes (the ``--workers`` replicas)."""
+        return [self.pid, *child_pids(self.pid)]
 
     def __enter__(self) -> GatewayProcess:
         self.start()
@@ -100,6 +115,8 @@ class GatewayProcess:
             raise RuntimeError("edge-server did not start:\n" + "\n".join(self.log_tail))
         self.serving_s = self.wait_serving()
         self.models_ready_s = self.wait_models_ready()
+        if self.workers > 1:
+            self.workers_ready_s = self.wait_workers()
 
     def wait_serving(self, timeout: float = 120.0) -> float:
         """Seconds from process start to grpc.health SERVING."""
@@ -133,14 +150,33 @@ class GatewayProcess:
                 time.sleep(0.01)
         raise TimeoutError("the gateway's models never became READY")
 
+    def wait_workers(self, timeout: float = 120.0) -> float:
+        """Seconds from process start until all ``workers`` report every model ready
+        on the primary's merged /metrics (a replica appears there once it serves)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            ready: dict[str, bool] = {}
+            for match in _MODEL_READY.finditer(self.metrics_text()):
+                worker = dict(_LABEL.findall(match["labels"])).get("worker", "0")
+                ready[worker] = ready.get(worker, True) and float(match["value"]) == 1.0
+            if all(ready.get(str(index)) for index in range(self.workers)):
+                return time.perf_counter() - self.started_at
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"not all {self.workers} gateway workers became ready:\n" + "\n".join(self.log_tail)
+        )
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def rss_mb(self) -> float:
-        return rss_mb(self.pid)
+        """Resident set of all the gateway's processes together, MiB."""
+        return sum_rss_mb(self.pids, "VmRSS")
 
     def peak_rss_mb(self) -> float:
-        return rss_mb(self.pid, "VmHWM")
+        """The sum of each process's own peak (VmHWM), MiB: with several workers an
+        upper bound of their simultaneous peak, as the peaks need not coincide."""
+        return sum_rss_mb(self.pids, "VmHWM")
 
     def metrics_text(self) -> str:
         url = f"http://127.0.0.1:{self.http_port}/metrics"
@@ -148,19 +184,22 @@ class GatewayProcess:
             text: str = reply.read().decode()
         return text
 
-    def request_counts(self, method: str, model: str) -> dict[str, int]:
-        """edge_requests_total for one method and model, by gRPC status code."""
+    def request_counts(self, method: str, model: str, by: str = "code") -> dict[str, int]:
+        """edge_requests_total for one method and model, by gRPC status code (or by
+        another label: ``by="worker"`` counts every status per gateway process)."""
         counts: dict[str, int] = collections.Counter()
         for match in _SAMPLE.finditer(self.metrics_text()):
             labels = dict(_LABEL.findall(match["labels"]))
             if labels.get("method") == method and labels.get("model") in (model, "_unknown"):
-                counts[labels["code"]] += int(float(match["value"]))
+                counts[labels.get(by, "0")] += int(float(match["value"]))
         return dict(counts)
 
     def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 20 s; returns the exit code."""
+        """SIGTERM, then SIGKILL after 20 s; returns the exit code. The primary stops
+        its replicas; any still running 10 s after it exited is killed."""
         if self.proc is None:
             return None
+        replicas = child_pids(self.pid) if self.proc.poll() is None else []
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -168,6 +207,7 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        reap_replicas(replicas)
         return self.proc.returncode
 
     def __exit__(
@@ -253,7 +293,7 @@ class GatewayGroup:
 
     @property
     def pids(self) -> list[int]:
-        return [m.pid for m in self.members]
+        return [pid for member in self.members for pid in member.pids]
 
     def __enter__(self) -> GatewayGroup:
         for member in self.members:
