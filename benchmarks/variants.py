@@ -19,9 +19,12 @@ and the README's benchmark section). Patches:
 - ``switch=SECONDS``: ``sys.setswitchinterval`` (Python's default is 0.005): how long
   a thread holding the GIL keeps it when the event loop thread asks for it.
 - ``fast-classify``: softmax and top-k in plain Python for outputs of at most 64
-  classes (numpy's per-call overhead dominates at that size); same results.
+  classes (numpy's per-call overhead dominates at that size); same results. Built into
+  the gateway since (edge_server/domain/postprocess.py): measures nothing new now.
 - ``cached-metrics``: request and stage metric children looked up once per label set
-  and kept in a dict, instead of ``labels(...)`` on every call.
+  and kept in a dict, instead of ``labels(...)`` on every call. Built in since
+  (``GatewayMetrics.observe_success``): the success path no longer calls the methods
+  this patch replaces.
 - ``no-metrics``: Prometheus request/stage metrics and per-version statistics become
   no-ops (an upper bound on what cheaper bookkeeping could save).
 """
@@ -51,6 +54,7 @@ def _no_metrics() -> None:
 
     GatewayMetrics.observe_request = lambda self, *a, **k: None  # type: ignore[method-assign]
     GatewayMetrics.observe_stages = lambda self, *a, **k: None  # type: ignore[method-assign]
+    GatewayMetrics.observe_success = lambda self, *a, **k: None  # type: ignore[method-assign]
     GatewayMetrics.observe_batch = lambda self, *a, **k: None  # type: ignore[method-assign]
     statistics.StatisticsBook.record_success = lambda self, *a, **k: None  # type: ignore[method-assign]
 

@@ -33,6 +33,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STAGES = ("preprocess", "queue", "inference", "postprocess")
+_SUCCESS = 0  # _children key of observe_success's bundle (no metric has id 0)
 
 
 class GatewayMetrics:
@@ -146,6 +147,30 @@ class GatewayMetrics:
     ) -> None:
         self._child(self.requests, method, model, version, code).inc()
         self._child(self.request_latency, method, model).observe(seconds)
+
+    def in_flight_for(self, method: str) -> Any:
+        """The edge_in_flight_requests child of ``method`` (cached)."""
+        return self._child(self.in_flight, method)
+
+    def observe_success(
+        self, method: str, model: str, version: str, seconds: float, timings: StageTimings
+    ) -> None:
+        """``observe_request`` with code OK plus ``observe_stages``, in one cached lookup."""
+        key = (_SUCCESS, (method, model, version))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self._child(self.requests, method, model, version, "OK"),
+                self._child(self.request_latency, method, model),
+                *(self._child(self.stage_latency, model, stage) for stage in STAGES),
+            )
+        ok, latency, preprocess, queue, inference, postprocess = children
+        ok.inc()
+        latency.observe(seconds)
+        preprocess.observe(timings.preprocess_us / 1_000_000)
+        queue.observe(timings.queue_us / 1_000_000)
+        inference.observe(timings.inference_us / 1_000_000)
+        postprocess.observe(timings.postprocess_us / 1_000_000)
 
     def observe_stages(self, model: str, timings: StageTimings) -> None:
         values = (

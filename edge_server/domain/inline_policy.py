@@ -36,7 +36,10 @@ class InlinePolicy:
     def record(self, model: str, version: str, stage: str, seconds: float) -> None:
         """Measured work of one stage ("preprocess" or "run"), without any queueing."""
         if self.threshold_s > 0:
-            self._costs.setdefault((model, version, stage), _Cost()).add(seconds)
+            cost = self._costs.get((model, version, stage))
+            if cost is None:
+                cost = self._costs[(model, version, stage)] = _Cost()
+            cost.add(seconds)
 
     def inline(self, model: str, version: str, with_preprocess: bool) -> bool:
         if self.threshold_s <= 0:

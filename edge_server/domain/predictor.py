@@ -15,18 +15,21 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from edge_server.domain.batching import BatchPolicy, DynamicBatcher
+from edge_server.domain.batching import DynamicBatcher
 from edge_server.domain.inline_policy import InlinePolicy
 from edge_server.domain.model_manager import ModelManager, ServingModel
+from edge_server.domain.model_plan import BatchingDefaults as BatchingDefaults
+from edge_server.domain.model_plan import ModelPlan, image_plan
+from edge_server.domain.model_plan import batch_policy as batch_policy
+from edge_server.domain.model_plan import validate_tensor as validate_tensor
 from edge_server.domain.postprocess import Classification, classify
-from edge_server.domain.preprocessing import ImagePlan, pixels_to_tensor, preprocess_image
+from edge_server.domain.preprocessing import pixels_to_tensor, preprocess_image
 from edge_server.domain.shadow import ShadowRunner
 from edge_server.domain.statistics import StatisticsBook
-from edge_server.domain.tensors import TensorSpec
 from edge_server.errors import (
     DeadlineExpired,
     InferenceFailed,
@@ -38,8 +41,9 @@ from edge_server.errors import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PredictInput:
+# NamedTuples, not frozen dataclasses: these are built on every request, and a frozen
+# dataclass pays an object.__setattr__ per field.
+class PredictInput(NamedTuple):
     """One Predict call, already converted from the wire."""
 
     model_name: str = ""
@@ -52,8 +56,7 @@ class PredictInput:
     deadline: float | None = None  # time.monotonic() value, None = no deadline
 
 
-@dataclass(frozen=True)
-class StageTimings:
+class StageTimings(NamedTuple):
     preprocess_us: int
     queue_us: int
     inference_us: int
@@ -61,8 +64,7 @@ class StageTimings:
     total_us: int
 
 
-@dataclass(frozen=True)
-class PredictOutput:
+class PredictOutput(NamedTuple):
     model_name: str
     model_version: str
     classification: Classification
@@ -96,63 +98,7 @@ def _timed_run(
     return outputs, started, time.perf_counter()
 
 
-def validate_tensor(model: ServingModel, array: np.ndarray, name: str) -> str:
-    """Check a tensor against the model's inputs; returns the input name it feeds."""
-    inputs = model.inputs
-    if len(inputs) != 1:
-        names = ", ".join(spec.name for spec in inputs)
-        raise InvalidInput(
-            f"model {model.name!r} takes {len(inputs)} inputs ({names}); Predict carries "
-            "one tensor, so use the V2 ModelInfer RPC for this model",
-            field="tensor",
-        )
-    spec: TensorSpec = inputs[0]
-    if name and name != spec.name:
-        raise InvalidInput(
-            f"tensor name {name!r} is not an input of model {model.name!r}; its input is "
-            f"{spec.describe()}",
-            field="tensor.name",
-        )
-    if array.dtype != np.dtype(spec.dtype):
-        raise InvalidInput(
-            f"tensor dtype {array.dtype} does not match input {spec.describe()}",
-            field="tensor.dtype",
-        )
-    if not spec.accepts_shape(tuple(array.shape)):
-        raise InvalidInput(
-            f"tensor shape {list(array.shape)} does not fit input {spec.describe()} "
-            "('?' = any size)",
-            field="tensor.shape",
-        )
-    return spec.name
-
-
-@dataclass(frozen=True)
-class BatchingDefaults:
-    """Server-wide batching settings; a model's manifest `batching` section overrides them."""
-
-    enabled: bool = True
-    max_batch_size: int = 8
-    max_queue_delay_us: int = 500
-
-
-def batch_policy(model: ServingModel, defaults: BatchingDefaults) -> BatchPolicy | None:
-    """The model's batching policy, or None when batching does not apply to it."""
-    config = model.manifest.batching
-    enabled = defaults.enabled if config is None or config.enabled is None else config.enabled
-    if not enabled:
-        return None
-    if not all(spec.has_dynamic_batch for spec in (*model.inputs, *model.outputs)):
-        return None  # rows can only be stacked and split along a dynamic batch axis
-    if config is None:
-        return BatchPolicy(defaults.max_batch_size, defaults.max_queue_delay_us)
-    return BatchPolicy(
-        config.max_batch_size, config.max_queue_delay_us, config.preferred_batch_sizes
-    )
-
-
-@dataclass(frozen=True)
-class RunResult:
+class RunResult(NamedTuple):
     """Outputs of one session.run with where its time went."""
 
     outputs: list[np.ndarray]
@@ -182,6 +128,7 @@ class Predictor:
         self._max_queue = max_queue_size
         self._max_pixels = max_image_pixels
         self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._plans: dict[str, ModelPlan] = {}
         self.statistics = statistics or StatisticsBook()
         self.shadow: ShadowRunner | None = None
         self.batching = batching or BatchingDefaults()
@@ -198,12 +145,8 @@ class Predictor:
     def queue_depth(self, model_name: str) -> int:
         return self._in_flight[model_name]
 
-    @contextlib.contextmanager
-    def admit(self, model_name: str, model_version: str = "") -> Iterator[ServingModel]:
-        """Resolve the version a request runs on and hold a slot in its model's queue.
-
-        The version is fixed here: a hot swap during the request does not change it.
-        """
+    def _admit(self, model_name: str, model_version: str) -> ServingModel:
+        """Resolve the version and take a queue slot; the caller must give it back."""
         if not self.accepting:
             raise ShuttingDown("the gateway is shutting down; send the request elsewhere")
         model = self._models.resolve(model_name, model_version)
@@ -213,14 +156,30 @@ class Predictor:
                 "gateway's limit; retry after a short pause",
             )
         self._in_flight[model.name] += 1
+        return model
+
+    @contextlib.contextmanager
+    def admit(self, model_name: str, model_version: str = "") -> Iterator[ServingModel]:
+        """Resolve the version a request runs on and hold a slot in its model's queue.
+
+        The version is fixed here: a hot swap during the request does not change it.
+        """
+        model = self._admit(model_name, model_version)
         try:
             yield model
         finally:
             self._in_flight[model.name] -= 1
 
+    def _plan(self, model: ServingModel) -> ModelPlan:
+        """The per-version facts of ``model`` (rebuilt when another version shows up)."""
+        plan = self._plans.get(model.name)
+        if plan is None or not plan.serves(model, self.batching):
+            plan = self._plans[model.name] = ModelPlan(model, self.batching)
+        return plan
+
     async def preprocess(self, model: ServingModel, image: bytes) -> np.ndarray:
         """Encoded image -> [1, ...] input batch, in the preprocess pool."""
-        plan = _image_plan(model)
+        plan = image_plan(model)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._preprocess_pool, preprocess_image, image, plan, self._max_pixels
@@ -237,7 +196,7 @@ class Predictor:
     ) -> RunResult:
         """session.run in the inference pool, through the model's dynamic batcher when
         batching applies; times the wait and the run separately."""
-        policy = batch_policy(model, self.batching)
+        policy = self._plan(model).policy
         if policy is not None:
             run = await self.batcher.submit(model, feeds, deadline, policy)
             # A shared run costs more than a lone one: a conservative estimate for inlining.
@@ -250,27 +209,32 @@ class Predictor:
 
     async def predict(self, request: PredictInput) -> PredictOutput:
         received = time.perf_counter()
-        with self.admit(request.model_name, request.model_version) as model:
-            try:
-                output = await self._predict_admitted(model, request, received)
-            except (Exception, asyncio.CancelledError) as exc:
-                # A cancelled call (deadline passed, client gone) counts as a failure too.
-                self.statistics.record_failure(
-                    model.name,
-                    model.version,
-                    time.perf_counter() - received,
-                    model_fault=isinstance(exc, InferenceFailed),
-                )
-                if self.on_result is not None and isinstance(exc, Exception):
-                    self.on_result(model, request, None)
-                raise
+        model = self._admit(request.model_name, request.model_version)
+        try:
+            plan = self._plan(model)
+            tensor = request.tensor
+            decode = request.image is not None or (
+                tensor is not None and plan.is_pixel_tensor(tensor)
+            )
+            output = await self._predict_admitted(model, plan, request, received, decode)
+        except (Exception, asyncio.CancelledError) as exc:
+            # A cancelled call (deadline passed, client gone) counts as a failure too.
+            self.statistics.record_failure(
+                model.name,
+                model.version,
+                time.perf_counter() - received,
+                model_fault=isinstance(exc, InferenceFailed),
+            )
+            if self.on_result is not None and isinstance(exc, Exception):
+                self.on_result(model, request, None)
+            raise
+        finally:
+            self._in_flight[model.name] -= 1
         t = output.timings
         self.statistics.record_success(
             model.name,
             model.version,
-            rows=1
-            if request.image is not None or _pixel_request(model, request)
-            else _rows(request.tensor),
+            rows=1 if decode else _rows(tensor),
             total_s=t.total_us / 1e6,
             preprocess_s=t.preprocess_us / 1e6,
             queue_s=t.queue_us / 1e6,
@@ -281,92 +245,71 @@ class Predictor:
             self.on_result(model, request, output)
         return output
 
-    async def _prepare(
+    async def _decode(
         self, model: ServingModel, request: PredictInput, inline: bool
     ) -> tuple[str, np.ndarray]:
-        """The model input for this request: decoded image, pixels or a checked tensor."""
-        if request.image is not None or (
-            request.tensor is not None and _is_pixel_tensor(model, request.tensor)
-        ):
-            plan = _image_plan(model)
-            if request.image is not None:
-                work = functools.partial(preprocess_image, request.image, plan, self._max_pixels)
-            else:
-                assert request.tensor is not None
-                work = functools.partial(pixels_to_tensor, request.tensor, plan)
-            if inline:
-                batch, seconds = _timed(work)
-            else:
-                loop = asyncio.get_running_loop()
-                batch, seconds = await loop.run_in_executor(self._preprocess_pool, _timed, work)
-            self.inline_policy.record(model.name, model.version, "preprocess", seconds)
-            return model.inputs[0].name, batch
-        if request.tensor is not None:
-            return validate_tensor(model, request.tensor, request.tensor_name), request.tensor
-        raise InvalidInput("the request has no input: set image or tensor", field="input")
+        """The model input from an encoded image or uint8 pixels, timed for inlining."""
+        plan = image_plan(model)
+        if request.image is not None:
+            work = functools.partial(preprocess_image, request.image, plan, self._max_pixels)
+        else:
+            assert request.tensor is not None
+            work = functools.partial(pixels_to_tensor, request.tensor, plan)
+        if inline:
+            batch, seconds = _timed(work)
+        else:
+            loop = asyncio.get_running_loop()
+            batch, seconds = await loop.run_in_executor(self._preprocess_pool, _timed, work)
+        self.inline_policy.record(model.name, model.version, "preprocess", seconds)
+        return model.inputs[0].name, batch
 
     async def _predict_admitted(
-        self, model: ServingModel, request: PredictInput, received: float
+        self,
+        model: ServingModel,
+        plan: ModelPlan,
+        request: PredictInput,
+        received: float,
+        decode: bool,
     ) -> PredictOutput:
-        needs_decode = request.image is not None or (
-            request.tensor is not None and _is_pixel_tensor(model, request.tensor)
-        )
-        inline = self.inline_policy.inline(model.name, model.version, needs_decode)
-        input_name, batch = await self._prepare(model, request, inline)
+        inline = self.inline_policy.inline(model.name, model.version, decode)
+        if decode:
+            input_name, batch = await self._decode(model, request, inline)
+        elif request.tensor is not None:
+            batch = request.tensor
+            input_name = plan.tensor_input(model, batch, request.tensor_name)
+        else:
+            raise InvalidInput("the request has no input: set image or tensor", field="input")
         preprocessed = time.perf_counter()
         feeds = {input_name: batch}
         if inline:
-            outputs, started, finished = _timed_run(model, feeds, request.deadline)
-            result = RunResult(outputs, started - preprocessed, finished - started)
+            outputs, started, ran = _timed_run(model, feeds, request.deadline)
+            queue_s, inference_s = started - preprocessed, ran - started
         else:
-            result = await self.run(model, feeds, request.deadline)
-        run_finished = time.perf_counter()
+            outputs, queue_s, inference_s = await self.run(model, feeds, request.deadline)
+            ran = time.perf_counter()
         if self.shadow is not None:
-            self.shadow.offer(model, feeds, result.outputs[0], request.image)
-        classification = classify(result.outputs[0], model.manifest, request.top_k)
+            self.shadow.offer(model, feeds, outputs[0], request.image)
+        classification = classify(outputs[0], model.manifest, request.top_k)
         finished = time.perf_counter()
         return PredictOutput(
-            model_name=model.name,
-            model_version=model.version,
-            classification=classification,
-            raw_output=result.outputs[0] if request.return_raw_output else None,
-            timings=StageTimings(
-                preprocess_us=_us(preprocessed - received),
-                queue_us=_us(result.queue_s),
-                inference_us=_us(result.inference_s),
-                postprocess_us=_us(finished - run_finished),
-                total_us=_us(finished - received),
+            model.name,
+            model.version,
+            classification,
+            outputs[0] if request.return_raw_output else None,
+            StageTimings(
+                _us(preprocessed - received),
+                _us(queue_s),
+                _us(inference_s),
+                _us(finished - ran),
+                _us(finished - received),
             ),
         )
-
-
-def _image_plan(model: ServingModel) -> ImagePlan:
-    if model.image_plan is None:
-        raise InvalidInput(
-            f"model {model.name!r} cannot take images: {model.image_plan_error}; "
-            "send a tensor instead",
-            field="image",
-        )
-    return model.image_plan
 
 
 def _timed(work: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     result = work()
     return result, time.perf_counter() - started
-
-
-def _is_pixel_tensor(model: ServingModel, tensor: np.ndarray) -> bool:
-    """uint8 pixels for an image model whose own input is not uint8: preprocess them."""
-    return (
-        tensor.dtype == np.uint8
-        and model.image_plan is not None
-        and model.inputs[0].dtype != "uint8"
-    )
-
-
-def _pixel_request(model: ServingModel, request: PredictInput) -> bool:
-    return request.tensor is not None and _is_pixel_tensor(model, request.tensor)
 
 
 def _rows(tensor: np.ndarray | None) -> int:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 RECENT_OUTCOMES = 4096  # per version: enough for a p99 over a watch window, bounded
 
@@ -41,8 +42,7 @@ class VersionStatistics:
     compute_output: Duration = field(default_factory=Duration)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):  # one per request: cheaper to build than a frozen dataclass
     at: float  # time.monotonic()
     latency_s: float
     model_fault: bool
@@ -70,7 +70,10 @@ class StatisticsBook:
         self._recent: dict[tuple[str, str], deque[Outcome]] = {}
 
     def _entry(self, model: str, version: str) -> VersionStatistics:
-        return self._stats.setdefault((model, version), VersionStatistics())
+        entry = self._stats.get((model, version))
+        if entry is None:  # not setdefault: that would build a throwaway entry per call
+            entry = self._stats[(model, version)] = VersionStatistics()
+        return entry
 
     def _remember(self, model: str, version: str, outcome: Outcome) -> None:
         recent = self._recent.get((model, version))

@@ -48,7 +48,8 @@ async def observed(
     for unknown names); cancellation is re-raised after it is counted.
     """
     started = time.perf_counter()
-    metrics.in_flight.labels(method).inc()
+    in_flight = metrics.in_flight_for(method)
+    in_flight.inc()
     try:
         result = await call()
     except asyncio.CancelledError:
@@ -64,9 +65,12 @@ async def observed(
         metrics.observe_request(method, model, "", status.code.name, time.perf_counter() - started)
         return status
     finally:
-        metrics.in_flight.labels(method).dec()
-    metrics.observe_request(
-        method, result.model_name, result.model_version, "OK", time.perf_counter() - started
+        in_flight.dec()
+    metrics.observe_success(
+        method,
+        result.model_name,
+        result.model_version,
+        time.perf_counter() - started,
+        result.timings,
     )
-    metrics.observe_stages(result.model_name, result.timings)
     return result
