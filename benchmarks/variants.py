@@ -12,6 +12,8 @@ and the README's benchmark section). Patches:
   (``grpc.server.max_pending_requests`` and ``..._hard_limit``, defaults 1000 and
   3000): beyond SOFT core refuses new calls itself with RESOURCE_EXHAUSTED, more
   likely the nearer HARD, without waiting for the event loop.
+- ``grpcopt=NAME:INT``: any integer gRPC core server option, e.g.
+  ``grpcopt=grpc.http2.bdp_probe:0``.
 - ``reuseport``: bind with SO_REUSEPORT so several gateway processes share one port
   (the kernel spreads connections across them); run two of them for "2 processes".
 - ``nospin``: ONNX Runtime intra-op threads do not spin-wait between runs
@@ -146,6 +148,9 @@ def apply(patches: list[str]) -> None:
             soft, _, hard = value.partition(":")
             options["grpc.server.max_pending_requests"] = int(soft)
             options["grpc.server.max_pending_requests_hard_limit"] = int(hard or soft)
+        elif name == "grpcopt":  # any gRPC core server option: grpcopt=NAME:INT
+            key, _, number = value.rpartition(":")
+            options[key] = int(number)
         elif name == "reuseport":
             options["grpc.so_reuseport"] = 1
         elif name == "switch":
