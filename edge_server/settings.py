@@ -46,7 +46,7 @@ class Settings:
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     inference_workers: int = 0
     preprocess_workers: int = 0
-    max_queue_size: int = 64
+    max_queue_size: int = 128
     max_concurrent_rpcs: int = 0
     batching: bool = True
     max_batch_size: int = 8
