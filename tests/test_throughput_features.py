@@ -44,25 +44,37 @@ async def test_concurrent_requests_share_batches_and_get_their_own_rows(model_ro
     )
     session = ort.InferenceSession(str(model_root / "tensoronly" / "7" / "model.onnx"))
     rng = np.random.default_rng(3)
-    inputs = [rng.normal(size=(1 + i % 2, 2, 4, 4)).astype(np.float32) for i in range(24)]
+    runs = rows_sent = requests_sent = 0
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)
-            replies = await asyncio.gather(*(
-                stub.Predict(inference_pb2.PredictRequest(
-                    model_name="tensoronly", tensor=tensor(x), return_raw_output=True))
-                for x in inputs
-            ))  # fmt: skip
+            # Up to 3 bursts: on a loaded machine the calls of one burst can reach the
+            # gateway so far apart that each runs alone; sharing must show in one of them.
+            for _ in range(3):
+                inputs = [rng.normal(size=(1 + i % 2, 2, 4, 4)).astype(np.float32)
+                          for i in range(24)]  # fmt: skip
+                replies = await asyncio.gather(*(
+                    stub.Predict(inference_pb2.PredictRequest(
+                        model_name="tensoronly", tensor=tensor(x), return_raw_output=True))
+                    for x in inputs
+                ))  # fmt: skip
+                for x, reply in zip(inputs, replies, strict=True):
+                    raw = np.frombuffer(reply.raw_output.data, "<f4")
+                    expected = session.run(None, {"input": x})[0]
+                    np.testing.assert_allclose(
+                        raw.reshape(reply.raw_output.shape), expected, rtol=1e-5, atol=1e-5
+                    )
+                text = gw.metrics.render().decode()
+                before = runs
+                runs = int(sample(text, "edge_batch_size_count", model="tensoronly"))
+                rows_sent += sum(x.shape[0] for x in inputs)
+                requests_sent += len(inputs)
+                assert sample(text, "edge_batch_size_sum", model="tensoronly") == rows_sent
+                if runs - before < len(inputs):
+                    break
     finally:
         await gw.stop()
-    for x, reply in zip(inputs, replies, strict=True):
-        raw = np.frombuffer(reply.raw_output.data, "<f4").reshape(reply.raw_output.shape)
-        np.testing.assert_allclose(raw, session.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
-    text = gw.metrics.render().decode()
-    batches = sample(text, "edge_batch_size_count", model="tensoronly")
-    rows = sample(text, "edge_batch_size_sum", model="tensoronly")
-    assert rows == sum(x.shape[0] for x in inputs)
-    assert batches < len(inputs)  # requests really shared runs
+    assert runs < requests_sent  # requests really shared runs
 
 
 async def test_different_shapes_never_share_a_batch(model_root: Path) -> None:
