@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edge_server.domain.admission import DrainEstimator
 from edge_server.domain.batching import DynamicBatcher
 from edge_server.domain.inline_policy import InlinePolicy
 from edge_server.domain.model_manager import ModelManager, ServingModel
@@ -128,6 +129,7 @@ class Predictor:
         self._max_queue = max_queue_size
         self._max_pixels = max_image_pixels
         self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self.drain = DrainEstimator()
         self._plans: dict[str, ModelPlan] = {}
         self.statistics = statistics or StatisticsBook()
         self.shadow: ShadowRunner | None = None
@@ -145,30 +147,50 @@ class Predictor:
     def queue_depth(self, model_name: str) -> int:
         return self._in_flight[model_name]
 
-    def _admit(self, model_name: str, model_version: str) -> ServingModel:
-        """Resolve the version and take a queue slot; the caller must give it back."""
+    def _admit(self, model_name: str, model_version: str, deadline: float | None) -> ServingModel:
+        """Resolve the version and take a queue slot; the caller must give it back
+        through ``_release``."""
         if not self.accepting:
             raise ShuttingDown("the gateway is shutting down; send the request elsewhere")
         model = self._models.resolve(model_name, model_version)
-        if self._in_flight[model.name] >= self._max_queue:
+        ahead = self._in_flight[model.name]
+        if ahead >= self._max_queue:
             raise Overloaded(
                 f"model {model.name!r} has {self._max_queue} requests in progress, the "
                 "gateway's limit; retry after a short pause",
+                self.drain.retry_hint_ms(model.name, ahead),
             )
+        if deadline is not None and ahead:
+            wait = self.drain.wait_s(model.name, ahead)
+            left = deadline - time.monotonic()
+            if wait is not None and wait > left:
+                raise Overloaded(
+                    f"model {model.name!r} has {ahead} requests ahead, about "
+                    f"{wait * 1000:.0f} ms of work, and this call has {max(0.0, left) * 1000:.0f}"
+                    " ms left before its deadline; retry later or with a longer deadline",
+                    self.drain.retry_hint_ms(model.name, ahead),
+                )
         self._in_flight[model.name] += 1
         return model
 
+    def _release(self, model: ServingModel, received: float) -> None:
+        self._in_flight[model.name] -= 1
+        self.drain.completed(model.name, received)
+
     @contextlib.contextmanager
-    def admit(self, model_name: str, model_version: str = "") -> Iterator[ServingModel]:
+    def admit(
+        self, model_name: str, model_version: str = "", deadline: float | None = None
+    ) -> Iterator[ServingModel]:
         """Resolve the version a request runs on and hold a slot in its model's queue.
 
         The version is fixed here: a hot swap during the request does not change it.
         """
-        model = self._admit(model_name, model_version)
+        received = time.perf_counter()
+        model = self._admit(model_name, model_version, deadline)
         try:
             yield model
         finally:
-            self._in_flight[model.name] -= 1
+            self._release(model, received)
 
     def _plan(self, model: ServingModel) -> ModelPlan:
         """The per-version facts of ``model`` (rebuilt when another version shows up)."""
@@ -209,7 +231,7 @@ class Predictor:
 
     async def predict(self, request: PredictInput) -> PredictOutput:
         received = time.perf_counter()
-        model = self._admit(request.model_name, request.model_version)
+        model = self._admit(request.model_name, request.model_version, request.deadline)
         try:
             plan = self._plan(model)
             tensor = request.tensor
@@ -229,7 +251,7 @@ class Predictor:
                 self.on_result(model, request, None)
             raise
         finally:
-            self._in_flight[model.name] -= 1
+            self._release(model, received)
         t = output.timings
         self.statistics.record_success(
             model.name,

@@ -144,7 +144,10 @@ class TensorInference:
 
     async def infer(self, request: TensorRequest) -> TensorResult:
         received = time.perf_counter()
-        with self._predictor.admit(request.model_name, request.model_version) as model:
+        admission = self._predictor.admit(
+            request.model_name, request.model_version, request.deadline
+        )
+        with admission as model:
             try:
                 result = await self._infer_admitted(model, request, received)
             except (Exception, asyncio.CancelledError) as exc:
