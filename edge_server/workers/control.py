@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def _line(message: Any) -> bytes:
+    """One message as a compact JSON line."""
+    return json.dumps(asdict(message), separators=(",", ":")).encode() + b"\n"
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,7 @@ class ModelEvent:
     state: str
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
+        return _line(self)
 
     @classmethod
     def decode(cls, line: bytes) -> ModelEvent:
@@ -38,7 +44,7 @@ class Hello:
     http_port: int
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
+        return _line(self)
 
     @classmethod
     def decode(cls, line: bytes) -> Hello:
