@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 child.kill()
                 child.wait()
             rate = result.throughput_rps
-            print(f"{mode:<9} {rate:8.0f} calls/s  {1e6 / rate:6.0f} us of a saturated event loop each")
+            each = 1e6 / rate
+            print(f"{mode:<9} {rate:8.0f} calls/s  {each:6.0f} us of a saturated event loop each")
     return 0
 
 
