@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 PROTOS := $(wildcard protos/edge/v1/*.proto) $(wildcard protos/inference/*.proto)
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test postgres-server lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
+.PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,7 +49,13 @@ postgres-server:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q postgresql; }
 
-test: $(VENV)/.dev $(NODE_DEPS) postgres-server  ## set up and run the whole test suite
+# HAProxy for the overload front (deploy/haproxy/, tests/test_front_proxy.py, make bench).
+haproxy-bin:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q haproxy; }
+
+test: $(VENV)/.dev $(NODE_DEPS) postgres-server haproxy-bin  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev  ## ruff + mypy
@@ -84,7 +90,7 @@ demo-model: $(VENV)/.dev  ## retrain the digits demo model and rebuild examples/
 
 # h2load (Debian nghttp2-client) drives the load; without it the grpc.aio generator does.
 # py-spy profiles the cells that miss a target. BENCH_ARGS=--quick for a smoke run.
-bench: $(VENV)/.dev  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ (not part of make test)
+bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ (not part of make test)
 	@command -v h2load >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
 	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nghttp2-client) >/dev/null 2>&1 \
 	  || echo "bench: cannot install h2load (nghttp2-client): using the grpc.aio load generator" >&2; }

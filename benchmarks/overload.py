@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks import cells, h2load, models
 from benchmarks.cpu import CpuMeter
+from benchmarks.front import FrontedGateway
 from benchmarks.payloads import Payload
 from benchmarks.server import GatewayProcess
 
@@ -44,8 +45,16 @@ def run_overload(
     scratch: Path,
     generator: str,
     patches: list[str] | None = None,
+    front_maxconn: int = 0,
 ) -> dict[str, Any]:
-    with GatewayProcess(root, extra_args, patches) as gateway:
+    """``front_maxconn`` > 0: flood and probe go through the HAProxy front
+    (benchmarks/front.py) admitting that many inference calls at once."""
+    server = (
+        FrontedGateway(root, extra_args, patches, front_maxconn)
+        if front_maxconn
+        else GatewayProcess(root, extra_args, patches)
+    )
+    with server as gateway:
         warm = cells.measure(gateway, payload, 32, 3.0, 0.5, scratch, generator)
         capacity = warm["throughput_rps"]
         offered = capacity * factor
@@ -158,6 +167,7 @@ def run_overload(
         "model": payload.model,
         "input": payload.kind,
         "patches": patches or [],
+        "front_maxconn": front_maxconn,
         "workers": gateway.workers,
         "seconds": seconds,
         "capacity_rps": capacity,

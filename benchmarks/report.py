@@ -154,8 +154,11 @@ def _workers_table(cells: list[dict[str, Any]]) -> list[str]:
 
 def _overload_section(over: dict[str, Any]) -> list[str]:
     workers = over.get("workers", 1)
+    front = over.get("front_maxconn", 0)
     return [
-        "## Overload" + (f" (--workers {workers})" if workers > 1 else ""),
+        "## Overload"
+        + (f" (--workers {workers})" if workers > 1 else "")
+        + (f" (HAProxy front, {front} admitted)" if front else ""),
         "",
         f"{over['model']} {over['input']}"
         + (f" (patches {over['patches']})" if over.get("patches") else "")
@@ -291,7 +294,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     if results.get("footprint"):
         out += ["### Footprint (benchmarks/footprint.py)", "", str(results["footprint"]), ""]
-    for key in ("overload", "overload_workers2"):
+    for key in ("overload", "overload_workers2", "overload_front"):
         if results.get(key):
             out += _overload_section(results[key])
     out += [

@@ -85,7 +85,7 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     dump("gateway.json", {"cells": results["cells"], "peaks": results["gateway_peaks"]})
     if results.get("startup"):
         dump("startup.json", results["startup"])
-    for key in ("overload", "overload_workers2"):
+    for key in ("overload", "overload_workers2", "overload_front"):
         if results.get(key):
             dump(f"{key}.json", results[key])
     dump("targets.json", {"targets": results["targets"], "profiles": results["profiles"]})

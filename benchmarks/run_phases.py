@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models, payloads, report
+from benchmarks import front, models, payloads, report
 from benchmarks.cpu import CpuMeter
 from benchmarks.noise import steady_cell, wait_quiet
 from benchmarks.overload import run_overload
@@ -28,6 +28,10 @@ from benchmarks.raw import raw_session_run
 from benchmarks.run_options import comma_list, gateway_args, gateway_configs, worker_flags
 from benchmarks.server import GatewayProcess, NaiveProcess
 from benchmarks.startup import cold_start
+
+# Inference calls the HAProxy front admits at once in the overload run (32 measured best
+# for MobileNetV2 INT8 on 2 cores: full batches, ~110 ms p50 for admitted calls).
+FRONT_MAXCONN = 32
 
 # (model, input, client counts) the naive reference server is measured at: the cells
 # the issue's naive figures and the targets compare against.
@@ -213,8 +217,10 @@ def run_overload_phase(args: argparse.Namespace, root: Path, results: dict[str, 
     ``--workers``, its RSS summed over the processes."""
     name = "mobilenet-int8" if "mobilenet-int8" in args.models else args.models[0]
     payload = payloads.payload(models.MODELS[name], "image", root)
-    runs = [("overload", 1)] + ([("overload_workers2", 2)] if 2 in args.workers else [])
-    for key, workers in runs:
+    runs = [("overload", 1, 0)] + ([("overload_workers2", 2, 0)] if 2 in args.workers else [])
+    if front.available():  # the HAProxy front of deploy/haproxy/, one gateway process
+        runs.append(("overload_front", 1, FRONT_MAXCONN))
+    for key, workers, front_maxconn in runs:
         over = run_overload(
             root,
             payload,
@@ -224,10 +230,12 @@ def run_overload_phase(args: argparse.Namespace, root: Path, results: dict[str, 
             args.out / "scratch",
             args.generator,
             comma_list(args.overload_patches),
+            front_maxconn,
         )
         results[key] = over
         say(
-            f"overload {name} workers={workers}: met={over['met']} alive={over['alive']} "
+            f"overload {name} workers={workers} front={front_maxconn or 'none'}: "
+            f"met={over['met']} alive={over['alive']} "
             f"codes={over['gateway_codes']} refusal max {over['probe_refused_max_ms']:.2f} ms, "
             f"RSS growth {over['rss_growth_mb']:+.1f} MB"
         )

@@ -27,6 +27,8 @@ def evaluate_targets(results: dict[str, Any], batching: str = "on") -> list[dict
         out += _cell_targets(results, batching, workers)
     if results.get("overload_workers2"):
         out.append(_overload_target(results["overload_workers2"]))
+    if results.get("overload_front"):
+        out.append(_overload_target(results["overload_front"]))
     return out
 
 
@@ -140,8 +142,10 @@ def _cell_targets(results: dict[str, Any], batching: str, workers: int) -> list[
 
 def _overload_target(over: dict[str, Any]) -> dict[str, Any]:
     replaced = over.get("replicas_replaced")
+    front = over.get("front_maxconn", 0)
     return _target(
-        f"{over['factor']:.0f}x overload for {over['seconds']:.0f} s",
+        f"{over['factor']:.0f}x overload for {over['seconds']:.0f} s"
+        + (f" (HAProxy front, {front} calls admitted)" if front else ""),
         f"alive {over['alive']}, healthy after {over['healthy_after']}, RSS growth "
         f"{over['rss_growth_mb']:+.1f} MB, probe refusals {over['probe_refused']} "
         f"({over['probe_refused_within_5ms']} within 5 ms, "
@@ -152,7 +156,8 @@ def _overload_target(over: dict[str, Any]) -> dict[str, Any]:
         f"offered {fmt(over['offered_rps'])} req/s vs capacity {fmt(over['capacity_rps'])}; "
         f"gateway codes {over['gateway_codes']}; other codes seen by the probe "
         f"{over['probe_other_codes'] or 'none'}"
-        + ("; RSS summed over the worker processes" if over.get("workers", 1) > 1 else ""),
+        + ("; RSS summed over the worker processes" if over.get("workers", 1) > 1 else "")
+        + ("; RSS includes HAProxy" if front else ""),
         workers=over.get("workers", 1),
     )
 
