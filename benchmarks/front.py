@@ -55,8 +55,10 @@ class FrontedGateway:
             "EDGE_GATEWAY_ADDR": self.gateway.target,
             "EDGE_FRONT_MAXCONN": str(self.maxconn),
         }
+        # Above the gateway's priority, as deploy/haproxy/edge-gateway.cfg recommends
+        # (without the privilege, `nice` says so and runs HAProxy at normal priority).
         self.proxy = subprocess.Popen(
-            ["haproxy", "-f", str(DEPLOY / "edge-gateway.cfg"), "-db"],
+            ["nice", "-n", "-10", "haproxy", "-f", str(DEPLOY / "edge-gateway.cfg"), "-db"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
