@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
 import numpy as np
 
-from benchmarks import h2load, models
+from benchmarks import h2load, load, models
 from benchmarks.cpu import CpuMeter
 from benchmarks.payloads import Payload, response_bounds
 
@@ -67,26 +66,21 @@ def _aio(
     warmup: float,
     scratch: Path,
 ) -> dict[str, Any]:
+    scratch.mkdir(parents=True, exist_ok=True)  # h2load.run makes it; this path may run first
     request_file = scratch / "request.bin"
     request_file.write_bytes(payload.message)
     output = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.load",
-            "--target",
+        load.command(
             gateway.target,
-            "--method",
             payload.method,
-            "--request",
-            str(request_file),
+            request_file,
             "-c",
             str(concurrency),
             "-d",
             str(duration),
             "--warmup",
             str(warmup),
-        ],
+        ),
         check=True,
         capture_output=True,
         text=True,

@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks import models
 from benchmarks.cpu import rss_mb
+from benchmarks.footprint_servers import free_port
 from benchmarks.server import GatewayProcess
 
 DEPLOY = models.REPO / "deploy" / "haproxy"
@@ -24,12 +25,6 @@ DEPLOY = models.REPO / "deploy" / "haproxy"
 
 def available() -> bool:
     return shutil.which("haproxy") is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class FrontedGateway:
@@ -47,7 +42,7 @@ class FrontedGateway:
 
     def __enter__(self) -> FrontedGateway:
         self.gateway.start()
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "EDGE_FRONT_DIR": str(DEPLOY),

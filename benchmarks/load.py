@@ -30,6 +30,14 @@ OPTIONS = [
 ]
 
 
+def command(target: str, method: str, request_file: Path, *options: str) -> list[str]:
+    """``python -m benchmarks.load`` against ``target`` with one request file and flags."""
+    return [
+        sys.executable, "-m", "benchmarks.load", "--target", target, "--method", method,
+        "--request", str(request_file), *options,
+    ]  # fmt: skip
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return float("nan")

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cells, h2load, models
+from benchmarks import cells, h2load, load, models
 from benchmarks.cpu import CpuMeter
 from benchmarks.front import FrontedGateway
 from benchmarks.payloads import Payload
@@ -64,21 +63,15 @@ def run_overload(
         request_file = scratch / "overload-request.bin"
         request_file.write_bytes(payload.message)
         probe = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.load",
-                "--target",
+            load.command(
                 gateway.target,
-                "--method",
                 payload.method,
-                "--request",
-                str(request_file),
+                request_file,
                 "--rate",
                 str(PROBE_RATE),
                 "-d",
                 str(seconds),
-            ],
+            ),
             stdout=subprocess.PIPE,
             text=True,
             cwd=models.REPO,
@@ -103,23 +96,17 @@ def run_overload(
                     )
                 else:  # no h2load: a closed loop of many Python callers, as hard as it can
                     output = subprocess.run(
-                        [
-                            sys.executable,
-                            "-m",
-                            "benchmarks.load",
-                            "--target",
+                        load.command(
                             gateway.target,
-                            "--method",
                             payload.method,
-                            "--request",
-                            str(request_file),
+                            request_file,
                             "-c",
                             str(CONNECTIONS * 8),
                             "-d",
                             str(seconds),
                             "--warmup",
                             "0",
-                        ],
+                        ),
                         capture_output=True,
                         text=True,
                         check=True,

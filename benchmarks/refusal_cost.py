@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import struct
 import subprocess
 import sys
@@ -50,12 +49,6 @@ async def _serve(mode: str, port: int) -> None:
     await server.wait_for_termination()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -66,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args.serve[0], int(args.serve[1])))
         return 0
     from benchmarks import h2load
+    from benchmarks.footprint_servers import free_port
 
     if h2load.binary() is None:
         print("refusal_cost: needs h2load (Debian package nghttp2-client)", file=sys.stderr)
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = b"\x00" + struct.pack(">I", args.message_bytes) + b"\x00" * args.message_bytes
     with tempfile.TemporaryDirectory() as scratch:
         for mode in ("answer", "abort", "set-code"):
-            port = _free_port()
+            port = free_port()
             child = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.refusal_cost", "--serve", mode, str(port)],
                 stdout=subprocess.PIPE,

@@ -207,7 +207,8 @@ class Gateway:
             # A replica joins the shared port only once its models serve: the kernel
             # would otherwise hand it connections it can only answer "loading".
             self.models.discover()
-            await self._load_models()
+            self._load_task = asyncio.create_task(self._load_models())
+            await self._load_task
         server = self._new_server()
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
             InferenceServicer(self.predictor, self.models, self.metrics, self.info), server
@@ -280,9 +281,8 @@ class Gateway:
             self.management_port,
             s.model_root,
         )
-        self._load_task = asyncio.create_task(
-            asyncio.sleep(0) if self.is_replica else self._load_models()
-        )
+        if self._load_task is None:  # a replica's load already ran before it bound
+            self._load_task = asyncio.create_task(self._load_models())
         if self.cloud is not None:
             await self.cloud.start(self.wait_for_models)
         if not self.is_replica and s.effective_workers > 1:

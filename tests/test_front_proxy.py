@@ -20,6 +20,7 @@ import pytest
 from gateway_fixtures import gateway_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from model_factory import slow_classifier
+from orchestrator_fixtures import free_port
 
 from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc, types_pb2
 from edge_server.app import Gateway
@@ -30,12 +31,6 @@ MAXCONN = 2
 pytestmark = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="haproxy is installed by `make test` (apt)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
