@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models
+from benchmarks import models, scheduling
 from benchmarks.cpu import rss_mb
 from benchmarks.footprint_servers import free_port
 from benchmarks.server import GatewayProcess
@@ -38,6 +38,7 @@ class FrontedGateway:
         self.gateway = GatewayProcess(model_root, extra_args, patches)
         self.maxconn = maxconn
         self.proxy: subprocess.Popen[bytes] | None = None
+        self.scheduling = "not started"
         self.target = ""
 
     def __enter__(self) -> FrontedGateway:
@@ -50,10 +51,12 @@ class FrontedGateway:
             "EDGE_GATEWAY_ADDR": self.gateway.target,
             "EDGE_FRONT_MAXCONN": str(self.maxconn),
         }
-        # Above the gateway's priority, as deploy/haproxy/edge-gateway.cfg recommends
-        # (without the privilege, `nice` says so and runs HAProxy at normal priority).
+        # Above the gateway's priority, as deploy/haproxy/edge-gateway.cfg recommends:
+        # SCHED_FIFO where permitted (deploy/haproxy/edge-front.service does the same).
+        prefix = scheduling.realtime(scheduling.FRONT_RT_PRIORITY)
+        self.scheduling = scheduling.describe(prefix)
         self.proxy = subprocess.Popen(
-            ["nice", "-n", "-10", "haproxy", "-f", str(DEPLOY / "edge-gateway.cfg"), "-db"],
+            [*prefix, "haproxy", "-f", str(DEPLOY / "edge-gateway.cfg"), "-db"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

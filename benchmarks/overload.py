@@ -5,6 +5,11 @@ payload), then h2load offers ``factor`` x that rate from 64 connections with up 
 64 calls in flight each, far beyond ``--max-queue-size``. Meanwhile an open-loop
 grpc.aio probe sends 100 calls/s and records every call's status and latency: the
 refused ones must be RESOURCE_EXHAUSTED (with retry-after-ms) answered within 5 ms.
+The probe stands for a client on another device, so it runs at real-time priority
+where permitted (benchmarks/scheduling.py): at normal priority on this 2-core box it
+would measure how long it waits for a core behind the gateway, not the gateway's
+answer. A second, "local" probe at normal priority runs beside it and is reported
+too (a client on the gateway's own board).
 The gateway's RSS is sampled each second; afterwards it must still be alive,
 SERVING, and answer a normal call.
 
@@ -22,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cells, h2load, load, models
+from benchmarks import cells, h2load, load, models, scheduling
 from benchmarks.cpu import CpuMeter
 from benchmarks.front import FrontedGateway
 from benchmarks.payloads import Payload
@@ -62,20 +67,9 @@ def run_overload(
         before = gateway.request_counts(payload.rpc, payload.model)
         request_file = scratch / "overload-request.bin"
         request_file.write_bytes(payload.message)
-        probe = subprocess.Popen(
-            load.command(
-                gateway.target,
-                payload.method,
-                request_file,
-                "--rate",
-                str(PROBE_RATE),
-                "-d",
-                str(seconds),
-            ),
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=models.REPO,
-        )
+        probe_prefix = scheduling.realtime(scheduling.PROBE_RT_PRIORITY)
+        probe = _start_probe(gateway.target, payload, request_file, seconds, probe_prefix)
+        local_probe = _start_probe(gateway.target, payload, request_file, seconds, [])
         meter = CpuMeter(pids_before)
         flood: dict[str, Any] = {}
 
@@ -125,6 +119,7 @@ def run_overload(
                 rss_samples.append((round(time.perf_counter() - started, 1), gateway.rss_mb()))
             driver.join(1.0)
         probe_out, _ = probe.communicate(timeout=120)
+        local_out, _ = local_probe.communicate(timeout=120)
         cpu = meter.stop()
         alive = gateway.alive()
         pids_after = gateway.pids if alive else []
@@ -140,6 +135,13 @@ def run_overload(
         rss_after = gateway.rss_mb() if gateway.alive() else float("nan")
         exit_code = gateway.stop()
     probe_result = json.loads(probe_out) if probe_out.strip() else {}
+    local_result = json.loads(local_out) if local_out.strip() else {}
+    local_refused = local_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
+    local_other_codes = {
+        code: stats["count"]
+        for code, stats in local_result.get("codes", {}).items()
+        if code not in ("OK", "RESOURCE_EXHAUSTED")
+    }
     delta = {code: after.get(code, 0) - before.get(code, 0) for code in after}
     h2 = flood.get("result")
     refused = probe_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
@@ -171,6 +173,14 @@ def run_overload(
         "probe_refused_p99_ms": refused.get("p99_ms", float("nan")),
         "probe_refused_within_5ms": refused.get("within_5ms", 0),
         "probe_other_codes": other_codes,
+        "probe_scheduling": scheduling.describe(probe_prefix),
+        "front_scheduling": getattr(gateway, "scheduling", None),
+        "local_probe": local_result,
+        "local_probe_other_codes": local_other_codes,
+        "local_probe_refused": local_refused.get("count", 0),
+        "local_probe_refused_within_5ms": local_refused.get("within_5ms", 0),
+        "local_probe_refused_p99_ms": local_refused.get("p99_ms", float("nan")),
+        "local_probe_refused_max_ms": local_refused.get("max_ms", float("nan")),
         "rss_before_mb": rss_before,
         "rss_end_mb": rss_end,
         "rss_max_mb": max((r for _, r in rss_samples), default=float("nan")),
@@ -192,8 +202,20 @@ def run_overload(
             and growth < RSS_BUDGET_MB
             and refused.get("count", 0) > 0
             and refused.get("within_5ms", 0) == refused.get("count", 0)
+            and not other_codes
+            and not local_other_codes
         ),
     }
+
+
+def _start_probe(
+    target: str, payload: Payload, request_file: Path, seconds: float, prefix: list[str]
+) -> subprocess.Popen[str]:
+    """An open-loop grpc.aio caller at PROBE_RATE calls/s that prints its JSON summary."""
+    command = load.command(
+        target, payload.method, request_file, "--rate", str(PROBE_RATE), "-d", str(seconds)
+    )
+    return subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE, text=True, cwd=models.REPO)
 
 
 def _aio_offered(flood: dict[str, Any], seconds: float) -> float:

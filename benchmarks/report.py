@@ -152,6 +152,18 @@ def _workers_table(cells: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _local_probe_line(over: dict[str, Any]) -> str:
+    local = over.get("local_probe")
+    if not local:
+        return ""
+    return (
+        f". Local probe (normal priority, a client on the same cores): "
+        f"{ {k: v['count'] for k, v in local.get('codes', {}).items()} }, refusals "
+        f"p99 {over['local_probe_refused_p99_ms']:.2f} ms, "
+        f"max {over['local_probe_refused_max_ms']:.2f} ms"
+    )
+
+
 def _overload_section(over: dict[str, Any]) -> list[str]:
     workers = over.get("workers", 1)
     front = over.get("front_maxconn", 0)
@@ -169,7 +181,12 @@ def _overload_section(over: dict[str, Any]) -> list[str]:
         f"{ {k: v['count'] for k, v in over['probe'].get('codes', {}).items()} }, refusals "
         f"p99 {over['probe_refused_p99_ms']:.2f} ms, "
         f"max {over['probe_refused_max_ms']:.2f} ms, "
-        f"retry-after-ms {over['probe'].get('retry_after_ms', [])[:1]}. RSS"
+        f"retry-after-ms {over['probe'].get('retry_after_ms', [])[:1]}"
+        f" (probe at {over.get('probe_scheduling', 'normal priority')}"
+        + (f", HAProxy at {over['front_scheduling']}" if front else "")
+        + ")"
+        + _local_probe_line(over)
+        + ". RSS"
         + (f" (sum of {workers} processes)" if workers > 1 else "")
         + f" before {over['rss_before_mb']:.0f} MB, max {over['rss_max_mb']:.0f}, "
         f"end {over['rss_end_mb']:.0f}, "

@@ -149,16 +149,30 @@ def _overload_target(over: dict[str, Any]) -> dict[str, Any]:
         f"alive {over['alive']}, healthy after {over['healthy_after']}, RSS growth "
         f"{over['rss_growth_mb']:+.1f} MB, probe refusals {over['probe_refused']} "
         f"({over['probe_refused_within_5ms']} within 5 ms, "
-        f"max {over['probe_refused_max_ms']:.1f} ms)"
+        f"max {over['probe_refused_max_ms']:.1f} ms, probe at "
+        f"{over.get('probe_scheduling', 'normal priority')}){_local_probe(over)}"
         + (f", replicas died and were restarted: {replaced}" if replaced else ""),
         "no crash, RSS growth < 20 MB, every refusal RESOURCE_EXHAUSTED < 5 ms",
         over["met"],
         f"offered {fmt(over['offered_rps'])} req/s vs capacity {fmt(over['capacity_rps'])}; "
         f"gateway codes {over['gateway_codes']}; other codes seen by the probe "
         f"{over['probe_other_codes'] or 'none'}"
+        + (f"; HAProxy at {over['front_scheduling']}" if front else "")
         + ("; RSS summed over the worker processes" if over.get("workers", 1) > 1 else "")
         + ("; RSS includes HAProxy" if front else ""),
         workers=over.get("workers", 1),
+    )
+
+
+def _local_probe(over: dict[str, Any]) -> str:
+    """The normal-priority probe's refusals (a client on the gateway's own cores)."""
+    if "local_probe_refused" not in over:
+        return ""
+    return (
+        f"; local probe at normal priority: {over['local_probe_refused']} refusals "
+        f"({over['local_probe_refused_within_5ms']} within 5 ms, "
+        f"p99 {over['local_probe_refused_p99_ms']:.1f} ms, "
+        f"max {over['local_probe_refused_max_ms']:.1f} ms)"
     )
 
 
