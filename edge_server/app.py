@@ -17,6 +17,7 @@ from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.model_repository import ModelRepository
 from edge_server.domain.model_store import ModelStore
 from edge_server.domain.predictor import BatchingDefaults, Predictor
+from edge_server.domain.shared_memory import SharedMemoryRegistry, state_file_for
 from edge_server.domain.tensor_inference import TensorInference
 from edge_server.errors import ModelNotReady
 from edge_server.grpc.auth import ManagementAuthInterceptor
@@ -24,6 +25,7 @@ from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
 from edge_server.grpc.reflection import enable_reflection
+from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
 from edge_server.lifecycle.assembly import Lifecycle
@@ -143,6 +145,7 @@ class Gateway:
         self.management_port = 0
         self._load_task: asyncio.Task[None] | None = None
         self.grpc_port = 0
+        self.shared_memory = SharedMemoryRegistry(settings.shared_memory_max_regions)
 
     def is_ready(self) -> bool:
         return self.models.any_ready() and not self.info.shutting_down
@@ -233,6 +236,7 @@ class Gateway:
             self.metrics,
             self.info,
             self.is_ready,
+            SharedMemoryAccess(self.shared_memory, s.shared_memory),
         )
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             v2_servicer(repository_writes=management is server), server
@@ -253,6 +257,10 @@ class Gateway:
                 management.add_generic_rpc_handlers((repository_handler(v2_servicer()),))
         enable_reflection(server, services)
         self.grpc_port = self._bind(server, s.host, s.grpc_port)
+        if s.shared_memory != "off":  # the primary starts the workers' shared state afresh
+            self.shared_memory.attach(
+                state_file_for(s.host, self.grpc_port), fresh=not self.is_replica
+            )
         await server.start()
         self._server = server
         if management is not None and management is not server:
@@ -319,6 +327,7 @@ class Gateway:
         if self.cloud is not None:
             await self.cloud.stop()  # after the drain: the last results reach the outbox
         await self.http.stop()
+        self.shared_memory.detach(remove=not self.is_replica)
         self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
         self._inference_pool.shutdown(wait=True, cancel_futures=True)
         logger.info("gateway stopped")

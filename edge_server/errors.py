@@ -51,6 +51,22 @@ class UpdateRejected(EdgeError):
     """A pushed version failed verification; the active version keeps serving."""
 
 
+class RegionNotFound(EdgeError):
+    """A shared-memory region (or the object behind it) does not exist."""
+
+
+class RegionExists(EdgeError):
+    """A shared-memory region of that name is already registered."""
+
+
+class AccessDenied(EdgeError):
+    """The caller may not do this (e.g. shared memory from another machine)."""
+
+
+class NotEnabled(EdgeError):
+    """A feature this gateway was started without (e.g. --shared-memory off)."""
+
+
 class DeadlineExpired(EdgeError):
     """The caller's deadline passed before the work could start."""
 

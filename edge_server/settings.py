@@ -80,6 +80,8 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 1
     worker_thread_nice: int = 5
+    shared_memory: str = "local"
+    shared_memory_max_regions: int = 64
 
     def __post_init__(self) -> None:
         problems = []
@@ -132,6 +134,10 @@ class Settings:
             problems.append("feedback_bucket_seconds must be 1..86400")
         if not 0 <= self.worker_thread_nice <= 19:
             problems.append("worker_thread_nice must be 0..19 (0 = same priority as the loop)")
+        if self.shared_memory not in SHARED_MEMORY_MODES:
+            problems.append(f"shared_memory must be one of {', '.join(SHARED_MEMORY_MODES)}")
+        if not 1 <= self.shared_memory_max_regions <= 4096:
+            problems.append("shared_memory_max_regions must be 1..4096")
         if self.workers < 0:
             problems.append("workers must be >= 0 (0 = one per core)")
         elif self.effective_workers > 1:
@@ -208,6 +214,7 @@ class Settings:
 
 
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+SHARED_MEMORY_MODES = ("off", "local", "on")
 
 FIELD_HELP: dict[str, str] = {
     "model_root": "folder holding <model>/<version>/model.onnx (+ manifest.json)",
@@ -223,7 +230,8 @@ FIELD_HELP: dict[str, str] = {
     "tls_cert": "PEM server certificate (enables TLS)",
     "tls_key": "PEM private key of --tls-cert",
     "tls_client_ca": "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)",
-    "intra_op_threads": "ONNX Runtime intra-op threads per session (0 = cores / workers)",
+    "intra_op_threads": "ONNX Runtime intra-op threads per run (0 = cores / (workers x "
+    "inference workers), i.e. 1 when the inference workers already fill the cores)",
     "inter_op_threads": "ONNX Runtime inter-op threads per session",
     "graph_optimization": "ONNX Runtime graph optimization level: disable, basic, extended, all",
     "execution_providers": "comma-separated ONNX Runtime providers in preference order; "
@@ -278,6 +286,10 @@ FIELD_HELP: dict[str, str] = {
     "(and counted) beyond it",
     "feedback_bucket_seconds": "length of a feedback aggregation bucket, seconds",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "shared_memory": "V2 system shared-memory regions (inputs read from and outputs written "
+    "to /dev/shm instead of the message): off, local (only callers on this machine: "
+    "loopback or unix socket peers) or on (any caller)",
+    "shared_memory_max_regions": "most shared-memory regions registered at once",
     "worker_thread_nice": "nice value added to decode, inference and model-loading threads "
     "(Linux), so the event loop that admits and refuses calls is served first under "
     "overload; 0 = off",

@@ -101,7 +101,7 @@ def test_bad_inputs_are_invalid_argument(
         ),
         pytest.param(
             raw_request([fp32_input([1, 2, 4, 4])], [bytes(128), bytes(128)]),
-            "raw_input_contents has 2 entries for 1 inputs",
+            "raw_input_contents has 2 entries for 1 inputs not in shared memory",
             id="raw-count",
         ),
         pytest.param(
@@ -121,7 +121,8 @@ def test_bad_inputs_are_invalid_argument(
         ),
         pytest.param(
             {"model_name": "tensoronly", "inputs": [fp32_input([1, 2, 4, 4])]},
-            "input 'input' has no data: set its contents or raw_input_contents",
+            "input 'input' has no data: set its contents, raw_input_contents or a "
+            "shared_memory_region",
             id="no-data",
         ),
         pytest.param(

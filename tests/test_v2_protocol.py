@@ -202,4 +202,7 @@ async def test_reflection_describes_the_v2_service(channel: grpc.aio.Channel) ->
         "RepositoryIndex",
         "RepositoryModelLoad",
         "RepositoryModelUnload",
+        "SystemSharedMemoryStatus",
+        "SystemSharedMemoryRegister",
+        "SystemSharedMemoryUnregister",
     ]

@@ -68,7 +68,12 @@ def test_server_metadata(triton: TritonRemote) -> None:
     metadata = triton.call("get_server_metadata", as_json=True)
     assert metadata["name"] == "edge-inference-gateway"
     assert metadata["version"] == __version__
-    assert set(metadata["extensions"]) == {"model_repository", "model_configuration", "statistics"}
+    assert set(metadata["extensions"]) == {
+        "model_repository",
+        "model_configuration",
+        "statistics",
+        "system_shared_memory",
+    }
 
 
 @pytest.mark.parametrize("model, version", [("tensoronly", "7"), ("twoheads", "1"), ("gray", "2")])
@@ -272,3 +277,18 @@ def test_statistics_move_with_the_same_accounting_as_metrics(
         ("tensoronly", "7"),
         ("twoheads", "1"),
     }
+
+
+def test_system_shared_memory_with_tritonclients_own_helpers(
+    triton: TritonRemote, model_root: Path
+) -> None:
+    """tritonclient.utils.shared_memory + register/infer/unregister, unchanged."""
+    x = batch((5, 3), seed=4)
+    k = np.arange(5, dtype=np.int64)
+    answer = triton.shm_infer("twoheads", [tensor("x", x), tensor("k", k)], output="doubled")
+    expected = run_onnx(model_root / "twoheads" / "1" / "model.onnx", {"x": x, "k": k})
+    np.testing.assert_array_equal(answer["array"], expected["doubled"])
+    assert answer["output"]["parameters"]["shared_memory_region"]["string_param"] == "result"
+    regions = answer["status"]["regions"]
+    assert set(regions) == {"inputs", "result"}
+    assert int(regions["inputs"]["byte_size"]) == x.nbytes + k.nbytes

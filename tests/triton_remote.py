@@ -81,6 +81,15 @@ class TritonRemote:
         answers = self._ask(action="stream", requests=requests)
         return [a["error"] if "error" in a else _answer(a) for a in answers]
 
+    def shm_infer(self, model: str, inputs: list[dict[str, Any]], output: str) -> dict[str, Any]:
+        """Inputs and ``output`` through system shared memory, as Triton's examples do:
+        {"status": region status JSON, "output": the output's entry, "array": its values}."""
+        answer: dict[str, Any] = self._ask(
+            action="shm_infer", model=model, inputs=inputs, output=output
+        )
+        answer["array"] = to_array(answer["array"])
+        return answer
+
     def close(self) -> None:
         if self._proc.stdin is not None:
             self._proc.stdin.close()

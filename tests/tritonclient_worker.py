@@ -23,7 +23,11 @@ import grpc
 import tritonclient.grpc as triton
 from google.protobuf import json_format
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import (
+    InferenceServerException,
+    np_to_triton_dtype,
+    triton_to_np_dtype,
+)
 from wire_arrays import from_array, to_array
 
 
@@ -84,6 +88,47 @@ class Session:
         response = self.stub.ModelInfer(message, timeout=30)
         return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
+    def shm_infer(self, model: str, inputs: list[dict[str, Any]], output: str) -> dict[str, Any]:
+        """Triton's system shared-memory recipe, step by step as its examples do it:
+        every input in one region, ``output`` written into another, then read back."""
+        import uuid
+
+        import tritonclient.utils.shared_memory as shm
+
+        assert self.client is not None
+        arrays = [to_array(item["array"]) for item in inputs]
+        in_size = sum(array.nbytes for array in arrays)
+        tag = uuid.uuid4().hex[:10]
+        source = shm.create_shared_memory_region("inputs", f"/edge-tc-in-{tag}", in_size)
+        sink = shm.create_shared_memory_region("result", f"/edge-tc-out-{tag}", 4096)
+        try:
+            shm.set_shared_memory_region(source, arrays)
+            self.client.register_system_shared_memory("inputs", f"/edge-tc-in-{tag}", in_size)
+            self.client.register_system_shared_memory("result", f"/edge-tc-out-{tag}", 4096)
+            status = self.client.get_system_shared_memory_status(as_json=True)
+            infer_inputs, offset = [], 0
+            for item, array in zip(inputs, arrays, strict=True):
+                datatype = np_to_triton_dtype(array.dtype)
+                infer_input = triton.InferInput(item["name"], list(array.shape), datatype)
+                infer_input.set_shared_memory("inputs", array.nbytes, offset)
+                infer_inputs.append(infer_input)
+                offset += array.nbytes
+            requested = triton.InferRequestedOutput(output)
+            requested.set_shared_memory("result", 4096)
+            result = self.client.infer(model, infer_inputs, outputs=[requested])
+            # get_output(as_json=True) returns None in tritonclient 2.69 (no return).
+            entry = json_format.MessageToDict(
+                result.get_output(output), preserving_proto_field_name=True
+            )
+            values = shm.get_contents_as_numpy(
+                sink, triton_to_np_dtype(entry["datatype"]), [int(d) for d in entry["shape"]]
+            )
+            return {"status": status, "output": entry, "array": from_array(values)}
+        finally:
+            self.client.unregister_system_shared_memory()
+            shm.destroy_shared_memory_region(source)
+            shm.destroy_shared_memory_region(sink)
+
     def stream(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send every request on one ModelStreamInfer stream; answers in arrival order."""
         assert self.client is not None
@@ -123,6 +168,8 @@ def handle(session: Session, command: dict[str, Any]) -> Any:
         return session.send(command["request"])
     if action == "stream":
         return session.stream(command["requests"])
+    if action == "shm_infer":
+        return session.shm_infer(command["model"], command["inputs"], command["output"])
     raise ValueError(f"unknown action {action!r}")
 
 

@@ -30,6 +30,10 @@ _CODES: tuple[tuple[type[errors.EdgeError], grpc.StatusCode], ...] = (
     (errors.InferenceFailed, grpc.StatusCode.INTERNAL),
     (errors.ManifestError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.RegionNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.RegionExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.AccessDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.NotEnabled, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 GENERIC_INTERNAL = "internal error in the gateway; it has been logged"

@@ -9,6 +9,7 @@ from edge_server.domain.datatypes import v2_datatype
 from edge_server.domain.model_manager import ServingModel
 from edge_server.domain.model_repository import IndexEntry
 from edge_server.domain.model_store import MODEL_FILE
+from edge_server.domain.shared_memory import Region
 from edge_server.domain.statistics import Duration, VersionStatistics
 from edge_server.domain.tensors import TensorSpec
 from edge_server.errors import InvalidInput
@@ -173,3 +174,14 @@ def check_unload_parameters(parameters: Mapping[str, pb.ModelRepositoryParameter
     unknown = sorted(set(parameters) - {"unload_dependents"})
     if unknown:
         raise InvalidInput(f"unload parameter {unknown[0]!r} is not supported", "parameters")
+
+
+def to_shared_memory_status(regions: Sequence[Region]) -> pb.SystemSharedMemoryStatusResponse:
+    response = pb.SystemSharedMemoryStatusResponse()
+    for region in regions:
+        response.regions[region.name].CopyFrom(
+            pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                name=region.name, key=region.key, offset=region.offset, byte_size=region.byte_size
+            )
+        )
+    return response

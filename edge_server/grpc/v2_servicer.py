@@ -18,6 +18,7 @@ from edge_server.grpc import v2_converters, v2_tensors
 from edge_server.grpc.inference_servicer import STREAM_WINDOW, GatewayInfo
 from edge_server.grpc.ordered_stream import answer_in_order
 from edge_server.grpc.request_metrics import observed
+from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
 from edge_server.metrics import GatewayMetrics
 from inference import grpc_service_pb2 as pb
@@ -32,6 +33,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
         metrics: GatewayMetrics,
         info: GatewayInfo,
         server_ready: Callable[[], bool],
+        shared_memory: SharedMemoryAccess,
         repository_writes: bool = True,
     ) -> None:
         self._inference = inference
@@ -40,27 +42,33 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
         self._info = info
         self._server_ready = server_ready
         self._repository_writes = repository_writes
+        self._shared_memory = shared_memory
 
     async def _infer(
-        self, method: str, request: pb.ModelInferRequest, time_remaining: float | None
+        self, method: str, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse | RpcStatus:
         """One inference with its metrics (as Predict's); the response or the failure status."""
         model = self._metrics.model_label(
             request.model_name or self._repository.default_model,
             self._repository.served_names(),
         )
+        time_remaining = context.time_remaining()
+        regions = self._shared_memory.for_caller(context)
         result = await observed(
             self._metrics,
             method,
             model,
             time_remaining,
-            lambda: self._inference.infer(v2_tensors.decode_request(request, time_remaining)),
+            lambda: self._inference.infer(
+                v2_tensors.decode_request(request, time_remaining, regions)
+            ),
         )
         if isinstance(result, RpcStatus):
             return result
         try:
             raw = v2_tensors.wants_raw_outputs(request)
-            return v2_tensors.encode_response(result, request.id, raw)
+            refs = v2_tensors.output_refs(request)
+            return v2_tensors.encode_response(result, request.id, raw, refs, regions)
         except Exception as exc:
             return status_for(exc)
 
@@ -100,7 +108,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerMetadataResponse(
             name=v2_converters.SERVER_NAME,
             version=self._info.software_version,
-            extensions=list(v2_converters.EXTENSIONS),
+            extensions=[*v2_converters.EXTENSIONS, *self._shared_memory.extensions],
         )
 
     async def ModelMetadata(
@@ -117,7 +125,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        result = await self._infer("ModelInfer", request, context.time_remaining())
+        result = await self._infer("ModelInfer", request, context)
         if isinstance(result, RpcStatus):
             await abort_with(context, result)
             raise AssertionError("unreachable: abort raises")
@@ -129,7 +137,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         async def answer(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
-            result = await self._infer("ModelStreamInfer", request, context.time_remaining())
+            result = await self._infer("ModelStreamInfer", request, context)
             if isinstance(result, RpcStatus):
                 return pb.ModelStreamInferResponse(
                     error_message=f"{result.code.name}: {result.message}",
@@ -194,6 +202,39 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
             await abort_with(context, status_for(exc))
             raise
         return pb.RepositoryModelUnloadResponse()
+
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        try:
+            regions = self._shared_memory.for_caller(context)().status(request.name)
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+        return v2_converters.to_shared_memory_status(regions)
+
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        # Runs on the loop: an open, an fstat and a small locked file rename.
+        try:
+            self._shared_memory.for_caller(context)().register(
+                request.name, request.key, request.offset, request.byte_size
+            )
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        try:
+            self._shared_memory.for_caller(context)().unregister(request.name)
+        except Exception as exc:
+            await abort_with(context, status_for(exc))
+            raise
+        return pb.SystemSharedMemoryUnregisterResponse()
 
 
 def repository_handler(servicer: V2Servicer) -> grpc.GenericRpcHandler:

@@ -6,6 +6,11 @@ padding; each BYTES element is a 4-byte little-endian length and then its bytes)
 A request uses one of them for all its inputs. The response mirrors the request:
 raw outputs for raw inputs, typed outputs for typed inputs, except that FP16 has
 no typed field, so any FP16 output makes the whole response raw.
+
+With the system shared-memory extension, an input (or a requested output) whose
+parameters name a ``shared_memory_region`` (plus ``shared_memory_byte_size`` and an
+optional ``shared_memory_offset``) is read from (written to) that region in raw
+form; ``raw_input_contents`` then holds only the other inputs, in order.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from edge_server.domain.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from edge_server.domain.shared_memory import SharedMemoryRegistry
 from edge_server.domain.tensor_inference import NamedTensor, TensorRequest, TensorResult
-from edge_server.errors import InvalidInput
+from edge_server.errors import InvalidInput, NotEnabled
 from inference import grpc_service_pb2 as pb
 
 InputTensor = pb.ModelInferRequest.InferInputTensor
@@ -51,6 +58,47 @@ _FIELD_DTYPE = {
     "fp64_contents": "float64",
 }
 _LENGTH = struct.Struct("<I")
+
+# The registry, once the caller may use shared memory (raises AccessDenied/NotEnabled).
+RegionAccess = Callable[[], SharedMemoryRegistry]
+
+
+def no_regions() -> SharedMemoryRegistry:
+    raise NotEnabled("shared-memory tensors are not accepted here")
+
+
+class RegionRef(NamedTuple):
+    """Where a tensor lives in shared memory: region name, byte offset, byte size."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
+def _param(parameters: Mapping[str, pb.InferParameter], key: str, kind: str, where: str) -> object:
+    value = parameters[key]
+    if value.WhichOneof("parameter_choice") != kind:
+        raise InvalidInput(f"{where}: parameter {key!r} must be a {kind}", where)
+    return getattr(value, kind)
+
+
+def region_ref(parameters: Mapping[str, pb.InferParameter], where: str) -> RegionRef | None:
+    """The shared-memory reference in a tensor's parameters, or None for inline data."""
+    if "shared_memory_region" not in parameters:
+        return None
+    name = _param(parameters, "shared_memory_region", "string_param", where)
+    if "shared_memory_byte_size" not in parameters:
+        raise InvalidInput(
+            f"{where}: shared_memory_region needs shared_memory_byte_size (int64_param)", where
+        )
+    size = _param(parameters, "shared_memory_byte_size", "int64_param", where)
+    offset = (
+        _param(parameters, "shared_memory_offset", "int64_param", where)
+        if "shared_memory_offset" in parameters
+        else 0
+    )
+    assert isinstance(name, str) and isinstance(size, int) and isinstance(offset, int)
+    return RegionRef(name, offset, size)
 
 
 def numpy_dtype(datatype: str, where: str) -> np.dtype[np.generic]:
@@ -153,8 +201,13 @@ def _from_typed(tensor: InputTensor, shape: tuple[int, ...], where: str) -> np.n
     return array.reshape(shape)
 
 
-def decode_request(request: pb.ModelInferRequest, time_remaining: float | None) -> TensorRequest:
+def decode_request(
+    request: pb.ModelInferRequest,
+    time_remaining: float | None,
+    regions: RegionAccess = no_regions,
+) -> TensorRequest:
     raw = request.raw_input_contents
+    refs = [region_ref(t.parameters, f"input {t.name!r}") for t in request.inputs]
     if raw:
         typed = [t.name for t in request.inputs if t.HasField("contents")]
         if typed:
@@ -163,23 +216,33 @@ def decode_request(request: pb.ModelInferRequest, time_remaining: float | None) 
                 "raw_input_contents; use one form for every input",
                 "raw_input_contents",
             )
-        if len(raw) != len(request.inputs):
+        inline = sum(ref is None for ref in refs)
+        if len(raw) != inline:
             raise InvalidInput(
-                f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "
-                "send one per input, in the order of inputs",
+                f"raw_input_contents has {len(raw)} entries for {inline} inputs not in "
+                "shared memory; send one per such input, in the order of inputs",
                 "raw_input_contents",
             )
     inputs = []
-    for index, tensor in enumerate(request.inputs):
+    raw_index = 0
+    for tensor, ref in zip(request.inputs, refs, strict=True):
         where = f"input {tensor.name!r}"
         shape = _shape(tensor, where)
-        if raw:
-            array = _from_raw(raw[index], tensor.datatype, shape, where)
+        if ref is not None:
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"{where} has both contents and a shared_memory_region", where)
+            data = regions().read(ref.region, ref.offset, ref.byte_size, where)
+            array = _from_raw(data, tensor.datatype, shape, where)
+        elif raw:
+            array = _from_raw(raw[raw_index], tensor.datatype, shape, where)
+            raw_index += 1
         elif tensor.HasField("contents"):
             array = _from_typed(tensor, shape, where)
         else:
             raise InvalidInput(
-                f"{where} has no data: set its contents or raw_input_contents", where
+                f"{where} has no data: set its contents, raw_input_contents or a "
+                "shared_memory_region",
+                where,
             )
         inputs.append(NamedTensor(tensor.name, array))
     for output in request.outputs:
@@ -233,11 +296,32 @@ def _fill_typed(tensor: OutputTensor, array: np.ndarray) -> None:
 
 
 def wants_raw_outputs(request: pb.ModelInferRequest) -> bool:
-    """Answer in the form the request used (raw when it had no inputs at all)."""
-    return bool(request.raw_input_contents) or not request.inputs
+    """Answer in the form the request used: raw for raw inputs, and when it had no inline
+    inputs at all (none, or all in shared memory)."""
+    return bool(request.raw_input_contents) or all(
+        "shared_memory_region" in tensor.parameters for tensor in request.inputs
+    )
 
 
-def encode_response(result: TensorResult, request_id: str, raw: bool) -> pb.ModelInferResponse:
+def output_refs(request: pb.ModelInferRequest) -> dict[str, RegionRef]:
+    """Requested outputs to be written into shared memory, by output name."""
+    refs = {}
+    for output in request.outputs:
+        ref = region_ref(output.parameters, f"output {output.name!r}")
+        if ref is not None:
+            refs[output.name] = ref
+    return refs
+
+
+def encode_response(
+    result: TensorResult,
+    request_id: str,
+    raw: bool,
+    refs: Mapping[str, RegionRef] | None = None,
+    regions: RegionAccess | None = None,
+) -> pb.ModelInferResponse:
+    """The response; outputs named in ``refs`` go into their shared-memory regions
+    (their entries carry the region and the bytes written, no contents)."""
     response = pb.ModelInferResponse(
         model_name=result.model_name, model_version=result.model_version, id=request_id
     )
@@ -247,7 +331,16 @@ def encode_response(result: TensorResult, request_id: str, raw: bool) -> pb.Mode
         tensor = response.outputs.add(
             name=output.name, datatype=datatype, shape=list(output.array.shape)
         )
-        if raw:
+        ref = refs.get(output.name) if refs else None
+        if ref is not None and regions is not None:
+            data = encode_raw(output.array)
+            where = f"output {output.name!r}"
+            regions().write(ref.region, ref.offset, ref.byte_size, data, where)
+            tensor.parameters["shared_memory_region"].string_param = ref.region
+            tensor.parameters["shared_memory_byte_size"].int64_param = len(data)
+            if ref.offset:
+                tensor.parameters["shared_memory_offset"].int64_param = ref.offset
+        elif raw:
             response.raw_output_contents.append(encode_raw(output.array))
         else:
             _fill_typed(tensor, output.array)

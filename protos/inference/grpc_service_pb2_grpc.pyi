@@ -9,7 +9,7 @@ Package, service, method and message names and every field number match the
 public definition, so stock clients (tritonclient, KServe and OVMS clients,
 any stub generated from the public grpc_service.proto) interoperate. Only the
 RPCs the gateway implements are declared; a stock client calling another one
-(shared memory, trace, logging) gets UNIMPLEMENTED. Fields of the public
+(CUDA shared memory, trace, logging) gets UNIMPLEMENTED. Fields of the public
 definition that the gateway never sets or reads are left out; being absent
 they cost nothing on the wire. Semantics: docs/kserve-v2.md.
 """
@@ -39,7 +39,8 @@ GRPC_VERSION: str
 
 class GRPCInferenceServiceStub:
     """GRPCInferenceService is the V2 inference service: health, metadata,
-    inference, and the model configuration, statistics and repository extensions.
+    inference, and the model configuration, statistics, repository and system
+    shared-memory extensions.
     """
 
     @_typing.overload
@@ -77,11 +78,26 @@ class GRPCInferenceServiceStub:
     """
     RepositoryModelUnload: _grpc.UnaryUnaryMultiCallable[_grpc_service_pb2.RepositoryModelUnloadRequest, _grpc_service_pb2.RepositoryModelUnloadResponse]
     """RepositoryModelUnload stops serving a model. A management call (bearer token)."""
+    SystemSharedMemoryStatus: _grpc.UnaryUnaryMultiCallable[_grpc_service_pb2.SystemSharedMemoryStatusRequest, _grpc_service_pb2.SystemSharedMemoryStatusResponse]
+    """SystemSharedMemoryStatus lists the registered system shared-memory regions
+    (all of them, or the one named).
+    """
+    SystemSharedMemoryRegister: _grpc.UnaryUnaryMultiCallable[_grpc_service_pb2.SystemSharedMemoryRegisterRequest, _grpc_service_pb2.SystemSharedMemoryRegisterResponse]
+    """SystemSharedMemoryRegister registers a POSIX shared-memory object (a file
+    in /dev/shm) that inputs can be read from and outputs written to instead
+    of carrying their bytes in the message. Clients on the gateway's machine
+    only, unless the gateway runs with --shared-memory on.
+    """
+    SystemSharedMemoryUnregister: _grpc.UnaryUnaryMultiCallable[_grpc_service_pb2.SystemSharedMemoryUnregisterRequest, _grpc_service_pb2.SystemSharedMemoryUnregisterResponse]
+    """SystemSharedMemoryUnregister forgets one region (or all of them, for an
+    empty name); the shared-memory object itself is left to its creator.
+    """
 
 @_typing.type_check_only
 class GRPCInferenceServiceAsyncStub(GRPCInferenceServiceStub):
     """GRPCInferenceService is the V2 inference service: health, metadata,
-    inference, and the model configuration, statistics and repository extensions.
+    inference, and the model configuration, statistics, repository and system
+    shared-memory extensions.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -116,10 +132,25 @@ class GRPCInferenceServiceAsyncStub(GRPCInferenceServiceStub):
     """
     RepositoryModelUnload: _aio.UnaryUnaryMultiCallable[_grpc_service_pb2.RepositoryModelUnloadRequest, _grpc_service_pb2.RepositoryModelUnloadResponse]  # type: ignore[assignment]
     """RepositoryModelUnload stops serving a model. A management call (bearer token)."""
+    SystemSharedMemoryStatus: _aio.UnaryUnaryMultiCallable[_grpc_service_pb2.SystemSharedMemoryStatusRequest, _grpc_service_pb2.SystemSharedMemoryStatusResponse]  # type: ignore[assignment]
+    """SystemSharedMemoryStatus lists the registered system shared-memory regions
+    (all of them, or the one named).
+    """
+    SystemSharedMemoryRegister: _aio.UnaryUnaryMultiCallable[_grpc_service_pb2.SystemSharedMemoryRegisterRequest, _grpc_service_pb2.SystemSharedMemoryRegisterResponse]  # type: ignore[assignment]
+    """SystemSharedMemoryRegister registers a POSIX shared-memory object (a file
+    in /dev/shm) that inputs can be read from and outputs written to instead
+    of carrying their bytes in the message. Clients on the gateway's machine
+    only, unless the gateway runs with --shared-memory on.
+    """
+    SystemSharedMemoryUnregister: _aio.UnaryUnaryMultiCallable[_grpc_service_pb2.SystemSharedMemoryUnregisterRequest, _grpc_service_pb2.SystemSharedMemoryUnregisterResponse]  # type: ignore[assignment]
+    """SystemSharedMemoryUnregister forgets one region (or all of them, for an
+    empty name); the shared-memory object itself is left to its creator.
+    """
 
 class GRPCInferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """GRPCInferenceService is the V2 inference service: health, metadata,
-    inference, and the model configuration, statistics and repository extensions.
+    inference, and the model configuration, statistics, repository and system
+    shared-memory extensions.
     """
 
     @_abc_1.abstractmethod
@@ -224,5 +255,37 @@ class GRPCInferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_grpc_service_pb2.RepositoryModelUnloadResponse, _abc.Awaitable[_grpc_service_pb2.RepositoryModelUnloadResponse]]:
         """RepositoryModelUnload stops serving a model. A management call (bearer token)."""
+
+    @_abc_1.abstractmethod
+    def SystemSharedMemoryStatus(
+        self,
+        request: _grpc_service_pb2.SystemSharedMemoryStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_service_pb2.SystemSharedMemoryStatusResponse, _abc.Awaitable[_grpc_service_pb2.SystemSharedMemoryStatusResponse]]:
+        """SystemSharedMemoryStatus lists the registered system shared-memory regions
+        (all of them, or the one named).
+        """
+
+    @_abc_1.abstractmethod
+    def SystemSharedMemoryRegister(
+        self,
+        request: _grpc_service_pb2.SystemSharedMemoryRegisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_service_pb2.SystemSharedMemoryRegisterResponse, _abc.Awaitable[_grpc_service_pb2.SystemSharedMemoryRegisterResponse]]:
+        """SystemSharedMemoryRegister registers a POSIX shared-memory object (a file
+        in /dev/shm) that inputs can be read from and outputs written to instead
+        of carrying their bytes in the message. Clients on the gateway's machine
+        only, unless the gateway runs with --shared-memory on.
+        """
+
+    @_abc_1.abstractmethod
+    def SystemSharedMemoryUnregister(
+        self,
+        request: _grpc_service_pb2.SystemSharedMemoryUnregisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_grpc_service_pb2.SystemSharedMemoryUnregisterResponse, _abc.Awaitable[_grpc_service_pb2.SystemSharedMemoryUnregisterResponse]]:
+        """SystemSharedMemoryUnregister forgets one region (or all of them, for an
+        empty name); the shared-memory object itself is left to its creator.
+        """
 
 def add_GRPCInferenceServiceServicer_to_server(servicer: GRPCInferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
