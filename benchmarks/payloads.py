@@ -4,6 +4,9 @@
   a PNG digit for the digits models);
 - ``tensor``: the model's own float32 input, preprocessed from the same image;
 - ``v2``: the same tensor as a V2 ModelInferRequest (raw_input_contents);
+- ``v2-shm``: the same tensor in a /dev/shm object registered with the gateway (V2 system
+  shared memory), the request naming the region: what an app on the gateway's own board
+  sends. Only for the MobileNetV2 models (a digit's 256 bytes gain nothing);
 - ``pixels`` (not in the default set): the decoded, resized uint8 pixels [H, W, C] in
   PredictRequest.tensor, which the gateway normalizes by the manifest's recipe.
 """
@@ -19,10 +22,12 @@ import numpy as np
 from benchmarks import models
 from benchmarks.pipeline import Recipe
 from edge.v1 import inference_pb2, types_pb2
+from edge_server.domain.shared_memory import SHM_DIR
 
 PREDICT = "/edge.v1.InferenceService/Predict"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-KINDS = ("image", "tensor", "v2")
+KINDS = ("image", "tensor", "v2", "v2-shm")
+SHM_REGION = "bench-input"
 
 
 def v2_available() -> bool:
@@ -48,6 +53,8 @@ class Payload:
     kind: str  # image, tensor or v2
     method: str  # gRPC path
     message: bytes  # serialized request
+    shm_key: str = ""  # v2-shm: the /dev/shm object to register as SHM_REGION
+    shm_size: int = 0
 
     @property
     def frame(self) -> bytes:
@@ -56,7 +63,7 @@ class Payload:
 
     @property
     def rpc(self) -> str:
-        return "ModelInfer" if self.kind == "v2" else "Predict"
+        return "ModelInfer" if self.kind.startswith("v2") else "Predict"
 
 
 def tensor_row(model: models.BenchModel, root: Path) -> np.ndarray:
@@ -86,6 +93,8 @@ def payload(model: models.BenchModel, kind: str, root: Path) -> Payload:
             ),
         )
         return Payload(model.name, kind, PREDICT, request.SerializeToString())
+    if kind == "v2-shm":
+        return _shared_memory_payload(model, row)
     if kind == "v2":
         from inference import grpc_service_pb2 as pb
 
@@ -102,6 +111,55 @@ def payload(model: models.BenchModel, kind: str, root: Path) -> Payload:
     raise ValueError(f"unknown payload kind {kind!r}")
 
 
+def applies(kind: str, model: models.BenchModel) -> bool:
+    """Whether a cell of this input kind is measured for the model."""
+    return kind != "v2-shm" or model.kind != "digits"
+
+
+def _shared_memory_payload(model: models.BenchModel, row: np.ndarray) -> Payload:
+    """The tensor written once into /dev/shm/edge-bench-<model>; the request names it."""
+    from inference import grpc_service_pb2 as pb
+
+    key = f"/edge-bench-{model.name}"
+    (SHM_DIR / key[1:]).write_bytes(row.tobytes())
+    parameters = {
+        "shared_memory_region": pb.InferParameter(string_param=SHM_REGION),
+        "shared_memory_byte_size": pb.InferParameter(int64_param=row.nbytes),
+    }
+    infer = pb.ModelInferRequest(
+        model_name=model.name,
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="input", datatype="FP32", shape=list(row.shape), parameters=parameters
+            )
+        ],
+    )
+    return Payload(model.name, "v2-shm", MODEL_INFER, infer.SerializeToString(), key, row.nbytes)
+
+
+def prepare(target: str, payload: Payload) -> None:
+    """Register a v2-shm payload's region with the gateway at ``target`` (again: a
+    region of that name from an earlier model is replaced). Other kinds need nothing."""
+    if not payload.shm_key:
+        return
+    import grpc
+
+    from inference import grpc_service_pb2 as pb
+    from inference import grpc_service_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub.SystemSharedMemoryUnregister(
+            pb.SystemSharedMemoryUnregisterRequest(name=SHM_REGION), timeout=10
+        )
+        stub.SystemSharedMemoryRegister(
+            pb.SystemSharedMemoryRegisterRequest(
+                name=SHM_REGION, key=payload.shm_key, byte_size=payload.shm_size
+            ),
+            timeout=10,
+        )
+
+
 def response_bounds(payload: Payload, good_response: bytes) -> tuple[int, int]:
     """Smallest and largest gRPC frame (5-byte prefix + message) of a good answer.
 
@@ -109,7 +167,9 @@ def response_bounds(payload: Payload, good_response: bytes) -> tuple[int, int]:
     have a fixed size. A failed call has no DATA frame at all.
     """
     response = (
-        inference_pb2.PredictResponse.FromString(good_response) if payload.kind != "v2" else None
+        inference_pb2.PredictResponse.FromString(good_response)
+        if payload.rpc == "Predict"
+        else None
     )
     if response is None or not response.HasField("timings"):
         size = 5 + len(good_response)

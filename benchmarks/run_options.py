@@ -74,8 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.models or ("digits,mobilenet-int8" if quick else ",".join(models.MODELS))
     )
     args.inputs = comma_list(args.inputs or ",".join(payloads.KINDS))
-    if "v2" in args.inputs and not payloads.v2_available():
-        args.inputs.remove("v2")
+    if not payloads.v2_available():
+        args.inputs = [kind for kind in args.inputs if not kind.startswith("v2")]
     args.concurrency = [
         int(c) for c in comma_list(args.concurrency or ("1,32" if quick else "1,8,32,128"))
     ]

@@ -110,7 +110,10 @@ def run_gateway_cells(args: argparse.Namespace, root: Path, results: dict[str, A
                 say(f"{workers} gateway workers ready after {gateway.workers_ready_s:.2f} s")
             for name in args.models:
                 for kind in args.inputs:
+                    if not payloads.applies(kind, models.MODELS[name]):
+                        continue
                     payload = payloads.payload(models.MODELS[name], kind, root)
+                    payloads.prepare(gateway.target, payload)
                     for clients in args.concurrency:
                         row = _gateway_cell(args, gateway, payload, clients)
                         row.update(model=name, input=kind, batching=batching)
