@@ -137,19 +137,11 @@ def run_overload(
     probe_result = json.loads(probe_out) if probe_out.strip() else {}
     local_result = json.loads(local_out) if local_out.strip() else {}
     local_refused = local_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
-    local_other_codes = {
-        code: stats["count"]
-        for code, stats in local_result.get("codes", {}).items()
-        if code not in ("OK", "RESOURCE_EXHAUSTED")
-    }
+    local_other_codes = _other_codes(local_result)
     delta = {code: after.get(code, 0) - before.get(code, 0) for code in after}
     h2 = flood.get("result")
     refused = probe_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
-    other_codes = {
-        code: stats["count"]
-        for code, stats in probe_result.get("codes", {}).items()
-        if code not in ("OK", "RESOURCE_EXHAUSTED")
-    }
+    other_codes = _other_codes(probe_result)
     growth = rss_end - rss_before
     replicas_replaced = sorted(set(pids_before) - set(pids_after)) if alive else []
     return {
@@ -205,6 +197,15 @@ def run_overload(
             and not other_codes
             and not local_other_codes
         ),
+    }
+
+
+def _other_codes(probe_result: dict[str, Any]) -> dict[str, int]:
+    """Counts of the statuses a probe saw besides OK and RESOURCE_EXHAUSTED."""
+    return {
+        code: stats["count"]
+        for code, stats in probe_result.get("codes", {}).items()
+        if code not in ("OK", "RESOURCE_EXHAUSTED")
     }
 
 
