@@ -28,6 +28,7 @@ PREDICT = "/edge.v1.InferenceService/Predict"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 KINDS = ("image", "tensor", "v2", "v2-shm")
 SHM_REGION = "bench-input"
+SHM_PREFIX = "/edge-bench-"  # the v2-shm payloads' /dev/shm objects
 
 
 def v2_available() -> bool:
@@ -120,7 +121,7 @@ def _shared_memory_payload(model: models.BenchModel, row: np.ndarray) -> Payload
     """The tensor written once into /dev/shm/edge-bench-<model>; the request names it."""
     from inference import grpc_service_pb2 as pb
 
-    key = f"/edge-bench-{model.name}"
+    key = f"{SHM_PREFIX}{model.name}"
     (SHM_DIR / key[1:]).write_bytes(row.tobytes())
     parameters = {
         "shared_memory_region": pb.InferParameter(string_param=SHM_REGION),
@@ -135,6 +136,12 @@ def _shared_memory_payload(model: models.BenchModel, row: np.ndarray) -> Payload
         ],
     )
     return Payload(model.name, "v2-shm", MODEL_INFER, infer.SerializeToString(), key, row.nbytes)
+
+
+def remove_shared_objects() -> None:
+    """Delete the /dev/shm objects v2-shm payloads made (end of a run)."""
+    for path in SHM_DIR.glob(SHM_PREFIX[1:] + "*"):
+        path.unlink(missing_ok=True)
 
 
 def prepare(target: str, payload: Payload) -> None:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models, report, run_phases, targets
+from benchmarks import models, payloads, report, run_phases, targets
 from benchmarks.noise import wait_quiet
 from benchmarks.run_options import meta, parse_args
 from benchmarks.run_phases import say
@@ -55,18 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         )
     say(f"load generator: {args.generator}")
     root = models.model_root()
-    run_phases.run_raw_and_pipeline(args, root, results)
-    if "gateway" not in args.skip:
-        run_phases.run_gateway_cells(args, root, results)
-    if "naive" not in args.skip:
-        run_phases.run_naive(args, root, results)
-    if "startup" not in args.skip:
-        run_phases.run_startup(args, root, results)
-    if "overload" not in args.skip:
-        run_phases.run_overload_phase(args, root, results)
-    results["targets"] = targets.evaluate_targets(results)
-    if "profile" not in args.skip and args.profile != "none":
-        run_phases.run_profiles(args, root, results)
+    try:
+        run_phases.run_raw_and_pipeline(args, root, results)
+        if "gateway" not in args.skip:
+            run_phases.run_gateway_cells(args, root, results)
+        if "naive" not in args.skip:
+            run_phases.run_naive(args, root, results)
+        if "startup" not in args.skip:
+            run_phases.run_startup(args, root, results)
+        if "overload" not in args.skip:
+            run_phases.run_overload_phase(args, root, results)
+        results["targets"] = targets.evaluate_targets(results)
+        if "profile" not in args.skip and args.profile != "none":
+            run_phases.run_profiles(args, root, results)
+    finally:
+        payloads.remove_shared_objects()
     results["meta"]["runtime_s"] = time.perf_counter() - started
     _write(args.out, results)
     print(report.markdown(results))

@@ -16,8 +16,21 @@ from model_factory import build_model_root
 from triton_remote import TritonRemote
 
 from edge_server.app import Gateway
+from edge_server.domain.shared_memory import state_file_for
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_shared_memory_state_left() -> Iterator[None]:
+    """Gateways killed with SIGKILL in tests cannot remove their shared-memory state
+    file (/dev/shm/edge-gateway-*); remove the ones this session left behind."""
+    folder = state_file_for("127.0.0.1", 0).parent
+    pattern = "edge-gateway-127.0.0.1-*.shm-regions.*"
+    before = set(folder.glob(pattern))
+    yield
+    for path in set(folder.glob(pattern)) - before:
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from bundles import build_bundle, make_keys, push
 from lifecycle_fixtures import GRAY_MANIFEST, gray_png
@@ -25,6 +26,7 @@ from processes import BIN, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edge_server.domain.shared_memory import state_file_for
 from edge_server.workers.metrics_merge import merge_expositions
 from inference import grpc_service_pb2, grpc_service_pb2_grpc
 
@@ -74,12 +76,17 @@ def alive(pid: int) -> bool:
 
 def predict_counts(server: ServerProcess) -> dict[str, float]:
     """OK Predict calls per worker, from the primary's merged /metrics."""
+    return request_counts(server, "Predict")
+
+
+def request_counts(server: ServerProcess, method: str) -> dict[str, float]:
+    """OK calls of ``method`` per worker, from the primary's merged /metrics."""
     page = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10)
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(page.read().decode()):
         for sample in family.samples:
             labels = sample.labels
-            if sample.name == "edge_requests_total" and labels.get("method") == "Predict":
+            if sample.name == "edge_requests_total" and labels.get("method") == method:
                 worker = labels["worker"]
                 counts[worker] = counts.get(worker, 0) + (sample.value * (labels["code"] == "OK"))
     return counts
@@ -175,6 +182,67 @@ async def test_killed_replica_restarts_and_none_outlives_the_primary(tmp_path: P
         for pid in filter(None, [replica_pid(server)]):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_shared_memory_regions_serve_every_worker(tmp_path: Path) -> None:
+    """A region registered over one connection answers on every other, whichever
+    process the kernel gave it, with the same output as the bytes sent inline."""
+    root = build_model_root(tmp_path / "models")
+    _key, public = make_keys(tmp_path / "keys")
+    x = np.random.default_rng(5).normal(size=(1, 2, 4, 4)).astype(np.float32)
+    shm_object = Path("/dev/shm") / f"edge-test-workers-{os.getpid()}"
+    shm_object.write_bytes(x.tobytes())
+    server = start(root, public)
+    try:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            await stub.SystemSharedMemoryRegister(
+                grpc_service_pb2.SystemSharedMemoryRegisterRequest(
+                    name="cam", key=f"/{shm_object.name}", byte_size=x.nbytes
+                )
+            )
+            inline = await stub.ModelInfer(v2_request(x.tobytes()))
+
+        async def one() -> bytes:
+            options = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
+            async with grpc.aio.insecure_channel(server.target, options=options) as channel:
+                stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                reply = await stub.ModelInfer(v2_request(None, x.nbytes), timeout=10)
+                return bytes(reply.raw_output_contents[0])
+
+        answers = await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
+        assert answers == [inline.raw_output_contents[0]] * CONNECTIONS
+        by_worker = request_counts(server, "ModelInfer")
+        assert set(by_worker) == {"0", "1"} and min(by_worker.values()) > 0, by_worker
+        state = state_file_for("127.0.0.1", server.grpc_port)
+        assert state.exists()
+        assert server.terminate() == 0
+        assert not state.exists()  # the primary's stop removes the registrations
+    finally:
+        server.kill()
+        shm_object.unlink(missing_ok=True)
+
+
+def v2_request(data: bytes | None, shm_size: int = 0) -> grpc_service_pb2.ModelInferRequest:
+    """tensoronly's input inline (``data``) or from the region "cam" (``shm_size`` bytes)."""
+    pb = grpc_service_pb2
+    parameters = {}
+    if data is None:
+        parameters = {
+            "shared_memory_region": pb.InferParameter(string_param="cam"),
+            "shared_memory_byte_size": pb.InferParameter(int64_param=shm_size),
+        }
+    request = pb.ModelInferRequest(
+        model_name="tensoronly",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="input", datatype="FP32", shape=[1, 2, 4, 4], parameters=parameters
+            )
+        ],
+    )
+    if data is not None:
+        request.raw_input_contents.append(data)
+    return request
 
 
 def test_workers_need_a_management_port(tmp_path: Path) -> None:
