@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmarks import h2load, load, models
 from benchmarks.cpu import CpuMeter
-from benchmarks.payloads import Payload, response_bounds
+from benchmarks.payloads import Payload, prepare, response_bounds
 
 
 class Server(Protocol):
@@ -100,6 +100,7 @@ def measure(
     generator: str,
 ) -> dict[str, Any]:
     """Run one cell; the row includes the checks and who used the CPU."""
+    prepare(gateway.target, payload)  # a v2-shm payload's region, on this gateway
     good = probe(gateway, payload)
     low, high = response_bounds(payload, good)
     before = gateway.request_counts(payload.rpc, payload.model)

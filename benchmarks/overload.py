@@ -136,11 +136,11 @@ def run_overload(
         exit_code = gateway.stop()
     probe_result = json.loads(probe_out) if probe_out.strip() else {}
     local_result = json.loads(local_out) if local_out.strip() else {}
-    local_refused = local_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
+    local_refused = _refusals(local_result)
     local_other_codes = _other_codes(local_result)
     delta = {code: after.get(code, 0) - before.get(code, 0) for code in after}
     h2 = flood.get("result")
-    refused = probe_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
+    refused = _refusals(probe_result)
     other_codes = _other_codes(probe_result)
     growth = rss_end - rss_before
     replicas_replaced = sorted(set(pids_before) - set(pids_after)) if alive else []
@@ -198,6 +198,12 @@ def run_overload(
             and not local_other_codes
         ),
     }
+
+
+def _refusals(probe_result: dict[str, Any]) -> dict[str, Any]:
+    """A probe's RESOURCE_EXHAUSTED statistics (count, within_5ms, p99_ms, max_ms)."""
+    refused: dict[str, Any] = probe_result.get("codes", {}).get("RESOURCE_EXHAUSTED", {})
+    return refused
 
 
 def _other_codes(probe_result: dict[str, Any]) -> dict[str, int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,21 +95,12 @@ def payload(model: models.BenchModel, kind: str, root: Path) -> Payload:
             ),
         )
         return Payload(model.name, kind, PREDICT, request.SerializeToString())
+    if kind == "v2":
+        infer = _v2_request(model, row, {})
+        infer.raw_input_contents.append(row.tobytes())
+        return Payload(model.name, kind, MODEL_INFER, infer.SerializeToString())
     if kind == "v2-shm":
         return _shared_memory_payload(model, row)
-    if kind == "v2":
-        from inference import grpc_service_pb2 as pb
-
-        infer = pb.ModelInferRequest(
-            model_name=model.name,
-            inputs=[
-                pb.ModelInferRequest.InferInputTensor(
-                    name="input", datatype="FP32", shape=list(row.shape)
-                )
-            ],
-            raw_input_contents=[row.tobytes()],
-        )
-        return Payload(model.name, kind, MODEL_INFER, infer.SerializeToString())
     raise ValueError(f"unknown payload kind {kind!r}")
 
 
@@ -117,23 +109,29 @@ def applies(kind: str, model: models.BenchModel) -> bool:
     return kind != "v2-shm" or model.kind != "digits"
 
 
+def _v2_request(model: models.BenchModel, row: np.ndarray, parameters: dict[str, Any]) -> Any:
+    """A ModelInferRequest for the model's FP32 input (no data yet)."""
+    from inference import grpc_service_pb2 as pb
+
+    tensor = pb.ModelInferRequest.InferInputTensor(
+        name="input", datatype="FP32", shape=list(row.shape), parameters=parameters
+    )
+    return pb.ModelInferRequest(model_name=model.name, inputs=[tensor])
+
+
 def _shared_memory_payload(model: models.BenchModel, row: np.ndarray) -> Payload:
     """The tensor written once into /dev/shm/edge-bench-<model>; the request names it."""
     from inference import grpc_service_pb2 as pb
 
     key = f"{SHM_PREFIX}{model.name}"
     (SHM_DIR / key[1:]).write_bytes(row.tobytes())
-    parameters = {
-        "shared_memory_region": pb.InferParameter(string_param=SHM_REGION),
-        "shared_memory_byte_size": pb.InferParameter(int64_param=row.nbytes),
-    }
-    infer = pb.ModelInferRequest(
-        model_name=model.name,
-        inputs=[
-            pb.ModelInferRequest.InferInputTensor(
-                name="input", datatype="FP32", shape=list(row.shape), parameters=parameters
-            )
-        ],
+    infer = _v2_request(
+        model,
+        row,
+        {
+            "shared_memory_region": pb.InferParameter(string_param=SHM_REGION),
+            "shared_memory_byte_size": pb.InferParameter(int64_param=row.nbytes),
+        },
     )
     return Payload(model.name, "v2-shm", MODEL_INFER, infer.SerializeToString(), key, row.nbytes)
 

@@ -157,7 +157,6 @@ def profile_cell(
     payload = payloads.payload(models.MODELS[name], kind, root)
     result: dict[str, Any] = {}
     with GatewayProcess(root, gateway_flags) as gateway:
-        payloads.prepare(gateway.target, payload)
         for label, gil in (("all threads", False), ("GIL holder", True)):
             trace = out / f"profile-{name}-{kind}-{clients}-{int(gil)}.txt"
             holder: dict[str, Any] = {}

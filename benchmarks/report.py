@@ -152,15 +152,16 @@ def _workers_table(cells: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _local_probe_line(over: dict[str, Any]) -> str:
-    local = over.get("local_probe")
-    if not local:
+def local_probe_summary(over: dict[str, Any]) -> str:
+    """The normal-priority probe's refusals (a client on the gateway's own cores), as
+    "; local probe ..." or "" for results without one."""
+    if "local_probe_refused" not in over:
         return ""
     return (
-        f". Local probe (normal priority, a client on the same cores): "
-        f"{ {k: v['count'] for k, v in local.get('codes', {}).items()} }, refusals "
-        f"p99 {over['local_probe_refused_p99_ms']:.2f} ms, "
-        f"max {over['local_probe_refused_max_ms']:.2f} ms"
+        f"; local probe at normal priority: {over['local_probe_refused']} refusals "
+        f"({over['local_probe_refused_within_5ms']} within 5 ms, "
+        f"p99 {over['local_probe_refused_p99_ms']:.1f} ms, "
+        f"max {over['local_probe_refused_max_ms']:.1f} ms)"
     )
 
 
@@ -185,7 +186,7 @@ def _overload_section(over: dict[str, Any]) -> list[str]:
         f" (probe at {over.get('probe_scheduling', 'normal priority')}"
         + (f", HAProxy at {over['front_scheduling']}" if front else "")
         + ")"
-        + _local_probe_line(over)
+        + local_probe_summary(over)
         + ". RSS"
         + (f" (sum of {workers} processes)" if workers > 1 else "")
         + f" before {over['rss_before_mb']:.0f} MB, max {over['rss_max_mb']:.0f}, "

@@ -113,7 +113,6 @@ def run_gateway_cells(args: argparse.Namespace, root: Path, results: dict[str, A
                     if not payloads.applies(kind, models.MODELS[name]):
                         continue
                     payload = payloads.payload(models.MODELS[name], kind, root)
-                    payloads.prepare(gateway.target, payload)
                     for clients in args.concurrency:
                         row = _gateway_cell(args, gateway, payload, clients)
                         row.update(model=name, input=kind, batching=batching)

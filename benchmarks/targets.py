@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import find_cell, fmt, naive_cell
+from benchmarks.report import find_cell, fmt, local_probe_summary, naive_cell
 
 NAIVE_DIGITS_RPS = 1800.0  # the naive grpcio server's figure in issue 6
 NAIVE_MOBILENET_RPS = 300.0
@@ -154,7 +154,7 @@ def _overload_target(over: dict[str, Any]) -> dict[str, Any]:
         f"{over['rss_growth_mb']:+.1f} MB, probe refusals {over['probe_refused']} "
         f"({over['probe_refused_within_5ms']} within 5 ms, "
         f"max {over['probe_refused_max_ms']:.1f} ms, probe at "
-        f"{over.get('probe_scheduling', 'normal priority')}){_local_probe(over)}"
+        f"{over.get('probe_scheduling', 'normal priority')}){local_probe_summary(over)}"
         + (f", replicas died and were restarted: {replaced}" if replaced else ""),
         "no crash, RSS growth < 20 MB, every refusal RESOURCE_EXHAUSTED < 5 ms",
         over["met"],
@@ -165,18 +165,6 @@ def _overload_target(over: dict[str, Any]) -> dict[str, Any]:
         + ("; RSS summed over the worker processes" if over.get("workers", 1) > 1 else "")
         + ("; RSS includes HAProxy" if front else ""),
         workers=over.get("workers", 1),
-    )
-
-
-def _local_probe(over: dict[str, Any]) -> str:
-    """The normal-priority probe's refusals (a client on the gateway's own cores)."""
-    if "local_probe_refused" not in over:
-        return ""
-    return (
-        f"; local probe at normal priority: {over['local_probe_refused']} refusals "
-        f"({over['local_probe_refused_within_5ms']} within 5 ms, "
-        f"p99 {over['local_probe_refused_p99_ms']:.1f} ms, "
-        f"max {over['local_probe_refused_max_ms']:.1f} ms)"
     )
 
 

@@ -101,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
             with server as gateway:
                 for name, kind, clients in CELLS:
                     payload = payloads.payload(models.MODELS[name], kind, root)
-                    payloads.prepare(gateway.target, payload)
                     row = cells.measure(
                         gateway, payload, clients, duration, 0.5, scratch, generator
                     )

@@ -33,6 +33,7 @@ from edge_server.errors import (
     RegionExists,
     RegionNotFound,
 )
+from edge_server.lifecycle.atomic import write_json_atomic
 
 # shm_open names: one leading slash, then a file name in /dev/shm.
 _KEY = re.compile(r"/[A-Za-z0-9_.-]{1,200}")
@@ -94,7 +95,7 @@ class SharedMemoryRegistry:
         fd = self._open_object(region)  # checks existence, access and size first
         os.close(fd)
         with self._locked():
-            regions = self._load()
+            regions = dict(self._load())  # the cache changes only by re-reading the file
             if name in regions:
                 raise RegionExists(
                     f"shared-memory region {name!r} is already registered (key "
@@ -112,11 +113,8 @@ class SharedMemoryRegistry:
     def unregister(self, name: str) -> None:
         """Forget one region, or every region for an empty name (unknown names: no-op)."""
         with self._locked():
-            regions = self._load()
-            if name:
-                regions.pop(name, None)
-            else:
-                regions.clear()
+            # An empty name keeps nothing; a name keeps every other region.
+            regions = {key: value for key, value in self._load().items() if name and key != name}
             self._save(regions)
 
     def status(self, name: str) -> list[Region]:
@@ -217,11 +215,7 @@ class SharedMemoryRegistry:
     def _save(self, regions: dict[str, Region]) -> None:
         """Write-to-temp and rename: other processes never read half a file."""
         assert self._state is not None
-        text = json.dumps({name: asdict(region) for name, region in regions.items()})
-        handle, temp = tempfile.mkstemp(dir=self._state.parent, prefix=".shm-regions-")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, self._state)
+        write_json_atomic(self._state, {name: asdict(region) for name, region in regions.items()})
         self._seen = None  # re-read (and re-stat) on the next lookup
 
     @contextlib.contextmanager
