@@ -8,7 +8,6 @@ DEMO_ROOT := examples/models
 HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
-PROTOS := $(wildcard protos/edge/v1/*.proto) $(wildcard protos/inference/*.proto)
 NODE_DEPS := tests/node/node_modules/.installed
 
 .PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
@@ -63,23 +62,11 @@ lint: $(VENV)/.dev  ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-proto: $(VENV)/.dev  ## regenerate protobuf/gRPC code and mypy stubs (pinned grpcio-tools)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
-	  --python_out=protos --grpc_python_out=protos \
-	  --mypy_out=protos --mypy_grpc_out=protos $(PROTOS)
+proto: $(VENV)/.dev  ## regenerate protobuf/gRPC code and mypy stubs into edge_contracts/proto (pinned grpcio-tools)
+	$(BIN)/python protos/generate.py
 
 proto-check: $(VENV)/.dev  ## fail when committed generated code differs from `make proto`
-	@tmp=$$(mktemp -d) && mkdir -p $$tmp/out && \
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
-	  --python_out=$$tmp/out --grpc_python_out=$$tmp/out \
-	  --mypy_out=$$tmp/out --mypy_grpc_out=$$tmp/out $(PROTOS) && \
-	status=0; for f in $$(cd $$tmp/out && find . -type f | sort); do \
-	  if ! cmp -s "$$tmp/out/$$f" "protos/$$f"; then echo "proto drift: protos/$${f#./} (run make proto)" >&2; status=1; fi; \
-	done; \
-	for f in $$(cd protos && find . -name '*_pb2*.py*' | sort); do \
-	  [ -f "$$tmp/out/$$f" ] || { echo "stale generated file: protos/$${f#./}" >&2; status=1; }; \
-	done; rm -rf $$tmp; \
-	[ $$status -eq 0 ] && echo "proto-check: generated code matches the .proto files"; exit $$status
+	$(BIN)/python protos/generate.py --check
 
 proto-lint: $(VENV)/.dev  ## buf lint (installs the pinned buf-bin)
 	$(PIP) buf-bin

@@ -19,7 +19,7 @@ import grpc
 
 from benchmarks.cpu import rss_mb
 from benchmarks.footprint_servers import FAST_RECONNECT, gateway
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 
 MIB = 1024 * 1024
 BUDGET_MIB = 60.0  # for Python, gRPC and our code on top of the ONNX Runtime session

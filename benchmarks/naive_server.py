@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.pipeline import Recipe
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 
 
 class NaiveServicer(inference_pb2_grpc.InferenceServiceServicer):

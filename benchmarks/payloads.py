@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks import models
 from benchmarks.pipeline import Recipe
-from edge.v1 import inference_pb2, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, types_pb2
 from edge_server.domain.shared_memory import SHM_DIR
 
 PREDICT = "/edge.v1.InferenceService/Predict"
@@ -35,7 +35,7 @@ SHM_PREFIX = "/edge-bench-"  # the v2-shm payloads' /dev/shm objects
 def v2_available() -> bool:
     """The V2 (KServe / Open Inference Protocol) cell runs when its package imports."""
     try:
-        import inference.grpc_service_pb2  # noqa: F401
+        import edge_contracts.proto.inference.grpc_service_pb2  # noqa: F401
     except ImportError:
         return False
     return True
@@ -111,7 +111,7 @@ def applies(kind: str, model: models.BenchModel) -> bool:
 
 def _v2_request(model: models.BenchModel, row: np.ndarray, parameters: dict[str, Any]) -> Any:
     """A ModelInferRequest for the model's FP32 input (no data yet)."""
-    from inference import grpc_service_pb2 as pb
+    from edge_contracts.proto.inference import grpc_service_pb2 as pb
 
     tensor = pb.ModelInferRequest.InferInputTensor(
         name="input", datatype="FP32", shape=list(row.shape), parameters=parameters
@@ -121,7 +121,7 @@ def _v2_request(model: models.BenchModel, row: np.ndarray, parameters: dict[str,
 
 def _shared_memory_payload(model: models.BenchModel, row: np.ndarray) -> Payload:
     """The tensor written once into /dev/shm/edge-bench-<model>; the request names it."""
-    from inference import grpc_service_pb2 as pb
+    from edge_contracts.proto.inference import grpc_service_pb2 as pb
 
     key = f"{SHM_PREFIX}{model.name}"
     (SHM_DIR / key[1:]).write_bytes(row.tobytes())
@@ -149,8 +149,8 @@ def prepare(target: str, payload: Payload) -> None:
         return
     import grpc
 
-    from inference import grpc_service_pb2 as pb
-    from inference import grpc_service_pb2_grpc as pb_grpc
+    from edge_contracts.proto.inference import grpc_service_pb2 as pb
+    from edge_contracts.proto.inference import grpc_service_pb2_grpc as pb_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import models, payloads
-from edge.v1 import inference_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.model_store import ModelStore
 from edge_server.domain.predictor import BatchingDefaults, Predictor

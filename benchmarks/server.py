@@ -135,7 +135,7 @@ class GatewayProcess:
 
     def wait_models_ready(self, timeout: float = 300.0) -> float:
         """Seconds from process start until every model reports READY (edge.v1 Health)."""
-        from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+        from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.target) as channel:

@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import numpy.typing as npt
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_client import requests
 from edge_client.channel_config import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, channel_options
 from edge_client.client import DEFAULT_STREAM_TIMEOUT
@@ -33,6 +32,12 @@ from edge_client.errors import from_rpc_error, translate_rpc_errors
 from edge_client.inputs import ImageInput
 from edge_client.requests import Frame
 from edge_client.results import FrameFailure, HealthReport, ModelSummary, Prediction
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
 
 __all__ = ["AsyncEdgeClient"]
 

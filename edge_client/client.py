@@ -20,7 +20,6 @@ from typing import Any
 import grpc
 import numpy.typing as npt
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edge_client import requests
 from edge_client.channel_config import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, channel_options
 from edge_client.convert import (
@@ -35,6 +34,12 @@ from edge_client.push import Progress as PushProgress
 from edge_client.push import PushResult, push_bundle
 from edge_client.requests import Frame
 from edge_client.results import FrameFailure, HealthReport, ModelSummary, Prediction
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
 
 __all__ = ["DEFAULT_STREAM_TIMEOUT", "EdgeClient"]
 

@@ -14,7 +14,6 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf import timestamp_pb2
 
-from edge.v1 import inference_pb2, model_pb2, types_pb2
 from edge_client.results import (
     ClassScore,
     FrameFailure,
@@ -26,6 +25,7 @@ from edge_client.results import (
     TensorSpec,
     Timings,
 )
+from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2, types_pb2
 
 __all__ = [
     "dtype_name",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from edge.v1 import model_pb2, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc
 
 CHUNK_BYTES = 1 << 20
 FINAL_STAGES = {

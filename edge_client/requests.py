@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import numpy.typing as npt
 
-from edge.v1 import inference_pb2, model_pb2
 from edge_client.convert import ndarray_to_tensor
 from edge_client.inputs import ImageInput, encode_image
+from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2
 
 __all__ = [
     "Frame",

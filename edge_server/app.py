@@ -11,7 +11,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
+from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edge_server import __version__
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.model_repository import ModelRepository
@@ -36,7 +42,6 @@ from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
 from edge_server.workers.metrics_merge import merge_expositions
 from edge_server.workers.supervisor import WorkerSupervisor
-from inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

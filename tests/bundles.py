@@ -78,7 +78,7 @@ async def push(
     ``stop_after_bytes`` ends the stream early (no commit), as a broken link would;
     ``corrupt_at`` flips one byte in transit.
     """
-    from edge.v1 import model_pb2
+    from edge_contracts.proto.edge.v1 import model_pb2
 
     data = bytearray(bundle.read_bytes())
     manifest = _bundle_name_version(bundle)

@@ -16,7 +16,7 @@ from gateway_fixtures import gateway_settings
 from model_factory import GRAY_PREPROCESSING, linear_classifier
 from PIL import Image
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2_grpc
 from edge_server.app import Gateway
 
 GRAY_MANIFEST: dict[str, Any] = {

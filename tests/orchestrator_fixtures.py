@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from model_factory import GRAY_PREPROCESSING, linear_classifier
 from PIL import Image
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
 from edge_server.settings import Settings
 

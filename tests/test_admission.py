@@ -14,7 +14,7 @@ import pytest
 from gateway_fixtures import gateway_settings
 from model_factory import slow_classifier
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from edge_server.app import Gateway
 from edge_server.domain.admission import MAX_HINT_MS, MIN_SAMPLES, DrainEstimator
 

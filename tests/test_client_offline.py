@@ -27,7 +27,6 @@ import pytest
 from certs import Pki, make_pki
 from PIL import Image
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, types_pb2
 from edge_client import (
     AsyncEdgeClient,
     EdgeClient,
@@ -53,6 +52,7 @@ from edge_client.convert import (
 )
 from edge_client.inputs import encode_image
 from edge_client.requests import auth_metadata, predict_request, stream_request
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, types_pb2
 
 REPO = Path(__file__).resolve().parent.parent
 Code = grpc.StatusCode

@@ -13,8 +13,8 @@ from gateway_fixtures import ThreadedGateway, gateway_settings
 from lifecycle_fixtures import GRAY_MANIFEST
 from model_factory import linear_classifier
 
-from edge.v1 import model_pb2_grpc
 from edge_client.push import push_bundle
+from edge_contracts.proto.edge.v1 import model_pb2_grpc
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from gateway_fixtures import gateway_settings
 from model_factory import slow_model
 from PIL import Image
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from edge_server.app import Gateway
 
 Code = grpc.StatusCode

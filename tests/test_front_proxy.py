@@ -22,7 +22,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from model_factory import slow_classifier
 from orchestrator_fixtures import free_port
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    types_pb2,
+)
 from edge_server.app import Gateway
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "haproxy"

@@ -10,7 +10,7 @@ from gateway_fixtures import gateway_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from model_factory import slow_model
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -13,7 +13,12 @@ from lifecycle_fixtures import GRAY_MANIFEST, gray_png
 from model_factory import build_model_root, linear_classifier, slow_classifier
 from processes import ServerProcess
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 from bundles import push, sha256_of
 from lifecycle_fixtures import Harness, harness, start_harness, stop_harness  # noqa: F401
 
-from edge.v1 import model_pb2, types_pb2
+from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
 
 STAGES = model_pb2.UpdateStage
 

@@ -12,7 +12,7 @@ from bundles import build_bundle, push
 from lifecycle_fixtures import GRAY_MANIFEST, Harness, gray_png, start_harness, stop_harness
 from model_factory import faulty_on_real_input, slow_classifier
 
-from edge.v1 import inference_pb2, model_pb2, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2, types_pb2
 
 
 async def test_ten_hot_swaps_under_traffic_drop_nothing(model_root: Path, tmp_path: Path) -> None:

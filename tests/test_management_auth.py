@@ -8,7 +8,12 @@ import grpc
 import pytest
 from gateway_fixtures import gateway_settings
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
 from edge_server.app import Gateway
 
 

@@ -12,7 +12,7 @@ import urllib.request
 import grpc
 from PIL import Image
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
 
 

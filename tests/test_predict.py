@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from edge_server.app import Gateway
 
 

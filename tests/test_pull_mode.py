@@ -25,7 +25,7 @@ from orchestrator_fixtures import (  # noqa: F401
 )
 from processes import ServerProcess
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from model_factory import slow_model
 from processes import ServerProcess
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 
 
 def slow_request() -> inference_pb2.PredictRequest:

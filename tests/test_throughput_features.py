@@ -15,7 +15,7 @@ from model_factory import slow_classifier
 from PIL import Image
 from test_metrics_http import sample
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from edge_server.app import Gateway
 
 

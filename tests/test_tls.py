@@ -9,7 +9,7 @@ import pytest
 from certs import Pki, make_pki
 from gateway_fixtures import gateway_settings
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
 
 

@@ -14,10 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from model_factory import slow_model
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.inference import grpc_service_pb2 as pb
+from edge_contracts.proto.inference import grpc_service_pb2_grpc as pb_grpc
 from edge_server.app import Gateway
-from inference import grpc_service_pb2 as pb
-from inference import grpc_service_pb2_grpc as pb_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from v2_models import two_heads
 
+from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_server.domain.model_manager import ServingModel, build_serving_model
 from edge_server.domain.model_store import VersionOnDisk
 from edge_server.domain.predictor import StageTimings
@@ -22,7 +23,6 @@ from edge_server.domain.tensor_inference import (
 from edge_server.errors import InvalidInput
 from edge_server.grpc import v2_tensors
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
-from inference import grpc_service_pb2 as pb
 
 
 def objects(*elements: bytes) -> np.ndarray:

@@ -25,10 +25,15 @@ from model_factory import build_model_root, linear_classifier
 from processes import BIN, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
+from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edge_server.domain.shared_memory import state_file_for
 from edge_server.workers.metrics_merge import merge_expositions
-from inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

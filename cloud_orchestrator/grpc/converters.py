@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cloud_orchestrator.feedback_store import AggregateIn, BatchIn, HardExampleIn
 from cloud_orchestrator.fleet import DesiredVersion, ReportedEvent, ReportedModel
-from edge.v1 import model_pb2, orchestrator_pb2, types_pb2
+from edge_contracts.proto.edge.v1 import model_pb2, orchestrator_pb2, types_pb2
 
 _MODES = {
     "ACTIVATE": model_pb2.ACTIVATION_MODE_ACTIVATE,

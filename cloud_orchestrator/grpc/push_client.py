@@ -19,7 +19,7 @@ import grpc
 from cloud_orchestrator.errors import GatewayError
 from cloud_orchestrator.fleet import GatewayInfo
 from cloud_orchestrator.gateway_control import BundleRef, BytesCallback, ModelStatus, PushOutcome
-from edge.v1 import model_pb2, model_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc, types_pb2
 
 __all__ = ["CHUNK_BYTES", "GrpcGatewayControl", "connect"]
 

@@ -10,7 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cloud_orchestrator.grpc.auth import FleetTokenInterceptor
 from cloud_orchestrator.grpc.servicer import OrchestratorServicer
-from edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from cloud_orchestrator.fleet import Fleet
 from cloud_orchestrator.grpc import converters
 from cloud_orchestrator.grpc.status_mapping import abort_with
 from cloud_orchestrator.registry import Registry
-from edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from edge.v1 import inference_pb2, model_pb2, types_pb2
+from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2, types_pb2
 from edge_server.domain.model_manager import ModelSlot, ModelState, ServingModel
 from edge_server.domain.predictor import PredictInput, PredictOutput
 from edge_server.domain.tensors import TensorSpec

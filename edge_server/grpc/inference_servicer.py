@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.predictor import Predictor, PredictOutput
 from edge_server.grpc import converters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.v1 import model_pb2, types_pb2
+from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
 from edge_server.domain.model_manager import ModelManager, ModelSlot
 from edge_server.domain.shadow import ShadowRunner
 from edge_server.grpc import converters

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from edge.v1 import model_pb2, model_pb2_grpc
+from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.shadow import ShadowRunner
 from edge_server.errors import EdgeError, InvalidInput, ModelNotFound

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from edge_contracts.proto.inference import grpc_service_pb2 as pb
+from edge_contracts.proto.inference import model_config_pb2 as config_pb
 from edge_server.domain.datatypes import v2_datatype
 from edge_server.domain.model_manager import ServingModel
 from edge_server.domain.model_repository import IndexEntry
@@ -13,8 +15,6 @@ from edge_server.domain.shared_memory import Region
 from edge_server.domain.statistics import Duration, VersionStatistics
 from edge_server.domain.tensors import TensorSpec
 from edge_server.errors import InvalidInput
-from inference import grpc_service_pb2 as pb
-from inference import model_config_pb2 as config_pb
 
 PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"

@@ -12,6 +12,8 @@ from typing import Any
 
 import grpc
 
+from edge_contracts.proto.inference import grpc_service_pb2 as pb
+from edge_contracts.proto.inference import grpc_service_pb2_grpc as pb_grpc
 from edge_server.domain.model_repository import ModelRepository
 from edge_server.domain.tensor_inference import TensorInference
 from edge_server.grpc import v2_converters, v2_tensors
@@ -21,8 +23,6 @@ from edge_server.grpc.request_metrics import observed
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
 from edge_server.metrics import GatewayMetrics
-from inference import grpc_service_pb2 as pb
-from inference import grpc_service_pb2_grpc as pb_grpc
 
 
 class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -15,7 +15,12 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from edge.v1 import model_pb2, orchestrator_pb2, orchestrator_pb2_grpc, types_pb2
+from edge_contracts.proto.edge.v1 import (
+    model_pb2,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+    types_pb2,
+)
 from edge_server.feedback.outbox import OutboxEntry
 from edge_server.feedback.pipeline import decode_payload
 from edge_server.lifecycle.updater import Mode

@@ -60,7 +60,7 @@ from aarch64_env import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 
 CONFIDENCE_TOLERANCE = 1e-4
 REQUIRED_SERVICES = {

@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from edge.v1 import types_pb2 as edge_dot_v1_dot_types__pb2
+from edge_contracts.proto.edge.v1 import types_pb2 as edge_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 

@@ -4,8 +4,8 @@ isort:skip_file
 """
 
 from collections import abc as _abc
-from edge.v1 import model_pb2 as _model_pb2
-from edge.v1 import types_pb2 as _types_pb2
+from edge_contracts.proto.edge.v1 import model_pb2 as _model_pb2
+from edge_contracts.proto.edge.v1 import types_pb2 as _types_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2

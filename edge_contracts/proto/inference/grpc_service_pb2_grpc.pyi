@@ -16,7 +16,7 @@ they cost nothing on the wire. Semantics: docs/kserve-v2.md.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from inference import grpc_service_pb2 as _grpc_service_pb2
+from edge_contracts.proto.inference import grpc_service_pb2 as _grpc_service_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

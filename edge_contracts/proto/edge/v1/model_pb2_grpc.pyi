@@ -4,7 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
-from edge.v1 import model_pb2 as _model_pb2
+from edge_contracts.proto.edge.v1 import model_pb2 as _model_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
