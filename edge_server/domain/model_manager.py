@@ -74,6 +74,15 @@ class ServingModel:
         return self.session.outputs
 
 
+@dataclass(frozen=True)
+class Standby:
+    """The version the last activation replaced, kept loaded until ``until`` (wall clock)
+    so a rollback inside the window is a reference swap, not a reload."""
+
+    model: ServingModel
+    until: float
+
+
 @dataclass
 class ModelSlot:
     """Mutable status of one model name; ``active`` is swapped as a whole."""
@@ -86,6 +95,7 @@ class ModelSlot:
     load_failures: int = 0
     shadow: ServingModel | None = None
     last_rollback: str = ""
+    standby: Standby | None = None
 
 
 def _warm_up_feeds(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
@@ -217,15 +227,22 @@ class ModelManager:
         if slot.active is None:
             slot.state = ModelState.LOADING
             self._notify(slot)
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(None, build_serving_model, found, self._factory, warm)
+            return await self.load_candidate(found, warm)
         except EdgeError as exc:
             self._record_failure(slot, f"version {found.version}: {exc}")
             raise
+
+    async def load_candidate(self, found: VersionOnDisk, warm: bool = True) -> ServingModel:
+        """Load a version without touching any slot: a pushed version under verification
+        is not served yet, so its failure is a rejection, not the model's state."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, build_serving_model, found, self._factory, warm)
+        except EdgeError:
+            raise
         except Exception as exc:  # a broken file must never take the gateway down
             logger.exception("model %s version %s failed to load", found.name, found.version)
-            self._record_failure(slot, f"version {found.version}: {type(exc).__name__}: {exc}")
             raise ModelLoadError(
                 f"model {found.name!r} version {found.version!r} failed to load: "
                 f"{type(exc).__name__}: {exc}"
@@ -244,6 +261,8 @@ class ModelManager:
         slot.last_error = ""
         if slot.shadow is not None and slot.shadow.version == model.version:
             slot.shadow = None
+        if slot.standby is not None and slot.standby.model.version == model.version:
+            slot.standby = None  # rolled back to it: it serves again
         self.refresh_versions(model.name)
         logger.info(
             "model %s version %s active (loaded in %.3f s; inputs: %s)%s",
@@ -287,6 +306,7 @@ class ModelManager:
         if slot is None:
             raise ModelNotFound(f"model {name!r} is not served here")
         slot.active = None
+        slot.standby = None
         slot.state = ModelState.UNLOADED
         logger.info("model %s unloaded", name)
         self._notify(slot)

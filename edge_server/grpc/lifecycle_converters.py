@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
 from edge_server.domain.model_manager import ModelManager, ModelSlot
 from edge_server.domain.shadow import ShadowRunner
@@ -60,8 +62,13 @@ def _version_info(
 ) -> model_pb2.ModelVersionInfo:
     active = slot.active
     is_active = active is not None and active.version == version
+    standby = slot.standby if slot.standby and slot.standby.model.version == version else None
+    reason = record.reason if record else ""
     if is_active:
         state = types_pb2.MODEL_STATE_READY
+    elif standby is not None:  # loaded, answers nobody, ready for an instant rollback
+        state = types_pb2.MODEL_STATE_READY
+        reason = f"kept loaded for an instant rollback until {_utc(standby.until)}"
     elif record is not None:
         state = _VERSION_STATES[record.state]
         if record.state is VersionState.ACTIVE:  # the ledger lags a manual file copy
@@ -74,7 +81,7 @@ def _version_info(
         sha256=record.sha256 if record and record.sha256 else sha256,
         size_bytes=size or (record.size_bytes if record else 0),
         source=record.source if record and record.source else "disk",
-        reason=record.reason if record else "",
+        reason=reason,
     )
     if record and record.received_at:
         info.received_at.CopyFrom(converters.timestamp(record.received_at))
@@ -87,6 +94,10 @@ def _version_info(
         info.shadow_compared = tally.compared
         info.shadow_agreement = tally.agreement
     return info
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def to_model_info_full(

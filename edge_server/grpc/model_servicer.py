@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc
-from edge_server.domain.model_manager import ModelManager
+from edge_server.domain.model_manager import ModelManager, ModelSlot
 from edge_server.domain.shadow import ShadowRunner
 from edge_server.errors import EdgeError, InvalidInput, ModelNotFound
 from edge_server.grpc.lifecycle_converters import (
@@ -42,18 +42,23 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def _info(self, name: str) -> model_pb2.ModelInfo:
         slot = self._models.slot(name)
         if slot is None:
-            raise ModelNotFound(f"model {name!r} is not served here")
+            if not self._ledger.has(name):
+                known = ", ".join(self._known_names()) or "none"
+                raise ModelNotFound(f"model {name!r} is not on this gateway (models: {known})")
+            # Received but never served (e.g. every push of it was rejected): nothing is
+            # loaded, its versions and their reasons come from the ledger.
+            slot = ModelSlot(name)
         return to_model_info_full(slot, self._models, self._ledger, self._shadow)
+
+    def _known_names(self) -> list[str]:
+        served = {s.name for s in self._models.slots()}
+        return sorted(served.union(self._ledger.model_names()))
 
     async def ListModels(
         self, request: model_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ListModelsResponse:
         try:
-            names = (
-                [request.model_name]
-                if request.model_name
-                else [s.name for s in self._models.slots()]
-            )
+            names = [request.model_name] if request.model_name else self._known_names()
             return model_pb2.ListModelsResponse(models=[self._info(n) for n in names])
         except Exception as exc:
             await abort_with(context, status_for(exc))

@@ -107,6 +107,8 @@ class VersionActivator:
                 f"model {name!r} has no version to roll back to (no earlier activation on record)"
             )
         current = slot.active.version if slot.active else ""
+        if previous is None and slot.standby is not None and slot.standby.model.version == target:
+            previous = slot.standby.model  # still loaded: inside the rollback window
         if previous is None or previous.version != target:
             found = self.manager.store.find(name, target)
             if found is None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_server.domain.model_store import ACTIVE_POINTER
+from edge_server.domain.model_store import ACTIVE_POINTER, is_valid_name
 from edge_server.lifecycle.atomic import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,16 @@ class Ledger:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` has a ledger: the gateway received a version of it."""
+        return is_valid_name(name) and (self.root / name / LEDGER_FILE).is_file()
+
+    def model_names(self) -> list[str]:
+        """Every model with a ledger, including ones no version of which ever served."""
+        if not self.root.is_dir():
+            return []
+        return sorted(child.name for child in self.root.iterdir() if self.has(child.name))
 
     def load(self, name: str) -> ModelLedger:
         path = self.root / name / LEDGER_FILE

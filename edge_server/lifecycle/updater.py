@@ -191,7 +191,7 @@ class UpdateSession:
             await loop.run_in_executor(None, self._verify_and_extract, bundle_path, staging)
             yield Progress(Stage.LOADING, self.upload.offset)
             found = VersionOnDisk(header.name, header.version, staging)
-            model = await updater.manager.load(found, warm=False)
+            model = await updater.manager.load_candidate(found, warm=False)
             yield Progress(Stage.WARMING_UP, self.upload.offset)
             await loop.run_in_executor(None, warm_up, model.session)
             yield Progress(Stage.VALIDATING, self.upload.offset)

@@ -1,6 +1,8 @@
 """Health-gated automatic rollback: watch a freshly activated version on real traffic.
 
-After an activation the previous version stays loaded for the watch window. When
+After an activation the previous version stays loaded for the watch window (the
+slot's ``standby``: one more session in memory for that long), so a rollback inside
+the window, automatic or manual, is a reference swap rather than a reload. When
 the new version's model-fault rate or p99 latency is worse than what the previous
 version showed just before the swap (by the configured margins), the gateway rolls
 back by itself and records why. Bad client input does not count against a version.
@@ -13,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from edge_server.domain.model_manager import ModelManager, ServingModel
+from edge_server.domain.model_manager import ModelManager, ServingModel, Standby
 from edge_server.domain.statistics import StatisticsBook, WindowSummary
 from edge_server.lifecycle.activation import VersionActivator
 
@@ -78,9 +80,24 @@ class RollbackWatcher:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        slot = self._manager.slot(model.name)
+        if slot is not None:
+            slot.standby = Standby(previous, time.time() + self.policy.window_seconds)
         self._tasks[model.name] = loop.create_task(self._watch(model, previous, time.monotonic()))
 
     async def _watch(self, model: ServingModel, previous: ServingModel, swapped: float) -> None:
+        try:
+            await self._judge(model, previous, swapped)
+        finally:
+            self._release(model.name, previous)
+
+    def _release(self, name: str, previous: ServingModel) -> None:
+        """The window is over: drop the standby session (unless a newer one replaced it)."""
+        slot = self._manager.slot(name)
+        if slot is not None and slot.standby is not None and slot.standby.model is previous:
+            slot.standby = None
+
+    async def _judge(self, model: ServingModel, previous: ServingModel, swapped: float) -> None:
         policy = self.policy
         baseline = self._statistics.window(
             model.name, previous.version, swapped - policy.window_seconds, swapped
