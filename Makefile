@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 DEMO_ROOT := examples/models
+# `make run` serves a copy of the demo models: pushes and the feedback outbox write into
+# the model root, and must never write into the git work tree.
+STATE ?= .state
+RUN_ROOT := $(STATE)/models
 HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
@@ -33,8 +37,12 @@ venv: $(VENV)/.runtime  ## runtime-only virtualenv
 
 venv-dev: $(VENV)/.dev  ## virtualenv with dev and tools extras
 
-run: $(VENV)/.runtime  ## set up and serve the bundled demo model on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
-	$(BIN)/edge-server --model-root $(DEMO_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --trusted-keys examples/keys
+$(RUN_ROOT):
+	mkdir -p $(STATE)
+	cp -R $(DEMO_ROOT) $(RUN_ROOT).tmp && mv $(RUN_ROOT).tmp $(RUN_ROOT)
+
+run: $(VENV)/.runtime $(RUN_ROOT)  ## set up and serve a copy of the demo models (.state/models) on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
+	$(BIN)/edge-server --model-root $(RUN_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --trusted-keys examples/keys
 
 # Node.js client used by tests/test_v2_node.py (a second language against the V2 service).
 $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
