@@ -72,16 +72,18 @@ async def push(
     declared_sha: str | None = None,
     metadata: tuple[tuple[str, str], ...] = (),
     chunk_size: int = CHUNK,
+    identity: tuple[str, str] | None = None,
 ) -> tuple[list[Any], int]:
     """Push ``bundle`` over ModelUpdate; returns (responses, bytes this call sent).
 
     ``stop_after_bytes`` ends the stream early (no commit), as a broken link would;
-    ``corrupt_at`` flips one byte in transit.
+    ``corrupt_at`` flips one byte in transit; ``identity`` (name, version) goes in the
+    header instead of the bundle's own (for bundles whose manifest cannot be read).
     """
     from edge_contracts.proto.edge.v1 import model_pb2
 
     data = bytearray(bundle.read_bytes())
-    manifest = _bundle_name_version(bundle)
+    manifest = identity or _bundle_name_version(bundle)
     header = model_pb2.ModelUpdateHeader(
         model_name=manifest[0],
         model_version=manifest[1],

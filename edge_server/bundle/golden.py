@@ -54,6 +54,8 @@ def load_golden(path: Path, description: Mapping[str, Any]) -> GoldenSamples:
     try:
         if path.stat().st_size > _MAX_GOLDEN_BYTES:
             raise BundleError(f"{path} is larger than {_MAX_GOLDEN_BYTES} bytes")
+        if not zipfile.is_zipfile(path):  # else numpy tries pickle and suggests allow_pickle
+            raise BundleError(f"{path}: golden samples must be an .npz archive")
         # One reader at a time: np.load parses .npy headers with ast.literal_eval, which
         # CPython 3.11.7 can corrupt when two threads compile at once (gh-106905).
         with _NPY_LOCK, np.load(path, allow_pickle=False) as data:

@@ -23,6 +23,7 @@ from edge_server.errors import EdgeError, InvalidInput, UpdateInProgress, Update
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.atomic import remove_tree, rename_dir_atomic
 from edge_server.lifecycle.ledger import Ledger, VersionState
+from edge_server.lifecycle.reasons import public_reason
 from edge_server.lifecycle.uploads import Upload, UploadArea
 from edge_server.lifecycle.validation import validate_model
 
@@ -201,7 +202,11 @@ class UpdateSession:
         except EdgeError as exc:
             remove_tree(staging)
             self.upload.discard()
-            yield updater.reject(header, str(exc))
+            label = f"{header.name}:{header.version}"
+            root = updater.manager.store.root
+            yield updater.reject(
+                header, public_reason(str(exc), label, self.upload.path, staging, root)
+            )
             return
         final = model_dir / header.version
         if final.exists():  # an earlier copy that never made it into the ledger

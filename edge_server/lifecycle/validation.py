@@ -81,7 +81,7 @@ def check_golden(model: ServingModel, folder: Path, description: Any) -> None:
     try:
         golden = load_golden(folder / description["path"], description)
     except BundleError as exc:
-        raise UpdateRejected(f"golden samples unreadable: {exc}") from None
+        raise UpdateRejected(str(exc)) from None  # it names the file and the problem
     feeds = {name: np.ascontiguousarray(value) for name, value in golden.inputs.items()}
     try:
         results = model.session.run(feeds)
