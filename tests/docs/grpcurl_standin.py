@@ -52,9 +52,9 @@ def describe(pool: descriptor_pool.DescriptorPool, name: str) -> str:
     service = pool.FindServiceByName(name)
     rows = [f"{name} is a service:", f"service {service.name} {{"]
     for method in service.methods:
-        request = ("stream " if method.client_streaming else "") + method.input_type.full_name
-        reply = ("stream " if method.server_streaming else "") + method.output_type.full_name
-        rows.append(f"  rpc {method.name} ( .{request} ) returns ( .{reply} );")
+        request = ("stream ." if method.client_streaming else ".") + method.input_type.full_name
+        reply = ("stream ." if method.server_streaming else ".") + method.output_type.full_name
+        rows.append(f"  rpc {method.name} ( {request} ) returns ( {reply} );")
     return "\n".join([*rows, "}"])
 
 

@@ -124,6 +124,7 @@ class _Runner:
             status, expected = int(match[1]), expected[:-1]
         outcome = self.session.run(self.mapped(command.text), COMMAND_TIMEOUT)
         shown = screen_text(outcome.output)
+        print(f"{where}: $ {command.text}\n{shown}(exit {outcome.status})")  # shown on failure
         assert outcome.status == status, (
             f"{where}: `{command.text}` exited {outcome.status}, expected {status}:\n{shown}"
         )
