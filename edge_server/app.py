@@ -25,7 +25,7 @@ from edge_server.domain.model_store import ModelStore
 from edge_server.domain.predictor import BatchingDefaults, Predictor
 from edge_server.domain.shared_memory import SharedMemoryRegistry, state_file_for
 from edge_server.domain.tensor_inference import TensorInference
-from edge_server.errors import ModelNotReady
+from edge_server.errors import ModelNotReady, StartupError
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
@@ -36,6 +36,7 @@ from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
+from edge_server.ports import listen_error, probe_bind
 from edge_server.pull.agent import CloudLink
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.runtime.priority import worker_pool
@@ -146,6 +147,7 @@ class Gateway:
         self.workers: WorkerSupervisor | None = None
         self._warned_open_management = self.is_replica  # a replica has no management
         self._server: grpc.aio.Server | None = None
+        self._created_servers: list[grpc.aio.Server] = []  # stopped if start() fails
         self._management_server: grpc.aio.Server | None = None
         self.management_port = 0
         self._load_task: asyncio.Task[None] | None = None
@@ -186,7 +188,7 @@ class Gateway:
 
     def _new_server(self) -> grpc.aio.Server:
         s = self.settings
-        return grpc.aio.server(
+        server = grpc.aio.server(
             interceptors=self._interceptors(),
             # Under overload the gRPC core refuses calls beyond this in C, immediately:
             # no per-call Python task, no request bytes buffered for a backlog.
@@ -200,16 +202,41 @@ class Gateway:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
+        self._created_servers.append(server)
+        return server
 
-    def _bind(self, server: grpc.aio.Server, host: str, port: int) -> int:
+    def _bind(self, server: grpc.aio.Server, host: str, port: int, flags: tuple[str, str]) -> int:
+        """Listen on ``host:port``; ``flags`` (port flag, host flag) name what to change."""
         credentials = _server_credentials(self.settings)
         address = f"{host}:{port}"
-        if credentials is None:
-            return int(server.add_insecure_port(address))
-        return int(server.add_secure_port(address, credentials))
+        # Ask first: a failed bind also makes the gRPC core print its own error line. A
+        # replica skips this, as the port it shares (SO_REUSEPORT) is already held.
+        refused = None if self.is_replica else probe_bind(host, port)
+        if refused is not None:
+            raise listen_error(host, port, *flags, refused)
+        try:
+            if credentials is None:
+                return int(server.add_insecure_port(address))
+            return int(server.add_secure_port(address, credentials))
+        except RuntimeError:  # gRPC's "Failed to bind to address" says nothing more
+            raise listen_error(host, port, *flags, probe_bind(host, port)) from None
 
     async def start(self) -> None:
-        """Bind the ports, then load models in the background (health says when)."""
+        """Bind the ports, then load models in the background (health says when).
+
+        A port that cannot be listened on raises StartupError after closing whatever
+        had started, so the process ends with one line and nothing left running."""
+        try:
+            await self._start()
+        except StartupError:
+            for server in self._created_servers:
+                await server.stop(None)
+            self.shared_memory.detach(remove=not self.is_replica)
+            self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+            self._inference_pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         if self.is_replica:
             # A replica joins the shared port only once its models serve: the kernel
@@ -261,7 +288,7 @@ class Gateway:
             else:
                 management.add_generic_rpc_handlers((repository_handler(v2_servicer()),))
         enable_reflection(server, services)
-        self.grpc_port = self._bind(server, s.host, s.grpc_port)
+        self.grpc_port = self._bind(server, s.host, s.grpc_port, ("--grpc-port", "--host"))
         if s.shared_memory != "off":  # the primary starts the workers' shared state afresh
             self.shared_memory.attach(
                 state_file_for(s.host, self.grpc_port), fresh=not self.is_replica
@@ -272,14 +299,21 @@ class Gateway:
             health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, management)
             enable_reflection(management, [MODEL_SERVICE, V2_SERVICE, HEALTH_SERVICE])
             self.management_port = self._bind(
-                management, s.management_host or s.host, s.management_port
+                management,
+                s.management_host or s.host,
+                s.management_port,
+                ("--management-port", "--management-host"),
             )
             await management.start()
             self._management_server = management
         else:
             self.management_port = self.grpc_port if management is server else -1
         # A replica's metrics are read by the primary over loopback only.
-        await self.http.start("127.0.0.1" if self.is_replica else s.host, s.http_port)
+        http_host = "127.0.0.1" if self.is_replica else s.host
+        try:
+            await self.http.start(http_host, s.http_port)
+        except OSError as exc:
+            raise listen_error(http_host, s.http_port, "--http-port", "--host", exc.errno) from None
         if not self.is_replica:
             self.models.discover()
         await self.health.start()

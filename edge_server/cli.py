@@ -76,24 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     config_file = args.pop("config")
     try:
         settings = load_settings(args, config_file=config_file)
-    except ValueError as exc:
-        print(f"edge-server: error: {exc}", file=sys.stderr)
-        return 2
+        from edge_server.preflight import check_settings_files  # after parsing: fast --help
+
+        check_settings_files(settings)
+    except ValueError as exc:  # a configuration mistake: the message names the flag
+        return _fail(str(exc), 2)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not settings.model_root.is_dir():
-        print(
-            f"edge-server: error: model root {settings.model_root} is not a folder", file=sys.stderr
-        )
-        return 2
+    from edge_server.errors import EdgeError
+
     try:
         return asyncio.run(serve(settings))
+    except EdgeError as exc:  # StartupError (a port taken) and anything else refused on purpose
+        return _fail(str(exc), 1)
     except OSError as exc:
-        print(f"edge-server: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"edge-server: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -83,6 +83,10 @@ class ModelLoadError(EdgeError):
     """ONNX Runtime could not load or run a model file."""
 
 
+class StartupError(EdgeError):
+    """The gateway cannot start as configured (e.g. a port is taken): one line to the operator."""
+
+
 class ShuttingDown(EdgeError):
     """The gateway is draining and takes no new work."""
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edge_server.user_files import read_user_file
+
 ENV_PREFIX = "EDGE_"
 
 
@@ -353,6 +355,19 @@ def parse_pins(text: str) -> dict[str, str]:
     return pins
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings a ``--config`` JSON file holds; ValueError naming the file otherwise."""
+    try:
+        data = json.loads(read_user_file("--config", path))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--config {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f'--config {path}: must hold a JSON object of settings, e.g. {{"grpc_port": 50051}}'
+        )
+    return data
+
+
 def load_settings(
     cli_values: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
@@ -362,13 +377,7 @@ def load_settings(
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            data = json.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read config file {config_file}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {config_file} must hold a JSON object")
-        merged.update(data)
+        merged.update(read_config_file(config_file))
     names = {f.name for f in fields(Settings)}
     for name in names:
         env_value = environ.get(ENV_PREFIX + name.upper())

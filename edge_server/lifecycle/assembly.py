@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def trusted_key_files(paths: tuple[Path, ...]) -> list[Path]:
+    """The key files ``--trusted-keys`` names: files as given, folders' ``*.pub``."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
+    return files
+
+
 def load_trusted_keys(paths: tuple[Path, ...]) -> tuple[Ed25519PublicKey, ...]:
     """Public keys from files, or every ``*.pub`` in a folder."""
     if not paths:
@@ -32,10 +40,7 @@ def load_trusted_keys(paths: tuple[Path, ...]) -> tuple[Ed25519PublicKey, ...]:
     # Imported only when keys are configured: `cryptography` costs ~8 MiB of memory.
     from edge_server.bundle.signing import key_id, load_public_key
 
-    files: list[Path] = []
-    for path in paths:
-        files.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
-    keys = tuple(load_public_key(p) for p in files)
+    keys = tuple(load_public_key(p) for p in trusted_key_files(paths))
     if keys:
         logger.info("trusting bundle signatures by keys %s", ", ".join(key_id(k) for k in keys))
     return keys
