@@ -30,16 +30,18 @@ def _golden_inputs(args: argparse.Namespace) -> Any:
     if args.golden is None:
         return None
     from model_tools.calibration import calibration_for_model
+    from model_tools.packaging import golden_count
 
+    count = golden_count(args.model, args.golden_count)
     if str(args.golden) == "random":
         import numpy as np
 
         from model_tools.bench import random_feed
         from model_tools.sessions import open_session
 
-        feed = random_feed(open_session(args.model), args.golden_count)
+        feed = random_feed(open_session(args.model), count)
         return np.asarray(next(iter(feed.values())))
-    return calibration_for_model(args.model, args.golden, args.manifest, args.golden_count)
+    return calibration_for_model(args.model, args.golden, args.manifest, count)
 
 
 def _run_package(args: argparse.Namespace) -> int:
@@ -139,7 +141,12 @@ def add_bundle_commands(commands: Any) -> None:
     p.add_argument(
         "--golden", type=Path, help="golden inputs: image folder, .npy/.npz, or 'random'"
     )
-    p.add_argument("--golden-count", type=int, default=4)
+    p.add_argument(
+        "--golden-count",
+        type=int,
+        default=4,
+        help="how many (a model with a fixed batch size B gets B: the gateway runs one batch)",
+    )
     p.add_argument("--golden-atol", type=float, help="tolerance the gateway applies")
     p.add_argument("--evaluation", type=Path, help="JSON object to store as 'evaluation'")
     p.add_argument(

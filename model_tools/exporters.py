@@ -11,7 +11,6 @@ import contextlib
 import io
 import logging
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 import onnx
 import torch
 
-from model_tools.errors import ToolError
+from model_tools.errors import ToolError, error_summary
 
 if TYPE_CHECKING:
     from model_tools.export import ExportConfig
@@ -30,17 +29,6 @@ __all__ = ["DYNAMO_MIN_OPSET", "error_summary", "quiet", "to_onnx"]
 
 _log = logging.getLogger(__name__)
 DYNAMO_MIN_OPSET = 18
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def error_summary(exc: BaseException) -> str:
-    """The innermost cause's type and first line, without colour codes, at most 300 chars."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    lines = _ANSI.sub("", str(exc)).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip(": ")
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @contextlib.contextmanager

@@ -12,7 +12,14 @@ from google.protobuf.message import DecodeError
 
 from model_tools.errors import ToolError
 
-__all__ = ["TensorSpec", "graph_signature", "load_onnx", "numpy_dtype", "require_file"]
+__all__ = [
+    "TensorSpec",
+    "fixed_batch_size",
+    "graph_signature",
+    "load_onnx",
+    "numpy_dtype",
+    "require_file",
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,12 @@ class TensorSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+def fixed_batch_size(spec: TensorSpec) -> int | None:
+    """The batch size a tensor is fixed to (``--static-batch`` exports), None when dynamic."""
+    first = spec.shape[0] if spec.shape else None
+    return first if isinstance(first, int) else None
 
 
 def require_file(path: Path, what: str = "file") -> Path:

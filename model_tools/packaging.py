@@ -7,6 +7,7 @@ ONNX model, its manifest with signature and evaluation, and golden samples.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tarfile
@@ -29,13 +30,22 @@ from edge_server.bundle.signing import (
 )
 from edge_server.bundle.verify import check_contents
 from edge_server.bundle.writer import Payload, build_manifest_bytes, write_bundle
-from model_tools.errors import ToolError
+from model_tools.errors import ToolError, error_summary
 from model_tools.graph_stats import is_quantized
 from model_tools.manifest_io import find_manifest, producer_info
-from model_tools.onnx_model import graph_signature, load_onnx
+from model_tools.onnx_model import fixed_batch_size, graph_signature, load_onnx
 from model_tools.sessions import open_session
 
-__all__ = ["PackageResult", "keygen", "package_model", "sign_bundle", "utc_timestamp"]
+__all__ = [
+    "PackageResult",
+    "golden_count",
+    "keygen",
+    "package_model",
+    "sign_bundle",
+    "utc_timestamp",
+]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,13 +83,34 @@ def keygen(private_path: Path, public_path: Path | None = None, force: bool = Fa
     return save_keypair(generate_private_key(), private_path, public_path)
 
 
+def golden_count(model: Path, requested: int) -> int:
+    """How many golden samples ``model`` gets: ``requested``, or B for a fixed batch of B.
+
+    The gateway replays the samples in one run, so a model exported with a fixed
+    batch axis can only check exactly one batch.
+    """
+    inputs, _ = graph_signature(load_onnx(model, load_weights=False))
+    return fixed_batch_size(inputs[0]) or requested
+
+
+def _fit_batch(inputs: np.ndarray, batch: int | None) -> np.ndarray:
+    if batch is None or len(inputs) == batch:
+        return inputs
+    if len(inputs) < batch:
+        raise ToolError(
+            f"the model takes batches of exactly {batch}; give at least {batch} golden inputs"
+        )
+    _log.info("fixed batch size %d: keeping %d of %d golden inputs", batch, batch, len(inputs))
+    return inputs[:batch]
+
+
 def _golden(model: Path, inputs: np.ndarray, atol: float | None) -> tuple[bytes, dict[str, Any]]:
     session = open_session(model)
     name = session.get_inputs()[0].name
     try:
         results = session.run(None, {name: inputs})
     except Exception as exc:
-        raise ToolError(f"golden inputs do not run through {model}: {exc}") from None
+        raise ToolError(f"golden inputs do not run through {model}: {error_summary(exc)}") from None
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, (np.asarray(r) for r in results), strict=True))
     tolerance = atol if atol is not None else (5e-2 if is_quantized(load_onnx(model)) else 1e-3)
@@ -135,6 +166,7 @@ def package_model(
         document.pop(key, None)
     payloads: dict[str, Payload] = {MODEL_FILE: model}
     if golden_inputs is not None:
+        golden_inputs = _fit_batch(golden_inputs, fixed_batch_size(inputs[0]))
         payloads[GOLDEN_FILE], document["golden"] = _golden(model, golden_inputs, golden_atol)
     try:
         manifest_bytes = build_manifest_bytes(document, payloads)

@@ -40,7 +40,7 @@ from model_tools.manifest_io import (
     producer_info,
     write_json_atomic,
 )
-from model_tools.onnx_model import graph_signature, load_onnx
+from model_tools.onnx_model import fixed_batch_size, graph_signature, load_onnx
 from model_tools.sessions import open_session
 
 __all__ = ["QuantizeOptions", "QuantizeResult", "choose_mode", "quantize_model"]
@@ -143,8 +143,7 @@ def _run_static(
         raise ToolError("static quantization needs calibration data (--calibration)")
     model = load_onnx(source, load_weights=False)
     inputs, _ = graph_signature(model)
-    batch_dim = inputs[0].shape[0] if inputs[0].shape else None
-    batch = batch_dim if isinstance(batch_dim, int) else options.calibration_batch_size
+    batch = fixed_batch_size(inputs[0]) or options.calibration_batch_size
     reader = ArrayDataReader(inputs[0].name, calibration, batch, options.progress)
     ops = sorted(set(QDQRegistry) - set(options.exclude_ops))
     quantize_static(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,31 @@ from model_tools.demo import LABELS, PREPROCESSING
 from model_tools.digits import DigitsData, load_digits_data, normalize, train_digits_cnn
 from model_tools.export import ExportConfig, ManifestOptions, export_model
 from model_tools.quantize import QuantizeOptions, quantize_model
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+_SCRIPT = BIN / "model-tools"
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "model_tools.cli"]
+
+
+def run_cli(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real ``model-tools`` CLI in a subprocess."""
+    return subprocess.run(
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=180, cwd=cwd, env=env
+    )
+
+
+def assert_clean_failure(
+    result: subprocess.CompletedProcess[str], message: str, code: int = 1
+) -> None:
+    """Exactly one ``model-tools: error:`` line on stderr, no traceback, exit ``code``."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("model-tools: error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
 
 
 @dataclass(frozen=True)

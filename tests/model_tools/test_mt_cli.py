@@ -11,25 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from mt_support import Digits
+from mt_support import Digits, assert_clean_failure, run_cli
 from onnx import numpy_helper
 
 from model_tools.cli import main
-
-_SCRIPT = Path(sys.executable).with_name("model-tools")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "model_tools.cli"]
-
-
-def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess[str], message: str) -> None:
-    assert result.returncode == 1, result.stderr
-    assert "model-tools: error:" in result.stderr and message in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize(
