@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from edge_client import formatting
@@ -18,6 +19,7 @@ from edge_client.channel_config import DEFAULT_TIMEOUT
 from edge_client.client import EdgeClient
 from edge_client.errors import EdgeClientError
 from edge_client.tls import SSL_TARGET_NAME_OVERRIDE, channel_credentials
+from edge_server import __version__
 
 __all__ = ["DEFAULT_TARGET", "build_parser", "main"]
 
@@ -31,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line (``argv`` without the program name); returns the exit code."""
     parser = build_parser(os.environ)
     args = parser.parse_args(argv)
+    try:
+        token = read_token_file(args.token_file) if args.token_file else args.token
+    except ValueError as err:
+        return _fail(str(err))
     if not args.ca_cert and (args.client_cert or args.client_key or args.server_name):
         parser.error("--client-cert, --client-key and --server-name need --ca-cert (TLS)")
     if bool(args.client_cert) != bool(args.client_key):
@@ -46,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.target,
             timeout=args.timeout,
             credentials=credentials,
-            token=args.token or None,
+            token=token or None,
             options=options,
         ) as client:
             command: Command = args.command
@@ -74,6 +80,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Talk to an edge inference gateway over gRPC."
     )
+    # The same version source as edge-server's: both ship in one distribution.
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_connection_options(parser, environ, suppress=False)
     shared = argparse.ArgumentParser(add_help=False)
     _add_connection_options(shared, environ, suppress=True)
@@ -105,7 +113,13 @@ def _add_connection_options(
     parser.add_argument(
         "--token",
         default=default(environ.get("EDGE_TOKEN", "")),
-        help="management bearer token for models/activate/rollback (default: $EDGE_TOKEN)",
+        help="management bearer token for models/push/activate/rollback (default: $EDGE_TOKEN)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=default(None),
+        help="read the management token from FILE (keeps it out of `ps`; wins over --token)",
     )
     tls = parser.add_argument_group("TLS (enabled by --ca-cert)")
     tls.add_argument(
@@ -260,6 +274,23 @@ def _rollback(client: EdgeClient, args: argparse.Namespace) -> int:
 
 def _print_lines(lines: list[str]) -> None:
     print("\n".join(lines), flush=True)
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path``; ValueError naming --token-file when there is none to read."""
+    where = f"--token-file {path}"
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ValueError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{where}: is a folder; give the file holding the token") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise ValueError(f"{where}: cannot read it ({detail})") from None
+    if not token:
+        raise ValueError(f"{where}: is empty; write the gateway's management token into it")
+    return token
 
 
 def _fail(message: str) -> int:

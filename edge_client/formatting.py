@@ -24,6 +24,16 @@ __all__ = [
 
 # Codes that usually mean "nothing answered at that address": name the address.
 _CONNECTION_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# How the gRPC core words "no connection" (a gateway's own UNAVAILABLE, e.g. a model
+# still loading, says something else and gets no advice about the address).
+_NO_CONNECTION = (
+    "failed to connect",
+    "Failed to connect",
+    "DNS resolution failed",
+    "errors resolving",
+    "Connection refused",
+    "connections to all backends failing",
+)
 
 
 def to_json(document: Any) -> str:
@@ -106,9 +116,14 @@ def model_lines(model: ModelSummary) -> list[str]:
 def error_message(err: EdgeClientError, target: str) -> str:
     """``<CODE>: <details>``, naming the target when the gateway may be unreachable."""
     text = f"{err.code.name}: {err.details}"
-    if err.code in _CONNECTION_CODES:
-        text += f" (target: {target})"
-    return text
+    if err.code not in _CONNECTION_CODES:
+        return text
+    if any(phrase in err.details for phrase in _NO_CONNECTION):
+        return (
+            f"{text} (target: {target}; start edge-server there, or name the gateway with "
+            "--target HOST:PORT or EDGE_TARGET)"
+        )
+    return text + f" (target: {target})"
 
 
 def _duration(seconds: float) -> str:

@@ -70,7 +70,7 @@ def bundle_identity(path: Path) -> tuple[str, str]:
                 raise ValueError("manifest.json is not a file")
             document = json.loads(member.read(1 << 20))
         return str(document["name"]), str(document["version"])
-    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
+    except (KeyError, ValueError, tarfile.TarError) as exc:  # an unreadable file: OSError
         raise ValueError(f"{path} is not a model bundle: {exc}") from None
 
 

@@ -116,7 +116,9 @@ class ManagementAuthInterceptor(BearerTokenInterceptor):
             token,
             protects=is_management_method,
             missing_message=lambda method: (
-                f"{method} is a management call: send metadata 'authorization: Bearer <token>'"
+                f"{method} is a management call and needs the gateway's management token: "
+                "pass it with `edge-client --token TOKEN` (or --token-file FILE, or set "
+                "EDGE_TOKEN), or send gRPC metadata 'authorization: Bearer <token>'"
             ),
             invalid_message=lambda method: (
                 f"{method}: the bearer token is not valid for this gateway"
