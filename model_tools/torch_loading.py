@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -23,6 +26,18 @@ _log = logging.getLogger(__name__)
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
 
 
+def _import_from_cwd(module_name: str) -> ModuleType:
+    """Import like ``python -m`` does: the current folder first.
+
+    A console script's sys.path starts with its own bin folder instead, so without
+    this a user's ./mypkg.py would need PYTHONPATH=.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(module_name)
+
+
 def _from_factory(reference: str, kwargs: dict[str, Any]) -> torch.nn.Module:
     module_name, _, attr = reference.partition(":")
     if not module_name or not attr:
@@ -30,9 +45,12 @@ def _from_factory(reference: str, kwargs: dict[str, Any]) -> torch.nn.Module:
             f"model reference {reference!r} must be 'package.module:factory' or a TorchScript file"
         )
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_cwd(module_name)
     except ImportError as exc:
-        raise ToolError(f"cannot import {module_name!r} for model {reference!r}: {exc}") from None
+        raise ToolError(
+            f"cannot import {module_name!r} for model {reference!r}: {exc} "
+            "(searched the current folder and the installed packages)"
+        ) from None
     factory = module
     for part in attr.split("."):
         factory = getattr(factory, part, None)  # type: ignore[assignment]

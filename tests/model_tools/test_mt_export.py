@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from mt_support import run_cli
 from torch import nn
 
 from model_tools.digits import DigitsCNN
@@ -149,3 +151,21 @@ def test_unexportable_models_give_clear_errors(
     assert not out.exists()  # nothing half-written
     captured = capfd.readouterr()
     assert "Torch IR graph" not in captured.out + captured.err
+
+
+def test_export_imports_a_factory_module_from_the_current_folder(tmp_path: Path) -> None:
+    """``model-tools export mypkg:factory`` finds ./mypkg.py as ``python -m`` would."""
+    (tmp_path / "mypkg.py").write_text(
+        "from torch import nn\n\n\n"
+        "def factory() -> nn.Module:\n"
+        "    return nn.Sequential(nn.Linear(6, 3))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = run_cli(
+        "export", "mypkg:factory", "--input-shape", "1,6", "-o", "out/mine.onnx", "--json",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["max_abs_diff"] < 1e-5
+    inputs, outputs = graph_signature(onnx.load(str(tmp_path / "out" / "mine.onnx")))
+    assert inputs[0].shape[1:] == (6,) and outputs[0].shape[1:] == (3,)
