@@ -14,7 +14,7 @@ GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke clean
+.PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke wheel-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -97,6 +97,11 @@ bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> ben
 # .cache/arm64) run by qemu-aarch64-static -L; installs qemu-user-static and debootstrap.
 arm64-smoke: $(VENV)/.dev  ## the real gateway on emulated aarch64: wheels resolve, health, reflection, Predict, /metrics
 	$(BIN)/python tests/arm64/smoke.py
+
+# The product as it ships, not the tree: sdist from `git archive HEAD`, wheel from the sdist,
+# fresh virtualenvs outside the tree per extra, console scripts run from a neutral folder.
+wheel-e2e: $(VENV)/.dev  ## installed wheel end to end: [], [tools], [cloud] venvs, gateway, model tools, rollout
+	$(BIN)/python tests/installed/e2e.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
