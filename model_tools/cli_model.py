@@ -119,14 +119,16 @@ def _run_quantize(args: argparse.Namespace) -> int:
         reduce_range=args.reduce_range,
         preprocess=not args.no_preprocess,
         name=args.name,
+        version=args.model_version,
         bench_runs=args.bench_runs,
         bench_threads=args.bench_threads,
         progress=not args.no_progress,
     )
     r = quantize_model(args.model, args.output, options, calibration, args.manifest)
+    identity = f"{r.identity[0]} version {r.identity[1]}, " if r.identity else ""
     text = "\n".join(
         [
-            f"wrote {r.output} ({r.mode}: {r.reason})",
+            f"wrote {r.output} ({identity}{r.mode}: {r.reason})",
             f"  size     {r.size_before / 1024:10.1f} KiB -> {r.size_after / 1024:10.1f} KiB "
             f"({r.size_ratio:.2f}x)",
             f"  latency  {r.latency_before_ms:10.3f} ms  -> {r.latency_after_ms:10.3f} ms  "
@@ -256,7 +258,10 @@ def _add_quantize(commands: Any) -> None:
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights (old CPUs)")
     p.add_argument("--no-preprocess", action="store_true", help="skip ORT pre-processing")
     p.add_argument("--manifest", type=Path, help="manifest of the input (default: beside it)")
-    p.add_argument("--name", help="model name for the output manifest")
+    p.add_argument(
+        "--name", help="model name (default: the input's name + '-int8', or '-fp16' for fp16)"
+    )
+    p.add_argument("--model-version", help="model version (default: the input's version)")
     p.add_argument("--bench-runs", type=int, default=50)
     p.add_argument("--bench-threads", type=int, default=1)
     _common(p)

@@ -43,7 +43,13 @@ from model_tools.manifest_io import (
 from model_tools.onnx_model import fixed_batch_size, graph_signature, load_onnx
 from model_tools.sessions import open_session
 
-__all__ = ["QuantizeOptions", "QuantizeResult", "choose_mode", "quantize_model"]
+__all__ = [
+    "QuantizeOptions",
+    "QuantizeResult",
+    "choose_mode",
+    "quantize_model",
+    "quantized_name",
+]
 
 _log = logging.getLogger(__name__)
 Mode = Literal["auto", "dynamic", "static", "fp16"]
@@ -64,7 +70,8 @@ class QuantizeOptions:
     reduce_range: bool = False
     preprocess: bool = True
     calibration_batch_size: int = 16
-    name: str | None = None
+    name: str | None = None  # default: quantized_name(<source name>, mode)
+    version: str | None = None  # default: the source's version
     bench_runs: int = 50
     bench_threads: int = 1
     progress: bool = True
@@ -83,6 +90,7 @@ class QuantizeResult:
     latency_after_ms: float
     op_histogram: dict[str, int]
     warnings: tuple[str, ...] = field(default=())
+    identity: tuple[str, str] | None = None  # (name, version) in the written manifest
 
     @property
     def size_ratio(self) -> float:
@@ -97,6 +105,8 @@ class QuantizeResult:
             "source": str(self.source),
             "output": str(self.output),
             "manifest": str(self.manifest_path) if self.manifest_path else None,
+            "name": self.identity[0] if self.identity else None,
+            "version": self.identity[1] if self.identity else None,
             "mode": self.mode,
             "reason": self.reason,
             "size_before": self.size_before,
@@ -197,14 +207,28 @@ def _latency(path: Path, options: QuantizeOptions, what: str) -> float:
     return float(np.median(times))
 
 
+def quantized_name(source_name: str, mode: str) -> str:
+    """``digits`` -> ``digits-int8`` (every INT8 mode) or ``digits-fp16``.
+
+    A quantized model is a different model from its source: with its own name the FP32
+    and quantized bundles of one version never collide in a registry or on a gateway.
+    """
+    suffix = "-fp16" if mode == "fp16" else "-int8"
+    if not source_name or source_name.endswith(suffix):
+        return source_name
+    return source_name + suffix
+
+
 def _write_manifest(
-    output: Path, manifest: dict[str, Any] | None, info: dict[str, Any], name: str
-) -> Path | None:
+    output: Path, manifest: dict[str, Any] | None, info: dict[str, Any], options: QuantizeOptions
+) -> tuple[Path, tuple[str, str]] | tuple[None, None]:
+    """The output's manifest (when the source has one) and its (name, version)."""
     if manifest is None:
-        return None
+        return None, None
     inputs, outputs = graph_signature(load_onnx(output, load_weights=False))
     document = dict(manifest)
-    document["name"] = name or document.get("name", "")
+    document["name"] = options.name or quantized_name(document.get("name", ""), info["mode"])
+    document["version"] = options.version or document.get("version", "")
     document["inputs"] = [s.to_dict() for s in inputs]
     document["outputs"] = [s.to_dict() for s in outputs]
     document.pop("evaluation", None)  # measured on the source model, not this one
@@ -212,7 +236,7 @@ def _write_manifest(
     document["quantization"] = info
     path = manifest_path_for(output)
     write_json_atomic(path, document)
-    return path
+    return path, (document["name"], document["version"])
 
 
 def quantize_model(
@@ -281,7 +305,7 @@ def quantize_model(
         "excluded_nodes": list(options.exclude_nodes),
         "excluded_ops": list(options.exclude_ops),
     }
-    written = _write_manifest(output, manifest, info, options.name or "")
+    written, identity = _write_manifest(output, manifest, info, options)
     return QuantizeResult(
         source,
         output,
@@ -294,4 +318,5 @@ def quantize_model(
         after,
         histogram,
         tuple(warnings),
+        identity,
     )

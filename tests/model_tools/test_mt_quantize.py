@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from mt_support import Digits
+from bundles import make_keys
+from mt_support import Digits, run_cli
+from orchestrator_fixtures import cli_json
 
 from model_tools.calibration import calibration_for_model
 from model_tools.errors import ToolError
 from model_tools.evaluate import evaluate_models
 from model_tools.graph_stats import op_histogram
 from model_tools.manifest_io import read_manifest
+from model_tools.packaging import package_model
 from model_tools.quantize import QuantizeOptions, choose_mode, quantize_model
 
 FAST = {"progress": False, "bench_runs": 5}
@@ -123,3 +126,37 @@ def test_not_an_onnx_file_is_a_clear_error(tmp_path: Path) -> None:
         quantize_model(fake, tmp_path / "out.onnx", QuantizeOptions(**FAST))
     with pytest.raises(ToolError, match="not found"):
         quantize_model(tmp_path / "nope.onnx", tmp_path / "out.onnx", QuantizeOptions(**FAST))
+
+
+def _identity(model: Path) -> tuple[str, str]:
+    manifest = read_manifest(model.with_name("manifest.json"))
+    return manifest["name"], manifest["version"]
+
+
+def test_quantized_models_get_their_own_name_and_publish_beside_the_fp32_model(
+    digits: Digits, tmp_path: Path
+) -> None:
+    """FP32 digits:1 -> digits-int8:1 and digits-fp16:1 by default; --name/--model-version win."""
+    quick = ("--bench-runs", "2", "--no-progress")
+    int8 = tmp_path / "q" / "int8" / "model.onnx"
+    static = ("--mode", "static", "--calibration", digits.calib_npz, "--calibration-limit", "32")
+    assert run_cli("quantize", digits.fp32, "-o", int8, *static, *quick).returncode == 0
+    assert _identity(int8) == ("digits-int8", "1")
+    fp16 = tmp_path / "q" / "fp16" / "model.onnx"
+    assert run_cli("quantize", digits.fp32, "-o", fp16, "--mode", "fp16", *quick).returncode == 0
+    assert _identity(fp16) == ("digits-fp16", "1")
+    named = tmp_path / "q" / "named" / "model.onnx"
+    done = run_cli(
+        "quantize", digits.fp32, "-o", named, "--mode", "fp16", "--name", "digits-small",
+        "--model-version", "7", *quick,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _identity(named) == ("digits-small", "7")
+    _, public = make_keys(tmp_path / "keys")
+    db, artifacts = f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts"
+    for model in (digits.fp32, int8):  # the registry refuses a (name, version) published twice
+        bundle = tmp_path / f"{model.parent.name}.edgebundle"
+        package_model(model, bundle, signing_key=public.with_suffix(".key"))
+        cli_json("publish", str(bundle), "--trusted-keys", str(public), db=db, artifacts=artifacts)
+    models = cli_json("models", db=db, artifacts=artifacts)
+    assert sorted(m["name"] for m in models) == ["digits", "digits-int8"]
