@@ -74,9 +74,11 @@ def ok_json(command: Sequence[str], timeout: float = CALL_TIMEOUT) -> Any:
 
 
 def refused_without_extra(command: Sequence[str], extra: str) -> str:
-    """A command of an extra that is not installed: non-zero exit, no traceback, and the
-    extra named on stderr (as a word: `model-tools` does not count for `tools`)."""
+    """A command of an extra that is not installed (README, Installing): non-zero exit, no
+    traceback, one line on stderr naming the extra (as a word: `model-tools` does not
+    count for `tools`)."""
     result = call(command)
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
     problems = []
     if result.returncode == 0:
         problems.append("exit 0")
@@ -84,12 +86,13 @@ def refused_without_extra(command: Sequence[str], extra: str) -> str:
         problems.append("a traceback on stderr")
     if not re.search(rf"(?<![\w-]){re.escape(extra)}(?![\w-])", result.stderr):
         problems.append(f"stderr does not name the extra '{extra}'")
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} lines on stderr")
     if problems:
         raise failed(
             result, f"expected a one-line error naming [{extra}], got {', '.join(problems)}"
         )
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return f"exit {exit_text(result.returncode)}: {lines[-1].strip()}"
+    return f"exit {exit_text(result.returncode)}: {lines[0]}"
 
 
 def expect(condition: bool, message: str) -> None:

@@ -79,7 +79,7 @@ BASE_COMMANDS: list[Step] = [
 TOOLS_COMMANDS: list[Step] = [
     ("model-tools export mymodel:build", tools.export, "export", TOOLS),
     ("model-tools quantize --mode static", tools.quantize, "quantize", ("export",)),
-    ("quantized model named after its folder", tools.int8_named_after_folder, "", ("quantize",)),
+    ("quantized model is tiny-int8", tools.int8_is_its_own_model, "", ("quantize",)),
     ("model-tools evaluate FP32 vs INT8", tools.evaluate, "", ("quantize",)),
     ("model-tools keygen", tools.keygen, "keygen", TOOLS),
     ("model-tools package --golden", tools.package, "package", ("quantize", "keygen")),

@@ -61,9 +61,9 @@ def quantize(ws: Workspace) -> str:
     return f"{INT8}: static QDQ, {report['size_before']} -> {report['size_after']} bytes"
 
 
-def int8_named_after_folder(ws: Workspace) -> str:
-    """<name>/<version>/model.onnx names the model, as for export and the digits-int8 demo:
-    the quantized model must not reuse the FP32 model's name (a push would replace it)."""
+def int8_is_its_own_model(ws: Workspace) -> str:
+    """Quantized, `tiny` version 1 becomes `tiny-int8` version 1 (docs/manifest.md): its
+    bundle must not replace the FP32 model of the same name and version."""
     manifest = manifest_of(INT8)
     seen = (manifest.get("name"), manifest.get("version"))
     expect(seen == ("tiny-int8", "1"), f"{INT8.parent}/manifest.json names {seen[0]}:{seen[1]}")
