@@ -17,6 +17,7 @@ from typing import Any
 from edge_client import formatting
 from edge_client.channel_config import DEFAULT_TIMEOUT
 from edge_client.client import EdgeClient
+from edge_client.core_logs import core_logs_silenced
 from edge_client.errors import EdgeClientError
 from edge_client.tls import SSL_TARGET_NAME_OVERRIDE, channel_credentials
 from edge_server import __version__
@@ -41,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--client-cert, --client-key and --server-name need --ca-cert (TLS)")
     if bool(args.client_cert) != bool(args.client_key):
         parser.error("--client-cert and --client-key go together")
+    with core_logs_silenced():
+        return _run(args, token)
+
+
+def _run(args: argparse.Namespace, token: str) -> int:
+    """Connect and run the command; every failure becomes one line and exit 1."""
     try:
         credentials = (
             channel_credentials(args.ca_cert, args.client_cert, args.client_key)

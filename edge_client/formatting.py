@@ -26,6 +26,7 @@ __all__ = [
 _CONNECTION_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # How the gRPC core words "no connection" (a gateway's own UNAVAILABLE, e.g. a model
 # still loading, says something else and gets no advice about the address).
+_TLS_FAILURE = ("andshake", "Hostname Verification", "security handshaker", "SSL_ERROR")
 _NO_CONNECTION = (
     "failed to connect",
     "Failed to connect",
@@ -118,6 +119,14 @@ def error_message(err: EdgeClientError, target: str) -> str:
     text = f"{err.code.name}: {err.details}"
     if err.code not in _CONNECTION_CODES:
         return text
+    if any(phrase in err.details for phrase in _TLS_FAILURE):
+        return (
+            f"{text} (target: {target}; the TLS handshake failed: use --ca-cert only when the "
+            "gateway runs with --tls-cert, with the CA that issued its certificate, and "
+            "--server-name when the target is not the name in it)"
+        )
+    if "Socket closed" in err.details:
+        return f"{text} (target: {target}; if the gateway runs with TLS, pass --ca-cert)"
     if any(phrase in err.details for phrase in _NO_CONNECTION):
         return (
             f"{text} (target: {target}; start edge-server there, or name the gateway with "

@@ -138,6 +138,8 @@ class Settings:
             problems.append("worker_thread_nice must be 0..19 (0 = same priority as the loop)")
         if self.shared_memory not in SHARED_MEMORY_MODES:
             problems.append(f"shared_memory must be one of {', '.join(SHARED_MEMORY_MODES)}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
         if not 1 <= self.shared_memory_max_regions <= 4096:
             problems.append("shared_memory_max_regions must be 1..4096")
         if self.workers < 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from bundles import build_bundle, make_keys
+from certs import make_pki
 from lifecycle_fixtures import GRAY_MANIFEST, gray_png
 from model_factory import build_model_root, linear_classifier
 from processes import BIN, ServerProcess
@@ -29,6 +30,7 @@ class Setup:
     work: Path
     image: Path
     token_file: Path
+    ca_cert: Path  # of a CA the (plaintext) gateway has nothing to do with
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     )  # fmt: skip
     try:
         gateway.wait_serving()
-        yield Setup(gateway, work, image, work / "token")
+        yield Setup(gateway, work, image, work / "token", make_pki(work / "pki").ca_cert)
     finally:
         assert gateway.terminate() == 0
 
@@ -151,6 +153,14 @@ MISTAKES: dict[str, tuple[Args, tuple[str, ...]]] = {
         lambda s: ["--ca-cert", str(s.work / "missing.pem"), "health"],
         ("cannot read", "missing.pem"),
     ),
+    "ca-cert-not-pem": (
+        lambda s: ["--ca-cert", str(s.work / "junk.edgebundle"), "health"],
+        ("junk.edgebundle", "not a PEM certificate"),
+    ),
+    "tls-to-a-plaintext-gateway": (
+        lambda s: ["--ca-cert", str(s.ca_cert), "health"],
+        ("UNAVAILABLE", "TLS handshake", "--ca-cert"),
+    ),
 }  # fmt: skip
 
 
@@ -167,3 +177,23 @@ def test_unreachable_gateway_is_one_line() -> None:
     error = the_error(run_client("--timeout", "2", "health", target=target))
     assert "UNAVAILABLE" in error and target in error
     assert "--target" in error and "EDGE_TARGET" in error, error
+
+
+def test_tls_mistakes_against_a_tls_gateway(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    root = build_model_root(tmp_path / "models")
+    gateway = ServerProcess(
+        ["--model-root", str(root), "--tls-cert", str(pki.server_cert),
+         "--tls-key", str(pki.server_key)]
+    )  # fmt: skip
+    try:
+        target = gateway.target
+        plaintext = the_error(run_client("--timeout", "3", "health", target=target))
+        assert "UNAVAILABLE" in plaintext and "pass --ca-cert" in plaintext
+        other_ca = make_pki(tmp_path / "other-pki").ca_cert  # did not issue the gateway's
+        wrong_ca = the_error(run_client("--ca-cert", str(other_ca), "health", target=target))
+        assert "TLS handshake failed" in wrong_ca and "--ca-cert" in wrong_ca
+        served = run_client("--ca-cert", str(pki.ca_cert), "health", target=target)
+        assert served.returncode in (0, 1) and served.stderr == "", served.stderr
+    finally:
+        assert gateway.terminate() == 0

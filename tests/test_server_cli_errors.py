@@ -138,6 +138,9 @@ CASES: dict[str, tuple[Args, int, tuple[str, ...]]] = {
                               str(f.pki.server_key), "--tls-client-ca", str(f.junk)]), 2,
         ("--tls-client-ca", "junk.txt", "PEM certificate"),
     ),
+    "log-level-unknown": (
+        _with_root(lambda f: ["--log-level", "chatty"]), 2, ("log_level", "DEBUG, INFO"),
+    ),
     "config-missing": (
         _with_root(lambda f: ["--config", str(f.missing)]), 2, ("--config", "missing.txt"),
     ),
