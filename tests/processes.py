@@ -21,7 +21,9 @@ LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\
 class ServerProcess:
     """A running edge-server; its stderr is collected in ``log`` by a reader thread."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         command = [str(BIN / "edge-server"), "--grpc-port", "0", "--http-port", "0", *args]
         self.proc = subprocess.Popen(
             command,
@@ -29,6 +31,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self.log: list[str] = []
         self._ports = threading.Event()
