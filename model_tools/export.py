@@ -7,8 +7,6 @@ a serving manifest is written next to it. Imports torch (lazily imported by the 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from edge_server.lifecycle.atomic import PUBLIC_FILE, write_bytes_atomic
 from model_tools.errors import ToolError
 from model_tools.exporters import error_summary, to_onnx
 from model_tools.manifest_io import (
@@ -161,20 +160,6 @@ def _check_batches(config: ExportConfig, given: np.ndarray | None) -> list[tuple
     return batches
 
 
-def _save_atomic(model: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(model.SerializeToString())
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_model(
     model: torch.nn.Module,
     output: Path,
@@ -215,7 +200,7 @@ def export_model(
             f"ONNX output differs from PyTorch by {worst.max_abs_diff:.3g} on {worst.source} "
             f"inputs (tolerance {config.tolerance:g}); the model was not written"
         )
-    _save_atomic(proto, output)
+    write_bytes_atomic(output, proto.SerializeToString(), PUBLIC_FILE)
     manifest_path = None
     if manifest is not None:
         inputs, outputs = graph_signature(proto)

@@ -9,8 +9,6 @@ manifest in ``manifest.json`` beside it (a serving folder); any other file
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from edge_server.domain.manifest import MANIFEST_FILE, parse_manifest
 from edge_server.errors import ManifestError
+from edge_server.lifecycle.atomic import PUBLIC_FILE, write_bytes_atomic
 from model_tools import __version__
 from model_tools.errors import ToolError
 from model_tools.onnx_model import TensorSpec
@@ -67,19 +66,9 @@ def find_manifest(model_path: Path, explicit: Path | None = None) -> dict[str, A
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON via a temp file, fsync and rename."""
+    """Write ``data`` as indented JSON (keys in insertion order) atomically, mode 0666 - umask."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"), PUBLIC_FILE)
 
 
 def parse_labels(value: str | None) -> list[str]:

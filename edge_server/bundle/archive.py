@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from edge_server.bundle.format import (
     check_member_path,
 )
 from edge_server.errors import BundleError, IntegrityError
+from edge_server.lifecycle.atomic import create_temp_dir
 
 __all__ = [
     "DEFAULT_MAX_BUNDLE_BYTES",
@@ -151,15 +151,17 @@ def extract_files(
     destination: Path,
     files: Mapping[str, BundleFile],
     extra: Mapping[str, bytes],
+    folder_mode: int = 0o700,
 ) -> Path:
     """Extract ``files`` (hash-checked) plus in-memory ``extra`` files into a new folder.
 
-    ``destination`` must not exist; it appears complete or not at all.
+    ``destination`` must not exist; it appears complete or not at all, with
+    ``folder_mode`` minus the umask.
     """
     if destination.exists():
         raise BundleError(f"{destination} already exists; refusing to overwrite it")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging = create_temp_dir(destination, folder_mode)
     try:
         with _open_tar(path) as tar:
             for name, entry in sorted(files.items()):

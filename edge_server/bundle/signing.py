@@ -74,6 +74,7 @@ def key_id(key: Ed25519PublicKey) -> str:
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already exists
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 

@@ -97,11 +97,12 @@ def extract_verified(
     destination: Path,
     trusted_keys: Iterable[Ed25519PublicKey],
     max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+    folder_mode: int = 0o700,
 ) -> VerifiedBundle:
     """Verify, then extract into ``destination`` (a serving folder: model.onnx + manifest.json).
 
     Files are hashed again while extracting, so a bundle swapped after verification
-    is still caught.
+    is still caught. The folder gets ``folder_mode`` minus the umask.
     """
     bundle = verify_bundle(path, trusted_keys, max_bytes)
     extract_files(
@@ -109,5 +110,6 @@ def extract_verified(
         destination,
         bundle.manifest.files,
         {MANIFEST_FILE: bundle.manifest_bytes, SIGNATURE_FILE: bundle.signature_bytes},
+        folder_mode,
     )
     return bundle

@@ -1,8 +1,9 @@
 """Writing bundles: the manifest document, its signature, and a deterministic tar.
 
 Used by model_tools (package, sign) and by the orchestrator (re-signing); stdlib
-only. Tar members are sorted with zeroed owners and times, so the same inputs give
-the same bytes.
+only (with the stdlib-only ``edge_server.lifecycle.atomic``). Tar members are sorted
+with zeroed owners and times, so the same inputs give the same bytes; the file gets
+mode 0666 minus the umask, like any file a user publishes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from edge_server.bundle.format import (
     check_member_path,
     parse_bundle_manifest,
 )
+from edge_server.lifecycle.atomic import PUBLIC_FILE, create_temp_file
 
 __all__ = ["Payload", "build_manifest_bytes", "file_entry", "write_bundle"]
 
@@ -77,7 +78,7 @@ def write_bundle(
 ) -> Path:
     """Write the tar atomically: manifest.json, signature (if any), payloads sorted."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    fd, tmp = create_temp_file(destination, PUBLIC_FILE)  # a bundle is published, not secret
     try:
         with os.fdopen(fd, "wb") as handle:
             with tarfile.open(fileobj=handle, mode="w:", format=tarfile.PAX_FORMAT) as tar:

@@ -8,10 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+# Modes before the umask: tempfile's fixed 0600/0700 would make every published file
+# private; state only this process reads keeps the private defaults.
+PUBLIC_FILE = 0o666
+PUBLIC_DIR = 0o777
 
 
 def fsync_dir(folder: Path) -> None:
@@ -23,9 +28,32 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def _temp_name(beside: Path) -> Path:
+    return beside.with_name(f".{beside.name}.{secrets.token_hex(6)}.tmp")
+
+
+def create_temp_file(beside: Path, mode: int = 0o600) -> tuple[int, Path]:
+    """A new, uniquely named file next to ``beside``, open for writing, with ``mode``
+    minus the umask (pass PUBLIC_FILE for files other users may read)."""
+    while True:
+        temp = _temp_name(beside)
+        with contextlib.suppress(FileExistsError):
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), temp
+
+
+def create_temp_dir(beside: Path, mode: int = 0o700) -> Path:
+    """A new, uniquely named folder next to ``beside``, with ``mode`` minus the umask."""
+    while True:
+        temp = _temp_name(beside)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(temp, mode)
+            return temp
+
+
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data``; the file gets ``mode`` minus the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp = create_temp_file(path, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
