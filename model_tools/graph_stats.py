@@ -77,6 +77,7 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
     """
     initializers = {init.name: init for init in model.graph.initializer}
     uses = Counter(name for node in model.graph.node for name in node.input)
+    transposed: set[str] = set()
     rewritten = 0
     new_nodes: list[onnx.NodeProto] = []
     for node in model.graph.node:
@@ -97,6 +98,7 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
         if attrs.get("transB", 0):
             array = numpy_helper.to_array(weight).T
             weight.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), weight.name))
+            transposed.add(weight.name)
         has_bias = len(node.input) > 2 and node.input[2] != ""
         matmul_out = f"{node.output[0]}_matmul" if has_bias else node.output[0]
         new_nodes.append(
@@ -114,6 +116,10 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
     if rewritten:
         del model.graph.node[:]
         model.graph.node.extend(new_nodes)
+        # The dynamo exporter records weight shapes in value_info; a transposed one is stale.
+        kept = [v for v in model.graph.value_info if v.name not in transposed]
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(kept)
     return rewritten
 
 

@@ -174,7 +174,7 @@ def _run_static(
 def _run_dynamic(source: Path, target: Path, options: QuantizeOptions, skip_conv: bool) -> None:
     model = load_onnx(source)
     if gemm_to_matmul(model):
-        rewritten = source.with_name("gemm_as_matmul.onnx")
+        rewritten = target.with_name("gemm_as_matmul.onnx")  # in the work folder, not the user's
         onnx.save(model, str(rewritten))
         source = rewritten
     excluded = set(options.exclude_ops) | ({"Conv"} if skip_conv else set())

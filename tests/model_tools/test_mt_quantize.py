@@ -160,3 +160,14 @@ def test_quantized_models_get_their_own_name_and_publish_beside_the_fp32_model(
         cli_json("publish", str(bundle), "--trusted-keys", str(public), db=db, artifacts=artifacts)
     models = cli_json("models", db=db, artifacts=artifacts)
     assert sorted(m["name"] for m in models) == ["digits", "digits-int8"]
+
+
+def test_dynamic_quantization_without_preprocessing_leaves_nothing_beside_the_input(
+    digits: Digits, tmp_path: Path
+) -> None:
+    source = tmp_path / "src" / "model.onnx"
+    source.parent.mkdir()
+    source.write_bytes(digits.fp32.read_bytes())
+    options = QuantizeOptions(mode="dynamic", preprocess=False, **FAST)
+    quantize_model(source, tmp_path / "out" / "model.onnx", options)
+    assert sorted(p.name for p in source.parent.iterdir()) == ["model.onnx"]
