@@ -4,6 +4,7 @@ with the pinned constraints as a user would; and what each one holds."""
 from __future__ import annotations
 
 import sys
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,7 +32,9 @@ print(json.dumps(found))
 NEUTRAL_PROBE = "import sys, edge_server; print(edge_server.__file__); print(sys.path)"
 
 
-def create(root: Path, name: str, wheel: Path, constraints: Path) -> Venv:
+def create(root: Path, name: str, wheel: Path, constraints: Path) -> tuple[Venv, float]:
+    """The virtualenv and the seconds it took (they are built side by side)."""
+    started = time.monotonic()
     venv = Venv(name, EXTRAS[name], root / f"venv-{name}")
     env = clean_env()
     run([sys.executable, "-m", "venv", str(venv.path)], f"python -m venv {venv.path}", env)
@@ -40,10 +43,10 @@ def create(root: Path, name: str, wheel: Path, constraints: Path) -> Venv:
         run([*install, TORCH], f"pip install {TORCH} into {venv.label}", env, INSTALL_TIMEOUT)
     requirement = f"{wheel}[{venv.extra}]" if venv.extra else str(wheel)
     run([*install, requirement], f"pip install {requirement}", env, INSTALL_TIMEOUT)
-    return venv
+    return venv, time.monotonic() - started
 
 
-def start_all(ws: Workspace) -> dict[str, Future[Venv]]:
+def start_all(ws: Workspace) -> dict[str, Future[tuple[Venv, float]]]:
     """All three at once: they are mostly pip's downloads, unpacking and disk writes."""
     assert ws.wheel is not None
     pool = ThreadPoolExecutor(len(EXTRAS), thread_name_prefix="venv")
@@ -54,12 +57,13 @@ def start_all(ws: Workspace) -> dict[str, Future[Venv]]:
     return futures
 
 
-def collect(ws: Workspace, name: str, future: Future[Venv]) -> str:
-    venv = future.result(timeout=2 * INSTALL_TIMEOUT)
+def collect(ws: Workspace, name: str, future: Future[tuple[Venv, float]]) -> str:
+    venv, seconds = future.result(timeout=2 * INSTALL_TIMEOUT)
     ws.venvs[name] = venv
     size = sum(path.stat().st_size for path in venv.path.rglob("*") if path.is_file())
     wheel = ws.wheel.name if ws.wheel else ""
-    return f"{venv.path.name}: pip install '{wheel}{venv.label}' ({size >> 20} MiB)"
+    built = f"{size >> 20} MiB, built in {seconds:.0f} s beside the others"
+    return f"{venv.path.name}: pip install '{wheel}{venv.label}' ({built})"
 
 
 def check_layout(venv: Venv) -> str:
