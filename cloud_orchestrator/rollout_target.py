@@ -22,6 +22,10 @@ __all__ = ["Connect", "TargetDeployer"]
 
 Connect = Callable[[GatewayInfo], GatewayControl]
 
+# What a gateway answers to an ACTIVATE push of a version it holds already but does not
+# serve (rolled back, staged, loaded, shadow): the verdict of the earlier push.
+HELD_NOT_ACTIVE = frozenset({"STAGED", "SHADOW"})
+
 
 @dataclass
 class TargetDeployer:
@@ -104,7 +108,9 @@ class TargetDeployer:
 
             outcome = await control.push(bundle, f"orchestrator:{record.id}", on_bytes)
             await self.set_state(record, gateway.id, "PUSHING", "", bytes_sent=outcome.bytes_sent)
-            if outcome.stage != "ACTIVE":
+            if outcome.stage in HELD_NOT_ACTIVE:
+                await self._activate_held(record, control, gateway.id, outcome.stage)
+            elif outcome.stage != "ACTIVE":
                 return "FAILED", f"{outcome.stage}: {outcome.reason}"
             await self.set_state(record, gateway.id, "WATCHING", "")
             await asyncio.sleep(record.watch_seconds)
@@ -133,6 +139,23 @@ class TargetDeployer:
                 f"window (active: {running or 'none'}{'; ' + detail if detail else ''})"
             )
         return "SUCCEEDED", ""
+
+    async def _activate_held(
+        self, record: RolloutRecord, control: GatewayControl, gateway_id: str, stage: str
+    ) -> None:
+        """The gateway already holds these exact bytes (the same sha256; a different
+        content under this version is REJECTED) but does not serve them: rolled back,
+        staged, shadowed. It verified them when they arrived, so ActivateModel makes
+        them active without sending the bundle again."""
+        await asyncio.to_thread(
+            self.store.event,
+            record.id,
+            self.owner,
+            "ACTIVATE",
+            gateway_id,
+            f"the gateway holds version {record.version} already ({stage}): activating it",
+        )
+        await control.activate(record.model_name, record.version)
 
     async def _pull(
         self, record: RolloutRecord, target: TargetRecord, gateway: GatewayInfo
