@@ -21,6 +21,7 @@ from edge_client.core_logs import core_logs_silenced
 from edge_client.errors import EdgeClientError
 from edge_client.tls import SSL_TARGET_NAME_OVERRIDE, channel_credentials
 from edge_server import __version__
+from edge_server.usage import OneLineParser
 
 __all__ = ["DEFAULT_TARGET", "build_parser", "main"]
 
@@ -84,13 +85,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
     Connection options are accepted before or after the command.
     """
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Talk to an edge inference gateway over gRPC."
-    )
+    parser = OneLineParser(prog=PROG, description="Talk to an edge inference gateway over gRPC.")
     # The same version source as edge-server's: both ship in one distribution.
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_connection_options(parser, environ, suppress=False)
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = OneLineParser(add_help=False)
     _add_connection_options(shared, environ, suppress=True)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for add in (_add_predict, _add_health, _add_models, _add_push, _add_activate, _add_rollback):

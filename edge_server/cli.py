@@ -12,12 +12,13 @@ from pathlib import Path
 
 from edge_server import __version__
 from edge_server.settings import ENV_PREFIX, FIELD_HELP, Settings, load_settings
+from edge_server.usage import OneLineParser
 
 logger = logging.getLogger("edge_server")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="edge-server",
         description="Serve ONNX models over gRPC (edge.v1, grpc.health.v1, reflection) with "
         "Prometheus metrics over HTTP. Precedence: flags > EDGE_* environment variables > "

@@ -197,3 +197,24 @@ def test_tls_mistakes_against_a_tls_gateway(tmp_path: Path) -> None:
         assert served.returncode in (0, 1) and served.stderr == "", served.stderr
     finally:
         assert gateway.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ([], "required: COMMAND"),
+        (["predict"], "IMAGE"),
+        (["predict", "x.png", "--top-k", "-1"], "--top-k"),
+        (["--timeout", "0", "health"], "--timeout"),
+        (["bogus"], "invalid choice"),
+        (["--client-cert", "c.pem", "--client-key", "k.pem", "health"], "need --ca-cert"),
+    ],
+    ids=["no-command", "no-image", "negative-top-k", "zero-timeout", "unknown-command",
+         "mtls-without-ca"],
+)  # fmt: skip
+def test_usage_mistake_is_one_line(argv: list[str], fragment: str) -> None:
+    done = run_client(*argv)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-client"), done.stderr
+    assert ": error: " in lines[0] and fragment in lines[0] and "--help" in lines[0]

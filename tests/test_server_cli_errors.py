@@ -188,3 +188,14 @@ def test_host_of_another_machine_is_one_line(files: Files) -> None:
     returncode, lines = run_server(["--model-root", str(files.root), "--host", "192.0.2.1"])
     assert returncode == 1, "\n".join(lines)
     assert_one_error_line(lines, "192.0.2.1", "not an address of this machine", "--host")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["--grpc-port"], "expected one argument"), (["--no-such-flag"], "unrecognized")],
+    ids=["missing-value", "unknown-flag"],
+)
+def test_usage_mistake_is_one_line(args: list[str], fragment: str) -> None:
+    returncode, lines = run_server(args)
+    assert returncode == 2, "\n".join(lines)
+    assert_one_error_line(lines, fragment, "edge-server --help")
