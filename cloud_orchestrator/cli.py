@@ -1,8 +1,10 @@
 """``edge-orchestrator``: the model registry, fleet rollouts, pull-mode service and
 feedback, as a thin wrapper over ``cloud_orchestrator.app.Orchestrator``.
 
-Results go to stdout (``--json`` where scripts read them), errors to stderr with a
-non-zero exit status. The subcommands live in ``cli_registry`` (publish, models,
+Results go to stdout (``--json`` where scripts read them). A mistake is one line on
+stderr, ``edge-orchestrator: error: ...``, with exit status 2 when the command could
+not start (arguments, the cloud extra, the database) and 1 when it ran and failed
+(``cli_errors``). The subcommands live in ``cli_registry`` (publish, models,
 versions), ``cli_fleet`` (gateways, assign), ``cli_rollouts`` (deploy, rollouts,
 rollout), ``cli_serve`` (serve) and ``cli_feedback`` (feedback, export-hard-examples).
 """
@@ -15,16 +17,26 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_orchestrator import __version__
+from cloud_orchestrator.cli_errors import (
+    CLOUD_EXTRA,
+    OneLineParser,
+    missing_cloud_module,
+    one_line,
+    report,
+)
 from cloud_orchestrator.cli_feedback import FEEDBACK_COMMANDS, add_feedback_commands
 from cloud_orchestrator.cli_fleet import FLEET_COMMANDS, add_fleet_commands
 from cloud_orchestrator.cli_registry import REGISTRY_COMMANDS, add_registry_commands
 from cloud_orchestrator.cli_rollouts import ROLLOUT_COMMANDS, add_rollout_commands
 from cloud_orchestrator.cli_serve import SERVE_COMMANDS, add_serve_command
-from cloud_orchestrator.db import DB_ENV, DEFAULT_DB_URL
-from cloud_orchestrator.errors import OrchestratorError
+from cloud_orchestrator.db_url import DB_ENV, DEFAULT_DB_URL, check_url, redact_url, url_from_env
+from cloud_orchestrator.errors import InvalidRequest, OrchestratorError
+
+if TYPE_CHECKING:  # imports SQLAlchemy: only once the cloud extra is known to be there
+    from cloud_orchestrator.app import Orchestrator
 
 ARTIFACTS_ENV = "EDGE_ORCHESTRATOR_ARTIFACTS"
 DEFAULT_ARTIFACTS = "orchestrator-artifacts"
@@ -54,7 +66,7 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="edge-orchestrator",
         description="Model registry, fleet rollouts, pull-mode service and feedback store "
         "for edge gateways (docs/orchestrator.md).",
@@ -62,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-orchestrator {__version__}")
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     _common(common, top=False)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -91,27 +103,50 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    db_url = args.db or os.environ.get(DB_ENV, "") or DEFAULT_DB_URL
-    artifacts = args.artifacts or Path(os.environ.get(ARTIFACTS_ENV, "") or DEFAULT_ARTIFACTS)
+    db_url = url_from_env(args.db)
+    missing = missing_cloud_module(db_url)
+    if missing:  # checked before anything is opened or written
+        report(f"this command needs the cloud extra (missing module {missing!r}): {CLOUD_EXTRA}")
+        return 2
+    orch = _open(
+        db_url, args.artifacts or Path(os.environ.get(ARTIFACTS_ENV, "") or DEFAULT_ARTIFACTS)
+    )
+    if orch is None:
+        return 2
     try:
+        return _run(orch, args)
+    finally:
+        orch.close()
+
+
+def _open(db_url: str, artifacts: Path) -> Orchestrator | None:
+    """The Orchestrator on this database, or None once the reason is reported."""
+    try:
+        check_url(db_url)
         from cloud_orchestrator.app import Orchestrator
 
-        orch = Orchestrator(db_url, artifacts)
-    except Exception as exc:  # a bad URL, an unreachable server, a missing driver
-        print(f"edge-orchestrator: error: cannot open database {db_url}: {exc}", file=sys.stderr)
-        return 2
+        return Orchestrator(db_url, artifacts)
+    except InvalidRequest as exc:
+        report(str(exc))
+    except Exception as exc:  # an unreachable server, a file that cannot be created, ...
+        report(f"cannot open database {redact_url(db_url)}: {one_line(exc)}")
+    return None
+
+
+def _run(orch: Orchestrator, args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return COMMANDS[args.command](orch, args)
     except OrchestratorError as exc:
-        print(f"edge-orchestrator: error: {exc}", file=sys.stderr)
-        return 1
+        report(str(exc))
+    except SQLAlchemyError as exc:
+        report(f"database {orch.db.describe()}: {one_line(exc)}")
     except (OSError, ValueError) as exc:
-        print(f"edge-orchestrator: error: {exc}", file=sys.stderr)
-        return 1
+        report(one_line(exc))
     except KeyboardInterrupt:
         return 130
-    finally:
-        orch.close()
+    return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud_orchestrator.cli_inputs import read_ca_file, read_token_file
 from cloud_orchestrator.cli_output import ago, emit, json_flag, table
 
 __all__ = ["FLEET_COMMANDS", "add_fleet_commands"]
@@ -48,8 +49,8 @@ def add_fleet_commands(
 def _register(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.fleet import parse_labels
 
-    token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else args.token
-    ca = args.ca.read_text(encoding="utf-8") if args.ca else ""
+    token = read_token_file("--token-file", args.token_file) if args.token_file else args.token
+    ca = read_ca_file("--ca", args.ca) if args.ca else ""
     info = orch.fleet.register(args.gateway_id, args.address, parse_labels(args.labels), token, ca)
     emit(
         args,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_orchestrator.cli_output import emit, json_flag, table, when
+from cloud_orchestrator.errors import InvalidRequest
 
 __all__ = ["KEYS_ENV", "REGISTRY_COMMANDS", "add_registry_commands"]
 
@@ -43,7 +44,16 @@ def _trusted_keys(value: str | None) -> list[Path]:
 def cmd_publish(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.registry import load_trusted_keys
 
-    keys = load_trusted_keys(_trusted_keys(args.trusted_keys))
+    paths = _trusted_keys(args.trusted_keys)
+    if not paths:
+        raise InvalidRequest(
+            f"no trusted public keys: pass --trusted-keys KEY.pub or a folder of *.pub (or set "
+            f"{KEYS_ENV}); the registry only accepts bundles whose signature it can verify"
+        )
+    try:
+        keys = load_trusted_keys(paths)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"--trusted-keys: {exc}") from None
     info = orch.registry.publish(args.bundle, keys, args.published_by, args.parent)
     emit(
         args,

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud_orchestrator.cli_inputs import read_token_file
+from cloud_orchestrator.errors import InvalidRequest
+
 __all__ = ["GATEWAY_TOKEN_ENV", "SERVE_COMMANDS", "add_serve_command"]
 
 GATEWAY_TOKEN_ENV = "EDGE_ORCHESTRATOR_GATEWAY_TOKEN"
@@ -41,17 +44,32 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
     p.add_argument("--no-rollouts", action="store_true", help="serve gateways only")
 
 
+def _gateway_token(args: argparse.Namespace) -> str:
+    if args.gateway_token_file is not None:
+        return read_token_file("--gateway-token-file", args.gateway_token_file)
+    return os.environ.get(GATEWAY_TOKEN_ENV, "")
+
+
+def _check_tls(args: argparse.Namespace) -> None:
+    """Now, with the option to fix: gRPC would only fail to bind, with no reason."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InvalidRequest(
+            "--tls-cert and --tls-key go together: give both for TLS, neither for plaintext"
+        )
+    if args.tls_cert is not None:
+        from edge_server.preflight import check_tls_pair
+
+        check_tls_pair(args.tls_cert, args.tls_key)
+
+
 def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.app import ServeOptions, serve
 
-    token = ""
-    if args.gateway_token_file is not None:
-        token = args.gateway_token_file.read_text(encoding="utf-8").strip()
-    token = token or os.environ.get(GATEWAY_TOKEN_ENV, "")
+    _check_tls(args)
     options = ServeOptions(
         host=args.host,
         port=args.port,
-        gateway_token=token,
+        gateway_token=_gateway_token(args),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         instance_id=args.instance_id,

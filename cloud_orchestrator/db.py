@@ -7,7 +7,6 @@ processes may start at once against one database.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,21 +15,12 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_orchestrator.db_url import DB_ENV, DEFAULT_DB_URL, normalize_url, url_from_env
 from cloud_orchestrator.models import Base
 
 __all__ = ["DB_ENV", "DEFAULT_DB_URL", "Database", "normalize_url", "url_from_env"]
 
-DEFAULT_DB_URL = "sqlite:///orchestrator.db"
-DB_ENV = "EDGE_ORCHESTRATOR_DB"
 _SCHEMA_LOCK = 0x0ED6E  # pg_advisory_xact_lock key for schema creation
-
-
-def normalize_url(url: str) -> str:
-    """Pick the psycopg 3 driver for plain PostgreSQL URLs."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -89,7 +79,3 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, for logs."""
         return self.engine.url.render_as_string(hide_password=True)
-
-
-def url_from_env(explicit: str | None) -> str:
-    return explicit or os.environ.get(DB_ENV, "") or DEFAULT_DB_URL

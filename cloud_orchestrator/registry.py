@@ -22,7 +22,8 @@ from cloud_orchestrator.artifacts import ArtifactStore, file_sha256
 from cloud_orchestrator.db import Database
 from cloud_orchestrator.errors import BundleRefused, Conflict, InvalidRequest, NotFound
 from cloud_orchestrator.models import Model, ModelVersion
-from edge_server.bundle.signing import load_public_key
+from edge_server.bundle.archive import open_archive
+from edge_server.bundle.signing import decode_signature, key_id, load_public_key
 from edge_server.bundle.verify import verify_bundle
 from edge_server.errors import BundleError
 
@@ -33,11 +34,33 @@ def load_trusted_keys(paths: Iterable[Path]) -> tuple[Ed25519PublicKey, ...]:
     """Public keys from files, or every ``*.pub`` in a folder."""
     files: list[Path] = []
     for path in paths:
-        files.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
+        found = sorted(path.glob("*.pub")) if path.is_dir() else [path]
+        if not found:
+            raise InvalidRequest(f"{path} holds no *.pub public key")
+        files.extend(found)
     try:
         return tuple(load_public_key(p) for p in files)
     except BundleError as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+_UNTRUSTED_HINT = (
+    "; publish bundles signed by one of those keys, or add the signer's public key to "
+    "--trusted-keys if you trust it"
+)
+
+
+def _signed_by_stranger(bundle: Path, trusted_keys: Sequence[Ed25519PublicKey]) -> bool:
+    """Whether a refused bundle carries a signature by a key not among ``trusted_keys``
+    (then the refusal says what to do about it)."""
+    try:
+        archive = open_archive(bundle)
+        if archive.signature_bytes is None:
+            return False
+        signer = decode_signature(archive.signature_bytes).key_id
+    except BundleError:
+        return False
+    return signer not in {key_id(k) for k in trusted_keys}
 
 
 def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
@@ -121,10 +144,13 @@ class Registry:
                 "no trusted public keys (--trusted-keys): the registry only accepts bundles "
                 "whose signature it can verify"
             )
+        if not bundle.exists():
+            raise NotFound(f"bundle file {bundle} does not exist")
         try:
             verified = verify_bundle(bundle, trusted_keys)
         except BundleError as exc:
-            raise BundleRefused(f"{bundle}: {exc}") from None
+            hint = _UNTRUSTED_HINT if _signed_by_stranger(bundle, trusted_keys) else ""
+            raise BundleRefused(f"{bundle}: {exc}{hint}") from None
         sha256, size = file_sha256(bundle)
         manifest = verified.manifest
         document = dict(manifest.document)
@@ -203,7 +229,10 @@ class Registry:
         with self.db.session() as session:
             model = session.scalars(select(Model).where(Model.name == name)).first()
             if model is None:
-                raise NotFound(f"no model named {name!r} in the registry")
+                raise NotFound(
+                    f"no model named {name!r} in the registry (`edge-orchestrator models` "
+                    "lists them)"
+                )
             rows = session.scalars(
                 select(ModelVersion).where(ModelVersion.model_id == model.id)
             ).all()
@@ -220,7 +249,10 @@ class Registry:
         for info in versions:
             if info.version == version:
                 return info
-        raise NotFound(f"model {name!r} has no version {version!r} in the registry")
+        published = ", ".join(v.version for v in versions) or "none"
+        raise NotFound(
+            f"model {name!r} has no version {version!r} in the registry (published: {published})"
+        )
 
     def latest_versions(self) -> dict[str, VersionInfo]:
         """The highest version of every model (for ``latest`` assignments)."""

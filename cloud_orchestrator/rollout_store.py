@@ -153,7 +153,10 @@ class RolloutStore:
             raise InvalidRequest("--watch-seconds must be >= 0")
         gateways = self.fleet.gateways(parsed_selector)
         if not gateways:
-            raise InvalidRequest(f"selector {selector!r} matches no registered gateway")
+            raise InvalidRequest(
+                f"selector {selector!r} matches no registered gateway (add one with "
+                "`edge-orchestrator gateways register ID --address HOST:PORT`)"
+            )
         waves = plan_waves([g.id for g in gateways], parsed_strategy)
         now = time.time()
         rollout_id = f"r-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"

@@ -8,13 +8,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cloud_orchestrator.errors import InvalidRequest
 from cloud_orchestrator.grpc.auth import FleetTokenInterceptor
 from cloud_orchestrator.grpc.servicer import OrchestratorServicer
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from edge_server.ports import listen_error, probe_bind
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+
+
+def _cannot_listen(host: str, port: int, code: int | None) -> InvalidRequest:
+    return InvalidRequest(str(listen_error(host, port, "--port", "--host", code)))
 
 
 class OrchestratorServer:
@@ -27,6 +33,10 @@ class OrchestratorServer:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
     ) -> None:
+        # Ask first: a failed bind also makes the gRPC core print its own error line.
+        refused = probe_bind(host, port) if port else None
+        if refused is not None:
+            raise _cannot_listen(host, port, refused)
         interceptors = [FleetTokenInterceptor(token)] if token else []
         if not token:
             logger.warning(
@@ -45,14 +55,19 @@ class OrchestratorServer:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self.port = self._bind(host, port, tls_cert, tls_key)
+
+    def _bind(self, host: str, port: int, tls_cert: Path | None, tls_key: Path | None) -> int:
         address = f"{host}:{port}"
-        if tls_cert is not None and tls_key is not None:
-            credentials = grpc.ssl_server_credentials(
-                [(tls_key.read_bytes(), tls_cert.read_bytes())]
-            )
-            self.port = int(self._server.add_secure_port(address, credentials))
-        else:
-            self.port = int(self._server.add_insecure_port(address))
+        try:
+            if tls_cert is not None and tls_key is not None:
+                credentials = grpc.ssl_server_credentials(
+                    [(tls_key.read_bytes(), tls_cert.read_bytes())]
+                )
+                return int(self._server.add_secure_port(address, credentials))
+            return int(self._server.add_insecure_port(address))
+        except RuntimeError:  # gRPC's "Failed to bind to address" says nothing more
+            raise _cannot_listen(host, port, probe_bind(host, port)) from None
 
     async def start(self) -> None:
         await self._server.start()
