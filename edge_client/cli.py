@@ -20,6 +20,7 @@ from edge_client.client import EdgeClient
 from edge_client.core_logs import core_logs_silenced
 from edge_client.errors import EdgeClientError
 from edge_client.tls import SSL_TARGET_NAME_OVERRIDE, channel_credentials
+from edge_client.waiting import FAST_RECONNECT, wait_until_serving
 from edge_server import __version__
 from edge_server.usage import OneLineParser
 
@@ -56,6 +57,8 @@ def _run(args: argparse.Namespace, token: str) -> int:
             else None
         )
         options = [(SSL_TARGET_NAME_OVERRIDE, args.server_name)] if args.server_name else []
+        if getattr(args, "wait", 0):
+            options.extend(FAST_RECONNECT)
         with EdgeClient(
             args.target,
             timeout=args.timeout,
@@ -161,6 +164,14 @@ def _add_health(commands: Any, shared: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "health", parents=[shared], help="gateway and model health; exit 1 when NOT_SERVING"
     )
+    p.add_argument(
+        "--wait",
+        type=_positive_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep asking until the gateway is SERVING, for at most SECONDS (e.g. right "
+        "after starting edge-server)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(command=_health)
 
@@ -229,7 +240,7 @@ def _predict(client: EdgeClient, args: argparse.Namespace) -> int:
 
 
 def _health(client: EdgeClient, args: argparse.Namespace) -> int:
-    report = client.health()
+    report = wait_until_serving(client, args.wait) if args.wait else client.health()
     if args.json:
         print(formatting.to_json(report.to_dict()))
     else:

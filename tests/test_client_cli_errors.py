@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,3 +219,37 @@ def test_usage_mistake_is_one_line(argv: list[str], fragment: str) -> None:
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-client"), done.stderr
     assert ": error: " in lines[0] and fragment in lines[0] and "--help" in lines[0]
+
+
+def test_health_wait_returns_once_the_gateway_serves(tmp_path: Path) -> None:
+    """`edge-client health --wait N` right after starting edge-server (README): the
+    client is started first and keeps asking until the gateway is up and SERVING."""
+    port = closed_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    waiting = subprocess.Popen(
+        [str(BIN / "edge-client"), "--target", f"127.0.0.1:{port}", "health", "--wait", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ,
+    )  # fmt: skip
+    gateway = None
+    try:
+        time.sleep(1.0)  # the client has met a closed port at least once
+        assert waiting.poll() is None, waiting.communicate()
+        root = build_model_root(tmp_path / "models")
+        gateway = ServerProcess(["--model-root", str(root), "--grpc-port", str(port)])
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
+        assert "SERVING" in out and "NOT_SERVING" not in out and err == ""
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+        if gateway is not None:
+            assert gateway.terminate() == 0
+
+
+def test_health_wait_gives_up_with_one_line() -> None:
+    target = f"127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    error = the_error(run_client("health", "--wait", "2", target=target))
+    assert 2 <= time.monotonic() - started < 20
+    assert "UNAVAILABLE" in error and target in error
