@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from cloud_orchestrator.cli_output import emit, json_flag, table
+from cloud_orchestrator.errors import OrchestratorError
 
 __all__ = ["FEEDBACK_COMMANDS", "add_feedback_commands"]
+
+
+class NothingToExport(OrchestratorError):
+    """export-hard-examples found nothing to write (exit status 1, the reason on stderr)."""
 
 
 def add_feedback_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -27,9 +32,16 @@ def add_feedback_commands(command: Callable[[str, str], argparse.ArgumentParser]
 
 
 def cmd_feedback(orch: Any, args: argparse.Namespace) -> int:
+    from cloud_orchestrator.feedback_explain import why_no_batches
+
     summary = orch.feedback.summarize(args.name, args.version)
 
     def text() -> str:
+        header = (
+            f"{summary.model_name} {summary.version or '(all versions)'}: {summary.batches} batches"
+        )
+        if not summary.batches:  # an empty table would not say where results come from
+            return f"{header}: {why_no_batches(orch, args.name, args.version)}"
         rows = []
         for g in summary.gateways:
             classes = ", ".join(
@@ -48,9 +60,6 @@ def cmd_feedback(orch: Any, args: argparse.Namespace) -> int:
                     classes or "-",
                 )
             )
-        header = (
-            f"{summary.model_name} {summary.version or '(all versions)'}: {summary.batches} batches"
-        )
         return (
             header
             + "\n"
@@ -74,11 +83,27 @@ def cmd_feedback(orch: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_export(orch: Any, args: argparse.Namespace) -> int:
+    """Exit 0 when DIR holds the selected hard examples (written now or before), 1 with
+    the reason when there is nothing to export; DIR is then left untouched."""
+    from cloud_orchestrator.feedback_explain import why_no_hard_examples
+
+    counts = orch.feedback.hard_example_counts(args.name)
+    stored = counts.get(args.version, 0) if args.version else sum(counts.values())
+    if not stored:
+        reason = why_no_hard_examples(orch, args.name, args.version)
+        result = {"written": 0, "already_there": 0, "dir": str(args.dir), "reason": reason}
+        if args.json:  # scripts read the counts and the reason from stdout
+            emit(args, result, lambda: reason)
+        raise NothingToExport(f"nothing exported: {reason}")
     written = orch.feedback.export_hard_examples(args.name, args.dir, args.version)
+    there = max(0, stored - written)
     emit(
         args,
-        {"written": written, "dir": str(args.dir)},
-        lambda: f"wrote {written} hard examples of {args.name} to {args.dir}",
+        {"written": written, "already_there": there, "dir": str(args.dir), "reason": ""},
+        lambda: (
+            f"wrote {written} hard examples of {args.name} to {args.dir}"
+            + (f" ({there} already there)" if there else "")
+        ),
     )
     return 0
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from cloud_orchestrator.db import Database
@@ -196,6 +196,16 @@ class FeedbackStore:
     def batch_count(self) -> int:
         with self.db.session() as session:
             return len(session.scalars(select(FeedbackBatch.batch_id)).all())
+
+    def hard_example_counts(self, model_name: str) -> dict[str, int]:
+        """How many hard examples of each version of a model are stored."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(HardExampleRow.model_version, func.count(HardExampleRow.id))
+                .where(HardExampleRow.model_name == model_name)
+                .group_by(HardExampleRow.model_version)
+            ).all()
+        return {str(version): int(count) for version, count in rows}
 
     def summarize(self, model_name: str, version: str = "") -> FeedbackSummary:
         with self.db.session() as session:
