@@ -138,13 +138,18 @@ def scenario(ws: Workspace, steps: Steps) -> None:
             ws.gateway.kill()  # by its PID; a no-op once it has exited
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    say("SIGTERM: stopping the gateway and removing the temp folder")
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args(argv)
     # A SIGTERM (a CI time-out) unwinds like an error: the gateway is stopped, the temp
     # folder removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     started = time.monotonic()
     steps = Steps()
     home = Path.cwd()
@@ -159,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             say(f"kept {root}")
         else:
+            removing = time.monotonic()
             shutil.rmtree(root, ignore_errors=True)
+            say(f"removed {root} ({time.monotonic() - removing:.1f} s)")
     elapsed = time.monotonic() - started
     counts = f"{steps.passed} passed, {len(steps.failures)} failed, {len(steps.skipped)} skipped"
     if steps.failures:
