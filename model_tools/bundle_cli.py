@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from model_tools.cli import emit
-from model_tools.errors import ToolError
+from model_tools.cli_paths import output_file, output_folder
+from model_tools.errors import ToolError, require_file
 
 __all__ = ["add_bundle_commands"]
 
 
 def _run_keygen(args: argparse.Namespace) -> int:
-    from model_tools.packaging import keygen
+    from model_tools.bundle_keys import keygen
 
     public = args.pub or args.out.with_suffix(".pub")
     kid = keygen(args.out, public, force=args.force)
@@ -33,6 +34,8 @@ def _golden_inputs(args: argparse.Namespace) -> Any:
     from model_tools.packaging import golden_count
 
     count = golden_count(args.model, args.golden_count)
+    if str(args.golden) != "random" and not args.golden.exists():
+        raise ToolError(f"golden inputs not found: {args.golden}")
     if str(args.golden) == "random":
         import numpy as np
 
@@ -49,6 +52,7 @@ def _run_package(args: argparse.Namespace) -> int:
 
     evaluation = None
     if args.evaluation is not None:
+        require_file(args.evaluation, "evaluation file")
         try:
             evaluation = json.loads(args.evaluation.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -78,7 +82,7 @@ def _run_package(args: argparse.Namespace) -> int:
 
 
 def _run_sign(args: argparse.Namespace) -> int:
-    from model_tools.packaging import sign_bundle
+    from model_tools.bundle_keys import sign_bundle
 
     kid = sign_bundle(args.bundle, args.key, args.output)
     target = args.output or args.bundle
@@ -122,8 +126,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 def add_bundle_commands(commands: Any) -> None:
     p = commands.add_parser("keygen", help="create an Ed25519 signing key pair")
-    p.add_argument("--out", type=Path, required=True, help="private key file (PEM)")
-    p.add_argument("--pub", type=Path, help="public key file (default: <out>.pub)")
+    p.add_argument("--out", type=output_file, required=True, help="private key file (PEM)")
+    p.add_argument("--pub", type=output_file, help="public key file (default: <out>.pub)")
     p.add_argument("--force", action="store_true", help="replace existing files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_keygen)
@@ -134,7 +138,9 @@ def add_bundle_commands(commands: Any) -> None:
         description="Write a model bundle (see docs/bundle-format.md).",
     )
     p.add_argument("model", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="bundle file (.edgebundle)")
+    p.add_argument(
+        "-o", "--output", type=output_file, required=True, help="bundle file (.edgebundle)"
+    )
     p.add_argument("--key", type=Path, help="private key to sign with (else unsigned)")
     p.add_argument("--manifest", type=Path, help="serving manifest (default: beside the model)")
     p.add_argument("--name")
@@ -161,7 +167,7 @@ def add_bundle_commands(commands: Any) -> None:
     p = commands.add_parser("sign", help="(re-)sign a bundle")
     p.add_argument("bundle", type=Path)
     p.add_argument("--key", type=Path, required=True)
-    p.add_argument("-o", "--output", type=Path, help="write here instead of in place")
+    p.add_argument("-o", "--output", type=output_file, help="write here instead of in place")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_sign)
 
@@ -174,6 +180,8 @@ def add_bundle_commands(commands: Any) -> None:
         required=True,
         help="trusted public key (repeatable)",
     )
-    p.add_argument("--extract", type=Path, help="after verifying, extract into this new folder")
+    p.add_argument(
+        "--extract", type=output_folder, help="after verifying, extract into this new folder"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_verify)

@@ -1,10 +1,11 @@
 """``model-tools``: export, quantize, evaluate, bench, inspect, keygen, package, sign, verify.
 
 A thin layer over the Python API: parse arguments, call one function, print the
-result (a table, or JSON with ``--json``) on stdout. Errors print as
-``model-tools: error: ...`` on stderr with exit status 1 (2 for usage errors),
-without a traceback. Command modules are imported lazily so ``--help`` is quick
-and only ``export`` loads torch.
+result (a table, or JSON with ``--json``) on stdout. Every error is one line on
+stderr, ``model-tools[ <command>]: error: ...``, without a traceback: exit status 1
+when the command failed, 2 when it could not start (a usage mistake, or a package of
+the ``tools`` extra missing). Command modules are imported lazily so ``--help`` is
+quick and works without the extra, and only ``export`` loads torch.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from edge_server.usage import OneLineParser
 from model_tools import __version__
-from model_tools.errors import ToolError
+from model_tools.errors import ToolError, missing_extra
 
 __all__ = ["emit", "main"]
 
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model_tools.bundle_cli import add_bundle_commands
     from model_tools.cli_model import add_model_commands
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="model-tools",
         description="Cloud-side model optimization: export PyTorch to ONNX, quantize, "
         "evaluate, benchmark, inspect, and package signed model bundles.",
@@ -66,36 +68,48 @@ def _configure_logging(verbosity: int) -> None:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
-    handler: Handler = args.handler
+def _fail(message: str, code: int = 1) -> int:
+    """Print ``message`` as one error line (library messages can span several)."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"model-tools: error: {text}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     from edge_server.errors import EdgeError
 
+    handler: Handler = args.handler
     try:
         return handler(args)
     except (ToolError, EdgeError) as exc:
-        print(f"model-tools: error: {exc}", file=sys.stderr)
+        return _fail(str(exc))
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(args.command, exc)
+        if missing is None:
+            raise
+        return _fail(missing, 2)
     except BrokenPipeError:  # stdout closed early (`| head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"model-tools: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return _fail(f"{exc.strerror or exc}{where}")
     except MemoryError:
-        print("model-tools: error: out of memory; try a smaller --limit or batch", file=sys.stderr)
+        return _fail("out of memory; try a smaller --limit or batch")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return _run(args)
     except KeyboardInterrupt:
         print("model-tools: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an unforeseen library failure: no traceback unless -v
         logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
-        print(
-            f"model-tools: error: unexpected {type(exc).__name__}: {exc} "
-            "(rerun with -vv for details)",
-            file=sys.stderr,
-        )
-    return 1
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with -vv for details)")
 
 
 if __name__ == "__main__":

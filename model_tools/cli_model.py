@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from model_tools.cli import emit
+from model_tools.cli_paths import output_file
 
 __all__ = ["add_model_commands", "float_list", "int_list", "str_list"]
 
@@ -205,7 +206,7 @@ def _add_export(commands: Any) -> None:
     )
     p.add_argument("model", help="'package.module:factory' or a TorchScript file")
     p.add_argument("--input-shape", type=int_list, required=True, help="e.g. 1,3,224,224")
-    p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="ONNX file to write")
     p.add_argument("--checkpoint", type=Path, help="state_dict file to load into the model")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--exporter", choices=("auto", "dynamo", "legacy"), default="auto")
@@ -245,7 +246,7 @@ def _add_quantize(commands: Any) -> None:
         description="Quantize an ONNX model and compare size and latency.",
     )
     p.add_argument("model", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("-o", "--output", type=output_file, required=True)
     p.add_argument("--mode", choices=("auto", "dynamic", "static", "fp16"), default="auto")
     p.add_argument("--calibration", type=Path, help="image folder or .npy/.npz for static INT8")
     p.add_argument("--calibration-limit", type=int, default=512, help="max samples used")

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edge_server.domain.manifest import Preprocessing
-from model_tools.errors import ToolError
+from model_tools.errors import ToolError, require_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -115,6 +115,7 @@ def as_model_input(
 
 def load_array_file(path: Path, key: str) -> np.ndarray:
     """The array in a .npy file, or array ``key`` of a .npz file."""
+    require_file(path, "array file")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:

@@ -10,16 +10,9 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
-from model_tools.errors import ToolError
+from model_tools.errors import ToolError, require_file
 
-__all__ = [
-    "TensorSpec",
-    "fixed_batch_size",
-    "graph_signature",
-    "load_onnx",
-    "numpy_dtype",
-    "require_file",
-]
+__all__ = ["TensorSpec", "fixed_batch_size", "graph_signature", "load_onnx", "numpy_dtype"]
 
 
 @dataclass(frozen=True)
@@ -42,15 +35,6 @@ def fixed_batch_size(spec: TensorSpec) -> int | None:
     """The batch size a tensor is fixed to (``--static-batch`` exports), None when dynamic."""
     first = spec.shape[0] if spec.shape else None
     return first if isinstance(first, int) else None
-
-
-def require_file(path: Path, what: str = "file") -> Path:
-    """Return ``path`` when it is an existing regular file, else raise ToolError."""
-    if not path.exists():
-        raise ToolError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise ToolError(f"{what} is not a regular file: {path}")
-    return path
 
 
 def load_onnx(path: Path, *, load_weights: bool = True) -> onnx.ModelProto:

@@ -1,17 +1,16 @@
-"""Building, signing and checking model bundles (format in docs/bundle-format.md).
+"""Building model bundles (format in docs/bundle-format.md).
 
 The format itself (reader, verifier, writer) lives in ``edge_server.bundle`` so the
 gateway and the orchestrator share it; this module gathers what goes in: the
 ONNX model, its manifest with signature and evaluation, and golden samples.
+Keys and re-signing (``keygen``, ``sign_bundle``, re-exported here) live in
+``model_tools.bundle_keys``, which needs no package of the tools extra.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,17 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_server.bundle.archive import open_archive
-from edge_server.bundle.format import GOLDEN_FILE, MODEL_FILE, parse_bundle_manifest
+from edge_server.bundle.format import GOLDEN_FILE, MODEL_FILE
 from edge_server.bundle.golden import encode_golden
-from edge_server.bundle.signing import (
-    generate_private_key,
-    load_private_key,
-    save_keypair,
-    sign_manifest,
-)
-from edge_server.bundle.verify import check_contents
+from edge_server.bundle.signing import load_private_key, sign_manifest
 from edge_server.bundle.writer import Payload, build_manifest_bytes, write_bundle
+from model_tools.bundle_keys import keygen, sign_bundle
 from model_tools.errors import ToolError, error_summary
 from model_tools.graph_stats import is_quantized
 from model_tools.manifest_io import find_manifest, producer_info
@@ -72,15 +65,6 @@ def utc_timestamp() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def keygen(private_path: Path, public_path: Path | None = None, force: bool = False) -> str:
-    """Create an Ed25519 key pair (PEM); returns the key id. Refuses to overwrite."""
-    public_path = public_path or private_path.with_suffix(".pub")
-    for path in (private_path, public_path):
-        if path.exists() and not force:
-            raise ToolError(f"{path} exists; pass --force to replace it")
-    return save_keypair(generate_private_key(), private_path, public_path)
 
 
 def golden_count(model: Path, requested: int) -> int:
@@ -180,26 +164,3 @@ def package_model(
     write_bundle(output, manifest_bytes, payloads, signature)
     sizes = {p: (v.stat().st_size if isinstance(v, Path) else len(v)) for p, v in payloads.items()}
     return PackageResult(output, document["name"], document["version"], key_id, sizes)
-
-
-def sign_bundle(bundle: Path, signing_key: Path, output: Path | None = None) -> str:
-    """(Re-)sign a bundle after checking its files against its manifest; returns the key id."""
-    key = load_private_key(signing_key)
-    archive = open_archive(bundle)
-    manifest = parse_bundle_manifest(archive.manifest_bytes)
-    check_contents(archive, manifest)
-    signature = sign_manifest(archive.manifest_bytes, key)
-    target = output or bundle
-    with tempfile.TemporaryDirectory(prefix=".sign-", dir=target.parent) as tmp:
-        payloads: dict[str, Payload] = {}
-        with tarfile.open(bundle, mode="r:") as tar:
-            for name in manifest.files:
-                handle = tar.extractfile(name)
-                if handle is None:
-                    raise ToolError(f"{bundle}: member {name} is not a file")
-                local = Path(tmp) / name.replace("/", "__")
-                with handle, local.open("wb") as out:
-                    shutil.copyfileobj(handle, out)
-                payloads[name] = local
-        write_bundle(target, archive.manifest_bytes, payloads, signature.encode())
-    return signature.key_id

@@ -8,8 +8,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from model_tools.errors import ToolError
-from model_tools.onnx_model import require_file
+from model_tools.errors import ToolError, require_file
 
 __all__ = ["open_session", "run_batched"]
 

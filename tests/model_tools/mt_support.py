@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -33,11 +34,13 @@ def run_cli(
 def assert_clean_failure(
     result: subprocess.CompletedProcess[str], message: str, code: int = 1
 ) -> None:
-    """Exactly one ``model-tools: error:`` line on stderr, no traceback, exit ``code``."""
+    """Exactly one ``model-tools[ <command>]: error:`` line on stderr, no traceback, exit
+    ``code``."""
     assert result.returncode == code, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("model-tools: error: ") and message in lines[0], result.stderr
+    assert re.match(r"model-tools( [a-z]+)?: error: ", lines[0]), result.stderr
+    assert message in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
