@@ -142,10 +142,7 @@ class _Runner:
             f"> {self.scratch}/make-run.log 2>&1 &"
         )
         assert self.session.run(launch, 10).status == 0
-        wait = (
-            f"for _ in $(seq 120); do edge-client --target 127.0.0.1:{grpc_port} health "
-            ">/dev/null 2>&1 && break; sleep 0.5; done; edge-client health"
-        )
+        wait = f"edge-client --target 127.0.0.1:{grpc_port} health --wait 60"
         outcome = self.session.run(wait, 90)
         log = (self.scratch / "make-run.log").read_text(errors="replace")
         assert outcome.status == 0, f"{where}: make run did not serve:\n{outcome.output}\n{log}"
