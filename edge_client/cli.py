@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--client-cert, --client-key and --server-name need --ca-cert (TLS)")
     if bool(args.client_cert) != bool(args.client_key):
         parser.error("--client-cert and --client-key go together")
-    with core_logs_silenced():
+    with core_logs_silenced(os.environ):
         return _run(args, token)
 
 

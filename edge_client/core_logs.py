@@ -13,12 +13,12 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 
 @contextlib.contextmanager
-def core_logs_silenced() -> Iterator[None]:
-    if "GRPC_VERBOSITY" in os.environ or not _stderr_is_fd_2():
+def core_logs_silenced(environ: Mapping[str, str]) -> Iterator[None]:
+    if "GRPC_VERBOSITY" in environ or not _stderr_is_fd_2():
         yield  # debugging, or stderr already captured elsewhere (tests): leave it be
         return
     sys.stderr.flush()
