@@ -1,6 +1,7 @@
 """Deploying a version a gateway already holds but does not serve (rolled back, or pushed
-with --stage) activates the copy on the gateway: the rollout succeeds instead of halting
-on "already on the gateway". Real gateway, real `edge-client`, real `edge-orchestrator`."""
+with --stage or --shadow) activates the copy on the gateway: the rollout succeeds instead
+of halting on "already on the gateway" (push), or of never being tried again (pull).
+Real gateways, real `edge-client`, real `edge-orchestrator`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from orchestrator_fixtures import Publisher, cli, publisher, running_fleet  # noqa: F401
+from orchestrator_fixtures import (  # noqa: F401
+    OrchestratorProcess,
+    Publisher,
+    cli,
+    cli_json,
+    publisher,
+    running_fleet,
+    until,
+)
 from test_orchestrator_rollout import deploy
+from test_pull_mode import gray_root, serving_version, start_pull_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +64,13 @@ async def test_redeploying_a_version_the_gateway_holds_activates_it(
             assert code == 0 and first["state"] == "SUCCEEDED", first
             await edge_client(address, "rollback", "gray", "--reason", "operator")
         else:  # pushed by hand without activating it
-            await edge_client(address, "push", str(bundle), f"--{held_as.lower()}", "--quiet")
+            await edge_client(
+                address,
+                "push",
+                str(bundle),
+                {"STAGED": "--stage", "SHADOW": "--shadow"}[held_as],
+                "--quiet",
+            )
         assert ledger_state(fleet_root, "2") == held_as
         assert await fleet.serving_version("gw-1") == "1"
 
@@ -71,3 +88,60 @@ async def test_redeploying_a_version_the_gateway_holds_activates_it(
         assert f"ACTIVATE gw-1 the gateway holds version 2 already ({stage})" in shown
         assert await fleet.serving_version("gw-1") == "2"
         assert ledger_state(fleet_root, "2") == "ACTIVE"
+
+
+def test_a_pull_gateway_runs_a_version_it_rolled_back_when_it_is_deployed_again(
+    publisher: Publisher, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'orchestrator.db'}"
+    artifacts = tmp_path / "artifacts"
+    keys = str(publisher.public_key)
+    cli(
+        "publish",
+        str(publisher.gray_bundle("2")),
+        "--trusted-keys",
+        keys,
+        db=db,
+        artifacts=artifacts,
+    )
+    fast = ("--heartbeat-seconds", "1", "--desired-poll-seconds", "0.2", "--poll-seconds", "0.2")
+    orchestrator = OrchestratorProcess(db, artifacts, *fast)
+    gateway = None
+    try:
+        gateway = start_pull_gateway(gray_root(tmp_path / "models"), orchestrator.target, publisher)
+        until(
+            lambda: any(
+                g["id"] == "edge-7" for g in cli_json("gateways", db=db, artifacts=artifacts)
+            )
+        )
+
+        def rollout_of_2() -> str:
+            detached = cli_json(
+                "deploy", "gray", "2", "--gateways", "id=edge-7", "--watch-seconds", "0.5",
+                "--detach", db=db, artifacts=artifacts,
+            )  # fmt: skip
+            return str(detached["id"])
+
+        def state(rollout_id: str) -> str:
+            return str(cli_json("rollout", rollout_id, db=db, artifacts=artifacts)["state"])
+
+        first = rollout_of_2()
+        until(lambda: state(first) == "SUCCEEDED", timeout=60)
+        assert serving_version(gateway.target) == "2"
+        rollback = subprocess.run(
+            [CLIENT, "--target", gateway.target, "rollback", "gray", "--reason", "operator"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert rollback.returncode == 0, rollback.stderr
+        assert serving_version(gateway.target) == "1"
+        time.sleep(2)  # the gateway reported the rollback; it does not undo it on its own
+        assert serving_version(gateway.target) == "1"
+
+        again = rollout_of_2()
+
+        until(lambda: serving_version(gateway.target) == "2", timeout=30)
+        until(lambda: state(again) == "SUCCEEDED", timeout=30)
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+        orchestrator.terminate()

@@ -5,8 +5,8 @@ uses (``ModelUpdater.session`` -> ``append`` -> ``commit``), so it is verified
 (sha256, Ed25519 signature, ONNX load, warm-up, compatibility, golden samples) and
 activated exactly as a push would be. A broken download resumes from the bytes
 already stored. A version the gateway rejected or rolled back is not tried again
-until the desired state names something else; the local store keeps serving
-whatever happens to the cloud.
+until the desired state names something else (for a rolled-back version: or a new
+rollout of it); the local store keeps serving whatever happens to the cloud.
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._backoff: dict[tuple[str, str], tuple[Backoff, float]] = {}
         self._refused: set[tuple[str, str, str]] = set()  # (model, version, sha256)
+        # (model, version) -> the rollout that asked for it when it was rolled back
+        self._rolled_back_in: dict[tuple[str, str], str] = {}
+        activator.on_rolled_back.append(self._on_rolled_back)
+
+    def _on_rolled_back(self, model: str, version: str, _reason: str) -> None:
+        asked = [d.rollout_id for d in self._desired if (d.model, d.version) == (model, version)]
+        self._rolled_back_in[(model, version)] = asked[0] if asked else ""
 
     @property
     def desired(self) -> tuple[DesiredVersion, ...]:
@@ -119,8 +126,17 @@ class Reconciler:
             not record.sha256 or not desired.sha256 or record.sha256 == desired.sha256
         )
         if record is not None and same:
-            if record.state in (VersionState.REJECTED, VersionState.ROLLED_BACK):
+            if record.state is VersionState.REJECTED:
                 return True  # reported already; wait for a different desired version
+            if record.state is VersionState.ROLLED_BACK:
+                # Not again in the rollout it was rolled back under (that would flap), but a
+                # new rollout of the same version is an explicit redeploy: activate it. One
+                # rolled back before this process started counts as rolled back in the
+                # rollout first seen asking for it.
+                key = (desired.model, desired.version)
+                return self._rolled_back_in.setdefault(key, desired.rollout_id) == (
+                    desired.rollout_id
+                )
             if record.state in _DONE_STATES[desired.mode] and desired.mode is not Mode.ACTIVATE:
                 return True
         if (desired.model, desired.version, desired.sha256) in self._refused:
@@ -145,6 +161,7 @@ class Reconciler:
             self._emit(desired, "FAILED", str(exc))
             return
         self._backoff.pop(key, None)
+        self._rolled_back_in.pop(key, None)
         if outcome is not None and outcome.stage is Stage.REJECTED:
             self._refused.add((desired.model, desired.version, desired.sha256))
         if outcome is not None:
