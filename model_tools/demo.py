@@ -2,7 +2,11 @@
 
 Run as ``python -m model_tools.demo --out examples/models`` (``make demo-model``).
 Everything else (images, data, keys, bundles, report) goes beside ``--out``.
-Fixed seeds and thread counts make reruns produce the same weights and ONNX bytes.
+Fixed seeds, thread counts and bundle timestamps make reruns produce the same bytes.
+
+Version 2 of ``digits`` (the same CNN trained with another seed) ships only as a
+signed bundle, ``digits-2.edgebundle``: it reaches a gateway by push, so the README's
+push / activate / rollback walk-through has a real second version to work with.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,9 @@ PREPROCESSING = {
     "resize_filter": "bilinear",
     "input_dtype": "float32",
 }
+V2_SEED = 1  # digits version 2: the same CNN, data and recipe, another training seed
+# Bundles record when they were made; a fixed moment keeps reruns byte-identical.
+CREATED_AT = "2026-11-24T09:08:21Z"
 # (size, colour) of the sample images written to examples/images.
 SAMPLE_FORMATS = (
     (28, "L"),
@@ -58,14 +66,20 @@ SAMPLE_FORMATS = (
 )
 
 
-def _export_fp32(data: DigitsData, target: Path, progress: bool) -> None:
+def _export_fp32(data: DigitsData, target: Path, progress: bool, version: str = "1") -> None:
     from model_tools.digits import train_digits_cnn
     from model_tools.export import ExportConfig, ManifestOptions, export_model
 
-    model = train_digits_cnn(data, progress=progress)
+    seed = 0 if version == "1" else V2_SEED
+    model = train_digits_cnn(data, seed=seed, progress=progress)
     config = ExportConfig(input_shape=(1, 1, 28, 28), output_names=("logits",))
+    lineage = {} if version == "1" else {"lineage": {"parent_version": "1"}}
     options = ManifestOptions(
-        name="digits", version="1", labels=LABELS, preprocessing=dict(PREPROCESSING)
+        name="digits",
+        version=version,
+        labels=LABELS,
+        preprocessing=dict(PREPROCESSING),
+        extra=lineage,
     )
     result = export_model(model, target, config, options, normalize(data.test_images[:64]))
     _log.info("exported %s (max |torch - onnx| %.2g)", target, result.max_abs_diff)
@@ -132,45 +146,39 @@ def _golden_inputs(folder: Path, samples: list[dict[str, Any]], model: Path) -> 
     return np.stack([preprocess_image(i, pre, (28, 28)) for i in images])
 
 
-def run_demo(out: Path, examples: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Build every demo artifact; returns the report also written to demo-report.json."""
-    examples = examples or out.parent
-    data = load_digits_data()
-    fp32 = out / "digits" / "1" / "model.onnx"
-    int8 = out / "digits-int8" / "1" / "model.onnx"
-    _export_fp32(data, fp32, progress)
-    test_npz, calib_npz = _write_data(data, examples / "data")
-    calibration = calibration_for_model(fp32, calib_npz)
-    quantized = quantize_model(
-        fp32,
-        int8,
-        QuantizeOptions(mode="static", name="digits-int8", progress=progress),
-        calibration,
-    )
-    report = evaluate_models([fp32, int8], test_npz, max_drop=1.0, progress=progress)
-    record_evaluation(fp32, report, 0)
-    record_evaluation(int8, report, 1)
-    latency = bench_models(
-        [fp32, int8], batch_sizes=(1, 32), threads=(1,), runs=300, warmup=20, progress=progress
-    )
-    samples = _write_samples(data, examples / "images", [fp32, int8])
+def _package(
+    examples: Path, samples: list[dict[str, Any]], models: dict[str, Path]
+) -> list[dict[str, Any]]:
+    """Sign one bundle per model (golden samples: the first 4 sample images)."""
     key, pub = examples / "keys" / "demo-signing.key", examples / "keys" / "demo-signing.pub"
     if not key.exists():
         keygen(key, pub)
     bundles = []
-    for path, bundle_name in ((fp32, "digits-1"), (int8, "digits-int8-1")):
-        golden = _golden_inputs(examples / "images", samples, path)
+    for bundle_name, path in models.items():
         result = package_model(
             path,
             examples / "bundles" / f"{bundle_name}.edgebundle",
             signing_key=key,
-            golden_inputs=golden,
+            golden_inputs=_golden_inputs(examples / "images", samples, path),
+            created_at=CREATED_AT,
         )
         verified = verify_bundle(result.path, [load_public_key(pub)])
-        bundles.append({"path": str(result.path), "signed_by": verified.key_id})
+        bundles.append(
+            {
+                "path": str(result.path),
+                "name": result.name,
+                "version": result.version,
+                "size_bytes": result.path.stat().st_size,
+                "signed_by": verified.key_id,
+                "top1": verified.manifest.document["evaluation"]["top1"],
+            }
+        )
+    return bundles
+
+
+def _variants(models: dict[str, Path], scores: list[Any], latency: list[Any]) -> dict[str, Any]:
     variants = {}
-    for i, (variant, path) in enumerate((("fp32", fp32), ("int8_static_qdq", int8))):
-        score = report.scores[i]
+    for (variant, path), score in zip(models.items(), scores, strict=True):
         variants[variant] = {
             "model": str(path),
             "size_bytes": path.stat().st_size,
@@ -187,6 +195,44 @@ def run_demo(out: Path, examples: Path | None = None, progress: bool = True) -> 
                 if s.model == str(path)
             },
         }
+    return variants
+
+
+def run_demo(out: Path, examples: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Build every demo artifact; returns the report also written to demo-report.json."""
+    examples = examples or out.parent
+    data = load_digits_data()
+    fp32 = out / "digits" / "1" / "model.onnx"
+    int8 = out / "digits-int8" / "1" / "model.onnx"
+    _export_fp32(data, fp32, progress)
+    test_npz, calib_npz = _write_data(data, examples / "data")
+    calibration = calibration_for_model(fp32, calib_npz)
+    quantized = quantize_model(  # named digits-int8, version 1 (quantize's naming rule)
+        fp32, int8, QuantizeOptions(mode="static", progress=progress), calibration
+    )
+    report = evaluate_models([fp32, int8], test_npz, max_drop=1.0, progress=progress)
+    record_evaluation(fp32, report, 0)
+    record_evaluation(int8, report, 1)
+    samples = _write_samples(data, examples / "images", [fp32, int8])
+    with tempfile.TemporaryDirectory(prefix="demo-digits-2-") as tmp:
+        v2 = Path(tmp) / "digits" / "2" / "model.onnx"  # not under --out: it arrives by push
+        _export_fp32(data, v2, progress, version="2")
+        against_v1 = evaluate_models([fp32, v2], test_npz, progress=progress)
+        record_evaluation(v2, against_v1, 1)
+        models = {"fp32": fp32, "int8_static_qdq": int8, "fp32_version_2": v2}
+        latency = bench_models(
+            list(models.values()),
+            batch_sizes=(1, 32),
+            threads=(1,),
+            runs=300,
+            warmup=20,
+            progress=progress,
+        )
+        variants = _variants(models, [*report.scores, against_v1.scores[1]], latency)
+        bundles = _package(
+            examples, samples, {"digits-1": fp32, "digits-int8-1": int8, "digits-2": v2}
+        )
+    variants["fp32_version_2"]["model"] = bundles[2]["path"]  # its temporary folder is gone
     drop = report.drop_points or 0.0
     summary = {
         "dataset": {
@@ -204,6 +250,10 @@ def run_demo(out: Path, examples: Path | None = None, progress: bool = True) -> 
                 "top1_drop<=1.0": drop <= 1.0,
                 "agreement>=0.98": (report.agreement or 0.0) >= 0.98,
             },
+        },
+        "version_2_vs_1": {
+            "top1_delta_points": against_v1.delta_points,
+            "agreement": against_v1.agreement,
         },
         "threads": 1,
         "images": samples,
