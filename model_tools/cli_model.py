@@ -133,7 +133,8 @@ def _run_quantize(args: argparse.Namespace) -> int:
             f"  size     {r.size_before / 1024:10.1f} KiB -> {r.size_after / 1024:10.1f} KiB "
             f"({r.size_ratio:.2f}x)",
             f"  latency  {r.latency_before_ms:10.3f} ms  -> {r.latency_after_ms:10.3f} ms  "
-            f"(p50, batch 1, {options.bench_threads} thread(s); {r.speedup:.2f}x speed)",
+            f"(p50, batch {r.bench_batch}, {options.bench_threads} thread(s); "
+            f"{r.speedup:.2f}x speed)",
         ]
     )
     emit(args, r.to_dict(), text)

@@ -14,10 +14,14 @@ from mt_support import BIN, REPO, run_cli
 from processes import ServerProcess
 
 from edge_server.bundle.verify import read_unverified
+from model_tools.calibration import calibration_for_model
 from model_tools.digits import DigitsCNN
 from model_tools.errors import ToolError
+from model_tools.evaluate import evaluate_models
 from model_tools.export import ExportConfig, ManifestOptions, export_model
+from model_tools.manifest_io import image_preprocessing
 from model_tools.packaging import golden_count, package_model
+from model_tools.quantize import QuantizeOptions, quantize_model
 
 pytestmark = pytest.mark.slow
 TOKEN = "static-token"
@@ -81,3 +85,22 @@ def test_a_fixed_batch_of_two_keeps_one_batch_and_refuses_fewer_inputs(tmp_path:
     assert read_unverified(bundle).document["golden"]["count"] == 2
     with pytest.raises(ToolError, match="batches of exactly 2; give at least 2 golden inputs"):
         package_model(model, tmp_path / "few.edgebundle", golden_inputs=inputs[:1])
+
+
+def test_evaluate_and_quantize_run_a_fixed_batch_model_in_the_batches_it_takes(
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "pair" / "1" / "model.onnx"
+    config = ExportConfig(input_shape=(2, 1, 28, 28), dynamic_batch=False)
+    pre = image_preprocessing((2, 1, 28, 28), mean=(0.5,), std=(0.5,))
+    export_model(DigitsCNN(), model, config, ManifestOptions(name="pair", preprocessing=pre))
+    data = tmp_path / "five.npz"  # an odd count: the last batch is padded, then trimmed
+    rng = np.random.default_rng(1)
+    np.savez(data, x=rng.integers(0, 256, (5, 28, 28), np.uint8), y=np.arange(5))
+    report = evaluate_models([model], data, batch_size=32, progress=False)
+    assert report.samples == 5
+    out = tmp_path / "pair-int8" / "1" / "model.onnx"
+    options = QuantizeOptions(mode="static", progress=False, bench_runs=2)
+    result = quantize_model(model, out, options, calibration_for_model(model, data))
+    assert result.identity == ("pair-int8", "1") and result.latency_after_ms > 0
+    assert evaluate_models([model, out], data, progress=False).samples == 5
