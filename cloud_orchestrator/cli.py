@@ -20,13 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud_orchestrator import __version__
-from cloud_orchestrator.cli_errors import (
-    CLOUD_EXTRA,
-    OneLineParser,
-    missing_cloud_module,
-    one_line,
-    report,
-)
+from cloud_orchestrator.cli_errors import CLOUD_EXTRA, missing_cloud_module, one_line, report
 from cloud_orchestrator.cli_feedback import FEEDBACK_COMMANDS, add_feedback_commands
 from cloud_orchestrator.cli_fleet import FLEET_COMMANDS, add_fleet_commands
 from cloud_orchestrator.cli_registry import REGISTRY_COMMANDS, add_registry_commands
@@ -34,6 +28,7 @@ from cloud_orchestrator.cli_rollouts import ROLLOUT_COMMANDS, add_rollout_comman
 from cloud_orchestrator.cli_serve import SERVE_COMMANDS, add_serve_command
 from cloud_orchestrator.db_url import DB_ENV, DEFAULT_DB_URL, check_url, redact_url, url_from_env
 from cloud_orchestrator.errors import InvalidRequest, OrchestratorError
+from edge_server.usage import OneLineParser
 
 if TYPE_CHECKING:  # imports SQLAlchemy: only once the cloud extra is known to be there
     from cloud_orchestrator.app import Orchestrator

@@ -7,16 +7,13 @@ missing, the database cannot be opened), 1 when it ran and failed.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-from typing import NoReturn
 
 from cloud_orchestrator.db_url import is_postgres
 
 __all__ = [
     "CLOUD_EXTRA",
-    "OneLineParser",
     "missing_cloud_module",
     "one_line",
     "report",
@@ -24,13 +21,6 @@ __all__ = [
 
 PROG = "edge-orchestrator"
 CLOUD_EXTRA = "pip install 'edge-inference-gateway[cloud]'"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse without the usage block on a mistake: the error and where help is."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def report(message: str) -> None:
