@@ -1,9 +1,12 @@
 """The emulated aarch64 environment of `make arm64-smoke`: rootfs, wheels, install.
 
 `build_rootfs.sh` provides a Debian bookworm arm64 userland (.cache/arm64/rootfs);
-the project wheel and the aarch64 wheels of its runtime dependencies (cached in
-.cache/arm64/wheels) are installed into it with `pip install --target`, and
-`qemu-aarch64-static -L ROOTFS ROOTFS/usr/bin/python3` runs the result.
+the project wheel (built from `git archive HEAD`: the committed tree, nothing untracked)
+and the aarch64 wheels of its runtime dependencies (cached in .cache/arm64/wheels) are
+installed into it with `pip install --target`. ROOTFS/usr/bin/python3 runs in a
+userns.Namespace (its private binfmt_misc hands aarch64 programs to qemu) with
+QEMU_LD_PREFIX=ROOTFS, so a process the gateway starts (a --workers replica) is
+emulated with the same userland.
 """
 
 from __future__ import annotations
@@ -24,10 +27,6 @@ PYTHON_VERSION = "3.11"  # Debian bookworm's python3, and the Dockerfile.arm64 b
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64")
 SITE = "/opt/edge-gateway"  # inside the rootfs; qemu -L resolves it there
 PROJECT = "edge_inference_gateway"
-NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", ".cache", "build", "dist", "*.egg-info", "bench-results",
-    "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-)  # fmt: skip
 
 
 class SmokeFailure(Exception):
@@ -78,10 +77,28 @@ def rootfs_cached() -> bool:
     return (CACHE / "rootfs" / ".edge-rootfs-complete").is_file()
 
 
-def project_wheel(workdir: Path) -> Path:
-    """Build from a copy: an in-tree build would reuse stale files from build/lib."""
+def committed_tree(dest: Path) -> str:
+    """`git archive HEAD` unpacked into `dest`; returns the commit and any local changes.
+
+    What CI's clean clone has: untracked files, build/ leftovers and uncommitted edits
+    cannot leak into what is built from it.
+    """
+    dest.mkdir(parents=True)
+    commit = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], "git rev-parse")
+    git_archive = ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"]
+    archive = subprocess.run(git_archive, capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SmokeFailure(f"git archive HEAD failed: {archive.stderr.decode(errors='replace')}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    changed = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], "git")
+    note = f" ({len(changed.splitlines())} uncommitted changes left out)" if changed else ""
+    return commit.strip() + note
+
+
+def project_wheel(workdir: Path) -> tuple[Path, Path, str]:
+    """(wheel, its source tree, commit): built from the committed tree, never in place."""
     source = workdir / "source"
-    shutil.copytree(REPO, source, ignore=NOT_COPIED, symlinks=True)
+    commit = committed_tree(source)
     # The dev venv holds the build backend (setuptools>=69): no network, no isolated env.
     run(
         pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(workdir), str(source)),
@@ -90,7 +107,7 @@ def project_wheel(workdir: Path) -> Path:
     wheels = sorted(workdir.glob(f"{PROJECT}-*.whl"))
     if len(wheels) != 1:
         raise SmokeFailure(f"pip wheel produced {wheels}, expected one {PROJECT} wheel")
-    return wheels[0]
+    return wheels[0], source, commit
 
 
 def resolve_aarch64_wheels(project: Path) -> str:
@@ -156,22 +173,25 @@ def minimum_glibc(platform: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def emulated_python(rootfs: Path) -> list[str]:
-    return ["qemu-aarch64-static", "-L", str(rootfs), str(rootfs / "usr" / "bin" / "python3")]
+def emulated_python(rootfs: Path) -> str:
+    """Executed through the namespace's binfmt_misc handler (see userns.py)."""
+    return str(rootfs / "usr" / "bin" / "python3")
 
 
-def emulated_env(cpu: str) -> dict[str, str]:
-    """The host environment without Python settings, plus the CPU model and our site dir."""
+def console_script(rootfs: Path, name: str) -> Path:
+    """The wrapper pip generated from the wheel's entry point (its shebang is the host's)."""
+    script = rootfs / SITE.lstrip("/") / "bin" / name
+    if not script.is_file():
+        raise SmokeFailure(f"the wheel installed no console script {name} in {SITE}/bin")
+    return script
+
+
+def emulated_env(cpu: str, rootfs: Path) -> dict[str, str]:
+    """The host environment without Python settings, plus qemu's userland and our site dir.
+
+    QEMU_LD_PREFIX is qemu's -L: inherited by every emulated process, also those started
+    by exec through the binfmt_misc handler, which passes no options.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env.update(QEMU_CPU=cpu, PYTHONPATH=SITE, PYTHONUNBUFFERED="1")
+    env.update(QEMU_CPU=cpu, QEMU_LD_PREFIX=str(rootfs), PYTHONPATH=SITE, PYTHONUNBUFFERED="1")
     return env
-
-
-# Runs under emulation: proves the native modules import and says what they are.
-PROBE = (
-    "import json, platform, onnxruntime, grpc, numpy, PIL, google.protobuf as pb;"
-    "print(json.dumps({'machine': platform.machine(), 'python': platform.python_version(),"
-    "'glibc': platform.libc_ver()[1], 'onnxruntime': onnxruntime.__version__,"
-    "'providers': onnxruntime.get_available_providers(), 'grpcio': grpc.__version__,"
-    "'numpy': numpy.__version__, 'pillow': PIL.__version__, 'protobuf': pb.__version__}))"
-)

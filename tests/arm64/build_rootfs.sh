@@ -2,11 +2,15 @@
 # Build (once) a minimal Debian bookworm arm64 userland that runs under qemu-user
 # without Docker, binfmt_misc or chroot:
 #
-#   debootstrap --arch=arm64 --foreign --variant=minbase --include=python3
+#   debootstrap --arch=arm64 --foreign --variant=minbase --include=$PACKAGES
 #
 # from the Debian mirror configured in this machine's apt sources, then every
 # downloaded .deb is unpacked with tar (debootstrap's second stage would need to
-# execute arm64 binaries inside a chroot, which needs binfmt_misc). Run the result as
+# execute arm64 binaries inside a chroot, which needs binfmt_misc), and the few files
+# the packages' maintainer scripts would write are made: /etc/passwd and /etc/group
+# (base-passwd), /etc/ssl/certs/ca-certificates.crt (ca-certificates). pip, venv and
+# `python` are there for tests/arm64/image.py, which builds Dockerfile.arm64 on this
+# userland as its stand-in for python:3.11-slim-bookworm. Run the result as
 #
 #   QEMU_CPU=cortex-a72 qemu-aarch64-static -L ROOTFS ROOTFS/usr/bin/python3
 #
@@ -21,7 +25,9 @@ CACHE="${1:-$REPO/.cache/arm64}"
 SUITE=bookworm
 ROOTFS="$CACHE/rootfs"
 STAMP="$ROOTFS/.edge-rootfs-complete"
-STAMP_TEXT="debian $SUITE arm64 minbase+python3 v1"
+# What a python:3.11-slim-bookworm build needs besides python3: pip, venv (ensurepip), `python`.
+PACKAGES=python3,python3-pip,python3-venv,python-is-python3,ca-certificates
+STAMP_TEXT="debian $SUITE arm64 minbase+$PACKAGES v2"
 
 log() { echo "build_rootfs: $*" >&2; }
 die() { echo "build_rootfs: error: $*" >&2; exit 1; }
@@ -98,8 +104,8 @@ log "mirror $MIRROR (from the apt sources)"
 mkdir -p "$CACHE"
 WORK="$ROOTFS.tmp"
 rm -rf "$WORK"
-log "debootstrap --arch=arm64 --foreign --variant=minbase --include=python3 $SUITE"
-if ! "$DEBOOTSTRAP" --arch=arm64 --foreign --variant=minbase --include=python3 \
+log "debootstrap --arch=arm64 --foreign --variant=minbase --include=$PACKAGES $SUITE"
+if ! "$DEBOOTSTRAP" --arch=arm64 --foreign --variant=minbase --include="$PACKAGES" \
     "$SUITE" "$WORK" "$MIRROR" >"$CACHE/debootstrap.out" 2>&1; then
     tail -n 20 "$CACHE/debootstrap.out" >&2
     [[ -f "$WORK/debootstrap/debootstrap.log" ]] && tail -n 20 "$WORK/debootstrap/debootstrap.log" >&2
@@ -119,6 +125,17 @@ for deb in "${debs[@]}"; do
 done
 rm -f "${debs[@]}"
 [[ -L "$WORK/lib" ]] || die "/lib is no longer a link to usr/lib after unpacking"
+
+# --- what the maintainer scripts would have written -----------------------------------
+# base-passwd's preinst: the system users and groups (groupadd/useradd need them).
+cp "$WORK/usr/share/base-passwd/passwd.master" "$WORK/etc/passwd"
+cp "$WORK/usr/share/base-passwd/group.master" "$WORK/etc/group"
+# ca-certificates' postinst (update-ca-certificates): every Mozilla CA, in one bundle.
+(cd "$WORK/usr/share/ca-certificates" && find . -name '*.crt' | sed 's|^\./||' | LC_ALL=C sort) \
+    >"$WORK/etc/ca-certificates.conf"
+mkdir -p "$WORK/etc/ssl/certs"
+while read -r cert; do cat "$WORK/usr/share/ca-certificates/$cert"; done \
+    <"$WORK/etc/ca-certificates.conf" >"$WORK/etc/ssl/certs/ca-certificates.crt"
 
 # --- an ARM /proc/cpuinfo --------------------------------------------------------------
 # qemu-user resolves paths under the -L prefix first. debootstrap leaves ROOTFS/proc as

@@ -1,0 +1,46 @@
+"""The model root and the sample image the arm64 checks serve and send."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def model_and_sample(workdir: Path) -> tuple[Path, str, bytes, str]:
+    """(model root, model name, image bytes, description): the shipped demo when present.
+
+    The root is a copy in `workdir`, readable by everyone: the image's gateway runs as
+    uid 10001 and reads it through a bind mount.
+    """
+    demo = REPO / "examples" / "models" / "digits" / "1"
+    images = sorted((REPO / "examples" / "images").glob("*.png"))
+    root = workdir / "models"
+    if (demo / "model.onnx").is_file() and images:
+        shutil.copytree(demo, root / "digits" / "1")
+        model, image, described = "digits", images[0].read_bytes(), images[0].name
+        described = f"examples/models/digits/1, {described}"
+    else:
+        model, image, described = "gray", _factory_model(root), "tests/model_factory gray v2"
+        described += " (demo model absent)"
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root, model, image, described
+
+
+def _factory_model(root: Path) -> bytes:
+    sys.path.insert(0, str(REPO / "tests"))
+    factory: Any = importlib.import_module("model_factory")
+    factory.build_model_root(root)
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
