@@ -171,7 +171,10 @@ class DocumentSession:
             "VIRTUAL_ENV": str(self.clone / ".venv"),
             "HOME": str(home),
             "LANG": "C.UTF-8",
+            # The defaults a reader gets (50051, 8080), mapped like the ports in the text.
             "EDGE_TARGET": f"127.0.0.1:{self.ports[50051]}",
+            "EDGE_GRPC_PORT": str(self.ports[50051]),
+            "EDGE_HTTP_PORT": str(self.ports[8080]),
             "TERM": "dumb",
         }
         self.session = ShellSession(self.clone, env, scratch)
