@@ -1,14 +1,46 @@
 """Domain exceptions. Only edge_server.grpc.status_mapping turns them into gRPC codes.
 
+The errors every tier shares (``EdgeError``, ``ManifestError``, ``BundleError``,
+``IntegrityError``, ``StartupError``) are defined in edge_contracts/errors.py; this module
+adds the gateway's own and names them all in one place for the status mapping.
+
 Each message is written for the person who will read it: what was wrong and, where
 it is not obvious, what to do instead.
 """
 
 from __future__ import annotations
 
+from edge_contracts.errors import (
+    BundleError,
+    EdgeError,
+    IntegrityError,
+    ManifestError,
+    StartupError,
+)
 
-class EdgeError(Exception):
-    """Base of every error the gateway raises on purpose."""
+__all__ = [
+    "AccessDenied",
+    "BundleError",
+    "DeadlineExpired",
+    "EdgeError",
+    "InferenceFailed",
+    "IntegrityError",
+    "InvalidInput",
+    "ManifestError",
+    "ModelLoadError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "NotEnabled",
+    "Overloaded",
+    "QuotaExceeded",
+    "RegionExists",
+    "RegionNotFound",
+    "ShuttingDown",
+    "StartupError",
+    "UpdateInProgress",
+    "UpdateRejected",
+    "VersionNotActive",
+]
 
 
 class InvalidInput(EdgeError):
@@ -75,25 +107,9 @@ class InferenceFailed(EdgeError):
     """ONNX Runtime failed while running a request: the model's fault, not the caller's."""
 
 
-class ManifestError(EdgeError):
-    """manifest.json is missing a field or holds a wrong value."""
-
-
 class ModelLoadError(EdgeError):
     """ONNX Runtime could not load or run a model file."""
 
 
-class StartupError(EdgeError):
-    """The gateway cannot start as configured (e.g. a port is taken): one line to the operator."""
-
-
 class ShuttingDown(EdgeError):
     """The gateway is draining and takes no new work."""
-
-
-class BundleError(EdgeError):
-    """A model bundle is malformed, too large, unsafe to extract, or a key is unusable."""
-
-
-class IntegrityError(BundleError):
-    """A bundle's bytes do not match its manifest, or no trusted key signed it: reject it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from edge_server.errors import StartupError
+from edge_contracts.errors import StartupError
 
 
 def probe_bind(host: str, port: int) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_server.errors import BundleError
+from edge_contracts.errors import BundleError
 from edge_server.lifecycle.assembly import trusted_key_files
 from edge_server.settings import Settings
 from edge_server.user_files import read_user_file

@@ -76,7 +76,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_server.errors import EdgeError
+    from edge_contracts.errors import EdgeError
 
     handler: Handler = args.handler
     try:

@@ -14,8 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edge_contracts.errors import ManifestError
 from edge_server.domain.manifest import MANIFEST_FILE, parse_manifest
-from edge_server.errors import ManifestError
 from edge_server.lifecycle.atomic import PUBLIC_FILE, write_bytes_atomic
 from model_tools import __version__
 from model_tools.errors import ToolError

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from edge_contracts.errors import BundleError, IntegrityError
 from edge_server.bundle.format import (
     MANIFEST_FILE,
     MAX_FILES,
@@ -26,7 +27,6 @@ from edge_server.bundle.format import (
     BundleFile,
     check_member_path,
 )
-from edge_server.errors import BundleError, IntegrityError
 from edge_server.lifecycle.atomic import create_temp_dir
 
 __all__ = [

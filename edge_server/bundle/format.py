@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge_contracts.errors import BundleError, ManifestError
 from edge_server.domain.manifest import MANIFEST_FILE, Manifest, parse_manifest
-from edge_server.errors import BundleError, ManifestError
 
 __all__ = [
     "BUNDLE_SUFFIXES",

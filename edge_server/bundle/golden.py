@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_contracts.errors import BundleError
 from edge_server.bundle.format import golden_key
-from edge_server.errors import BundleError
 
 __all__ = ["GoldenSamples", "compare_golden", "encode_golden", "load_golden"]
 

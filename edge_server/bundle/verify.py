@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge_contracts.errors import IntegrityError
 from edge_server.bundle.archive import (
     DEFAULT_MAX_BUNDLE_BYTES,
     BundleArchive,
@@ -27,7 +28,6 @@ from edge_server.bundle.format import (
     parse_bundle_manifest,
 )
 from edge_server.bundle.signing import decode_signature, verify_signature
-from edge_server.errors import IntegrityError
 
 __all__ = [
     "VerifiedBundle",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_server.errors import ManifestError
+from edge_contracts.errors import ManifestError
 
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
