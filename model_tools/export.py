@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edge_server.lifecycle.atomic import PUBLIC_FILE, write_bytes_atomic
+from edge_contracts.atomic_files import PUBLIC_FILE, write_bytes_atomic
 from model_tools.errors import ToolError
 from model_tools.exporters import error_summary, to_onnx
 from model_tools.manifest_io import (

@@ -14,9 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edge_contracts.atomic_files import PUBLIC_FILE, write_bytes_atomic
 from edge_contracts.errors import ManifestError
 from edge_server.domain.manifest import MANIFEST_FILE, parse_manifest
-from edge_server.lifecycle.atomic import PUBLIC_FILE, write_bytes_atomic
 from model_tools import __version__
 from model_tools.errors import ToolError
 from model_tools.onnx_model import TensorSpec

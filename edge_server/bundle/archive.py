@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from edge_contracts.atomic_files import create_temp_dir
 from edge_contracts.errors import BundleError, IntegrityError
 from edge_server.bundle.format import (
     MANIFEST_FILE,
@@ -27,7 +28,6 @@ from edge_server.bundle.format import (
     BundleFile,
     check_member_path,
 )
-from edge_server.lifecycle.atomic import create_temp_dir
 
 __all__ = [
     "DEFAULT_MAX_BUNDLE_BYTES",

@@ -1,7 +1,7 @@
 """Writing bundles: the manifest document, its signature, and a deterministic tar.
 
 Used by model_tools (package, sign) and by the orchestrator (re-signing); stdlib
-only (with the stdlib-only ``edge_server.lifecycle.atomic``). Tar members are sorted
+only (with the stdlib-only ``edge_contracts.atomic_files``). Tar members are sorted
 with zeroed owners and times, so the same inputs give the same bytes; the file gets
 mode 0666 minus the umask, like any file a user publishes.
 """
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_contracts.atomic_files import PUBLIC_FILE, create_temp_file
 from edge_server.bundle.format import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -24,7 +25,6 @@ from edge_server.bundle.format import (
     check_member_path,
     parse_bundle_manifest,
 )
-from edge_server.lifecycle.atomic import PUBLIC_FILE, create_temp_file
 
 __all__ = ["Payload", "build_manifest_bytes", "file_entry", "write_bundle"]
 

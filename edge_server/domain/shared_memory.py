@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge_contracts.atomic_files import write_json_atomic
 from edge_server.errors import (
     AccessDenied,
     InvalidInput,
@@ -33,7 +34,6 @@ from edge_server.errors import (
     RegionExists,
     RegionNotFound,
 )
-from edge_server.lifecycle.atomic import write_json_atomic
 
 # shm_open names: one leading slash, then a file name in /dev/shm.
 _KEY = re.compile(r"/[A-Za-z0-9_.-]{1,200}")

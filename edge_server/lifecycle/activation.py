@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from edge_contracts.atomic_files import remove_tree
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.model_store import VersionOnDisk, version_sort_key
 from edge_server.errors import ModelNotFound, VersionNotActive
-from edge_server.lifecycle.atomic import remove_tree
 from edge_server.lifecycle.ledger import Ledger, VersionState
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edge_contracts.atomic_files import write_bytes_atomic, write_json_atomic
 from edge_server.domain.model_store import ACTIVE_POINTER, is_valid_name
-from edge_server.lifecycle.atomic import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

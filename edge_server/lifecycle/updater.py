@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_contracts.atomic_files import remove_tree, rename_dir_atomic
 from edge_server.bundle.archive import extract_files, open_archive
 from edge_server.bundle.format import MANIFEST_FILE, SIGNATURE_FILE, parse_bundle_manifest
 from edge_server.domain.model_manager import ModelManager, ServingModel, warm_up
 from edge_server.domain.model_store import VersionOnDisk, is_valid_name
 from edge_server.errors import EdgeError, InvalidInput, UpdateInProgress, UpdateRejected
 from edge_server.lifecycle.activation import VersionActivator
-from edge_server.lifecycle.atomic import remove_tree, rename_dir_atomic
 from edge_server.lifecycle.ledger import Ledger, VersionState
 from edge_server.lifecycle.reasons import public_reason
 from edge_server.lifecycle.uploads import Upload, UploadArea
