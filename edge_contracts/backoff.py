@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, for reconnecting to the orchestrator."""
+"""Exponential backoff with full jitter, for retrying calls to the orchestrator (pull, feedback)."""
 
 from __future__ import annotations
 
