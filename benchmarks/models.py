@@ -114,7 +114,7 @@ def calibration_images(count: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def _quantize_mobilenet(source: Path, target: Path) -> None:
-    from edge_server.domain.manifest import parse_manifest
+    from edge_contracts.manifest import parse_manifest
     from model_tools.datasets import as_model_input
     from model_tools.manifest_io import manifest_path_for, read_manifest
     from model_tools.quantize import QuantizeOptions, quantize_model

@@ -8,7 +8,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from tqdm import tqdm
 
-from edge_server.domain.manifest import parse_manifest
+from edge_contracts.manifest import parse_manifest
 from model_tools.datasets import load_calibration_data
 from model_tools.manifest_io import find_manifest
 from model_tools.onnx_model import graph_signature, load_onnx

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edge_server.domain.manifest import Preprocessing
+from edge_contracts.manifest import Preprocessing
 from model_tools.errors import ToolError, require_file
 
 __all__ = [

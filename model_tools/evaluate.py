@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_server.domain.manifest import parse_manifest
+from edge_contracts.manifest import parse_manifest
 from model_tools.datasets import LabelledData, load_labelled_data
 from model_tools.errors import ToolError
 from model_tools.manifest_io import find_manifest, manifest_path_for, write_json_atomic

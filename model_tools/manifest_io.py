@@ -1,6 +1,6 @@
 """Reading and writing the serving manifest that travels next to a model file.
 
-The schema is the gateway's (``edge_server.domain.manifest``); this module only
+The schema is the gateway's (``edge_contracts.manifest``); this module only
 builds, validates and stores documents in it. A model ``model.onnx`` has its
 manifest in ``manifest.json`` beside it (a serving folder); any other file
 ``foo.onnx`` uses ``foo.manifest.json``.
@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_contracts.atomic_files import PUBLIC_FILE, write_bytes_atomic
 from edge_contracts.errors import ManifestError
-from edge_server.domain.manifest import MANIFEST_FILE, parse_manifest
+from edge_contracts.manifest import MANIFEST_FILE, parse_manifest
 from model_tools import __version__
 from model_tools.errors import ToolError
 from model_tools.onnx_model import TensorSpec

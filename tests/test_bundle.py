@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from edge_contracts.manifest import load_manifest
 from edge_server.bundle.format import parse_bundle_manifest
 from edge_server.bundle.golden import compare_golden, load_golden
 from edge_server.bundle.signing import (
@@ -27,7 +28,6 @@ from edge_server.bundle.signing import (
 )
 from edge_server.bundle.verify import extract_verified, read_unverified, verify_bundle
 from edge_server.bundle.writer import build_manifest_bytes, write_bundle
-from edge_server.domain.manifest import load_manifest
 from edge_server.errors import BundleError, EdgeError, IntegrityError
 
 onnx = pytest.importorskip("onnx")

@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 import pytest
 
-from edge_server.domain.manifest import Manifest, Preprocessing
+from edge_contracts.manifest import Manifest, Preprocessing
 from edge_server.domain.model_manager import ServingModel
 from edge_server.domain.model_plan import BatchingDefaults, ModelPlan, validate_tensor
 from edge_server.domain.preprocessing import plan_image_input

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_contracts.manifest import Manifest
 from edge_server.domain import postprocess
-from edge_server.domain.manifest import Manifest
 from edge_server.domain.postprocess import Classification, classify_numpy
 
 LABELS = tuple(f"class-{i}" for i in range(40))  # fewer than some outputs' classes

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_server.domain.manifest import parse_preprocessing
+from edge_contracts.manifest import parse_preprocessing
 from edge_server.domain.preprocessing import (
     ImagePlan,
     decode_image,

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from edge_contracts.errors import BundleError, ManifestError
-from edge_server.domain.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from edge_contracts.manifest import MANIFEST_FILE, Manifest, parse_manifest
 
 __all__ = [
     "BUNDLE_SUFFIXES",

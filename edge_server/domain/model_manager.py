@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_server.domain.manifest import Manifest, load_manifest
+from edge_contracts.manifest import Manifest, load_manifest
 from edge_server.domain.model_store import ModelStore, VersionOnDisk
 from edge_server.domain.preprocessing import ImagePlan, plan_image_input
 from edge_server.domain.tensors import TensorSpec

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_server.domain.manifest import Manifest
+from edge_contracts.manifest import Manifest
 
 DEFAULT_TOP_K = 5
 SMALL_OUTPUT = 64  # classes up to which plain Python beats numpy's per-call cost

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edge_server.domain.manifest import Preprocessing
+from edge_contracts.manifest import Preprocessing
 from edge_server.domain.tensors import TensorSpec
 from edge_server.errors import InvalidInput, ManifestError
 

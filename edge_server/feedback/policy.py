@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from edge_server.domain.manifest import Manifest
+from edge_contracts.manifest import Manifest
 
 __all__ = ["AGGREGATES", "HARD_EXAMPLES", "FeedbackPolicy", "policy_from_manifest"]
 

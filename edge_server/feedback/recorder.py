@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_server.domain.manifest import Manifest
+from edge_contracts.manifest import Manifest
 from edge_server.feedback.policy import FeedbackPolicy, policy_from_manifest
 
 __all__ = ["Bucket", "FeedbackRecorder", "HardExample", "PendingBatch", "sniff_image_type"]

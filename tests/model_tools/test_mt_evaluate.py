@@ -12,7 +12,7 @@ from mt_support import Digits
 from onnx import numpy_helper
 from PIL import Image
 
-from edge_server.domain.manifest import Preprocessing
+from edge_contracts.manifest import Preprocessing
 from model_tools.datasets import preprocess_image
 from model_tools.errors import ToolError
 from model_tools.evaluate import evaluate_models, record_evaluation, topk_accuracy
