@@ -72,8 +72,8 @@ def _closed_versions(orch: Any, model: str, version: str) -> list[str]:
 def _allows_examples(info: VersionInfo) -> bool:
     """The gateway's own reading of the signed manifest's policy."""
     from edge_contracts.errors import ManifestError
+    from edge_contracts.feedback_policy import policy_from_manifest
     from edge_contracts.manifest import parse_manifest
-    from edge_server.feedback.policy import policy_from_manifest
 
     try:
         return policy_from_manifest(parse_manifest(info.manifest)).allows_examples

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_contracts.feedback_policy import FeedbackPolicy, policy_from_manifest
 from edge_contracts.manifest import Manifest
-from edge_server.feedback.policy import FeedbackPolicy, policy_from_manifest
 
 __all__ = ["Bucket", "FeedbackRecorder", "HardExample", "PendingBatch", "sniff_image_type"]
 
