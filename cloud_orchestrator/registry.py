@@ -22,10 +22,10 @@ from cloud_orchestrator.artifacts import ArtifactStore, file_sha256
 from cloud_orchestrator.db import Database
 from cloud_orchestrator.errors import BundleRefused, Conflict, InvalidRequest, NotFound
 from cloud_orchestrator.models import Model, ModelVersion
+from edge_contracts.bundle.archive import open_archive
+from edge_contracts.bundle.signing import decode_signature, key_id, load_public_key
+from edge_contracts.bundle.verify import verify_bundle
 from edge_contracts.errors import BundleError
-from edge_server.bundle.archive import open_archive
-from edge_server.bundle.signing import decode_signature, key_id, load_public_key
-from edge_server.bundle.verify import verify_bundle
 
 __all__ = ["ModelSummary", "Registry", "VersionInfo", "load_trusted_keys", "version_sort_key"]
 

@@ -54,7 +54,7 @@ def check_model_root(root: Path) -> None:
 def check_trusted_keys(paths: tuple[Path, ...]) -> None:
     if not paths:
         return
-    from edge_server.bundle.signing import load_public_key  # costs ~8 MiB: only when asked
+    from edge_contracts.bundle.signing import load_public_key  # costs ~8 MiB: only when asked
 
     for path in paths:
         if not path.exists():

@@ -92,8 +92,8 @@ def _run_sign(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     from edge_contracts.atomic_files import PUBLIC_DIR
-    from edge_server.bundle.signing import load_public_key
-    from edge_server.bundle.verify import extract_verified, verify_bundle
+    from edge_contracts.bundle.signing import load_public_key
+    from edge_contracts.bundle.verify import extract_verified, verify_bundle
 
     keys = [load_public_key(path) for path in args.trusted_key]
     if args.extract is not None:

@@ -2,7 +2,7 @@
 
 A release machine that only signs and verifies bundles (``model-tools keygen``,
 ``sign``, ``verify``) gets by with the base install: the cryptography and the bundle
-format both live in ``edge_server.bundle``.
+format both live in ``edge_contracts.bundle``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from edge_server.bundle.archive import open_archive
-from edge_server.bundle.format import parse_bundle_manifest
-from edge_server.bundle.signing import (
+from edge_contracts.bundle.archive import open_archive
+from edge_contracts.bundle.format import parse_bundle_manifest
+from edge_contracts.bundle.signing import (
     generate_private_key,
     load_private_key,
     save_keypair,
     sign_manifest,
 )
-from edge_server.bundle.verify import check_contents
-from edge_server.bundle.writer import Payload, write_bundle
+from edge_contracts.bundle.verify import check_contents
+from edge_contracts.bundle.writer import Payload, write_bundle
 from model_tools.errors import ToolError
 
 __all__ = ["keygen", "sign_bundle"]

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edge_contracts.bundle.signing import load_public_key
+from edge_contracts.bundle.verify import verify_bundle
 from edge_contracts.manifest import Preprocessing, parse_manifest
-from edge_server.bundle.signing import load_public_key
-from edge_server.bundle.verify import verify_bundle
 from model_tools.bench import bench_models
 from model_tools.calibration import calibration_for_model
 from model_tools.datasets import preprocess_image

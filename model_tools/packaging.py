@@ -1,6 +1,6 @@
 """Building model bundles (format in docs/bundle-format.md).
 
-The format itself (reader, verifier, writer) lives in ``edge_server.bundle`` so the
+The format itself (reader, verifier, writer) lives in ``edge_contracts.bundle`` so the
 gateway and the orchestrator share it; this module gathers what goes in: the
 ONNX model, its manifest with signature and evaluation, and golden samples.
 Keys and re-signing (``keygen``, ``sign_bundle``, re-exported here) live in
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_server.bundle.format import GOLDEN_FILE, MODEL_FILE
-from edge_server.bundle.golden import encode_golden
-from edge_server.bundle.signing import load_private_key, sign_manifest
-from edge_server.bundle.writer import Payload, build_manifest_bytes, write_bundle
+from edge_contracts.bundle.format import GOLDEN_FILE, MODEL_FILE
+from edge_contracts.bundle.golden import encode_golden
+from edge_contracts.bundle.signing import load_private_key, sign_manifest
+from edge_contracts.bundle.writer import Payload, build_manifest_bytes, write_bundle
 from model_tools.bundle_keys import keygen, sign_bundle
 from model_tools.errors import ToolError, error_summary
 from model_tools.graph_stats import is_quantized

@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_server.bundle.golden import encode_golden
-from edge_server.bundle.signing import save_keypair, sign_manifest
-from edge_server.bundle.writer import Payload, build_manifest_bytes, write_bundle
+from edge_contracts.bundle.golden import encode_golden
+from edge_contracts.bundle.signing import save_keypair, sign_manifest
+from edge_contracts.bundle.writer import Payload, build_manifest_bytes, write_bundle
 
 GOLDEN_PATH = "golden/samples.npz"
 

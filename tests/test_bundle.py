@@ -15,10 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from edge_contracts.manifest import load_manifest
-from edge_server.bundle.format import parse_bundle_manifest
-from edge_server.bundle.golden import compare_golden, load_golden
-from edge_server.bundle.signing import (
+from edge_contracts.bundle.format import parse_bundle_manifest
+from edge_contracts.bundle.golden import compare_golden, load_golden
+from edge_contracts.bundle.signing import (
     Signature,
     generate_private_key,
     key_id,
@@ -26,8 +25,9 @@ from edge_server.bundle.signing import (
     load_public_key,
     save_keypair,
 )
-from edge_server.bundle.verify import extract_verified, read_unverified, verify_bundle
-from edge_server.bundle.writer import build_manifest_bytes, write_bundle
+from edge_contracts.bundle.verify import extract_verified, read_unverified, verify_bundle
+from edge_contracts.bundle.writer import build_manifest_bytes, write_bundle
+from edge_contracts.manifest import load_manifest
 from edge_server.errors import BundleError, EdgeError, IntegrityError
 
 onnx = pytest.importorskip("onnx")
@@ -328,8 +328,8 @@ def test_key_formats(tmp_path: Path) -> None:
 
 def test_bundle_reader_imports_neither_torch_nor_onnx_nor_grpc() -> None:
     code = (
-        "import sys, edge_server.bundle.verify, edge_server.bundle.golden, "
-        "edge_server.bundle.writer\n"
+        "import sys, edge_contracts.bundle.verify, edge_contracts.bundle.golden, "
+        "edge_contracts.bundle.writer\n"
         "bad = {'torch', 'onnx', 'onnxruntime', 'grpc', 'model_tools'} & set(sys.modules)\n"
         "assert not bad, bad"
     )

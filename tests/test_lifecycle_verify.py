@@ -11,8 +11,8 @@ from bundles import build_bundle, golden_for, make_keys, push
 from lifecycle_fixtures import GRAY_MANIFEST, Harness, harness  # noqa: F401
 from model_factory import linear_classifier
 
+from edge_contracts.bundle.golden import encode_golden
 from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
-from edge_server.bundle.golden import encode_golden
 
 REJECTED = model_pb2.UPDATE_STAGE_REJECTED
 

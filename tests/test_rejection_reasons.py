@@ -12,9 +12,9 @@ from bundles import GOLDEN_PATH, build_bundle, push
 from lifecycle_fixtures import GRAY_MANIFEST, Harness, harness  # noqa: F401
 from model_factory import linear_classifier
 
+from edge_contracts.bundle.signing import sign_manifest
+from edge_contracts.bundle.writer import file_entry, write_bundle
 from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2
-from edge_server.bundle.signing import sign_manifest
-from edge_server.bundle.writer import file_entry, write_bundle
 
 INTERNAL = (".incoming", ".part", ".staging", ".trash")
 

@@ -38,7 +38,7 @@ def load_trusted_keys(paths: tuple[Path, ...]) -> tuple[Ed25519PublicKey, ...]:
     if not paths:
         return ()
     # Imported only when keys are configured: `cryptography` costs ~8 MiB of memory.
-    from edge_server.bundle.signing import key_id, load_public_key
+    from edge_contracts.bundle.signing import key_id, load_public_key
 
     keys = tuple(load_public_key(p) for p in trusted_key_files(paths))
     if keys:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_contracts.atomic_files import remove_tree, rename_dir_atomic
-from edge_server.bundle.archive import extract_files, open_archive
-from edge_server.bundle.format import MANIFEST_FILE, SIGNATURE_FILE, parse_bundle_manifest
+from edge_contracts.bundle.archive import extract_files, open_archive
+from edge_contracts.bundle.format import MANIFEST_FILE, SIGNATURE_FILE, parse_bundle_manifest
 from edge_server.domain.model_manager import ModelManager, ServingModel, warm_up
 from edge_server.domain.model_store import VersionOnDisk, is_valid_name
 from edge_server.errors import EdgeError, InvalidInput, UpdateInProgress, UpdateRejected
@@ -30,7 +30,7 @@ from edge_server.lifecycle.validation import validate_model
 if TYPE_CHECKING:  # cryptography is imported only when a bundle is actually verified
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from edge_server.bundle.verify import VerifiedBundle
+    from edge_contracts.bundle.verify import VerifiedBundle
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class UpdateSession:
 
     def _verify_and_extract(self, bundle_path: Path, staging: Path) -> VerifiedBundle | None:
         # Imported here: it loads `cryptography` (about 8 MiB), needed only for pushes.
-        from edge_server.bundle.verify import check_contents, verify_bundle
+        from edge_contracts.bundle.verify import check_contents, verify_bundle
 
         trust = self._updater.trust
         limit = self._updater.uploads.limits.max_bundle_bytes

@@ -13,8 +13,8 @@ import pytest
 from mt_support import BIN, REPO
 from processes import ServerProcess
 
-from edge_server.bundle.signing import load_public_key
-from edge_server.bundle.verify import verify_bundle
+from edge_contracts.bundle.signing import load_public_key
+from edge_contracts.bundle.verify import verify_bundle
 from model_tools.manifest_io import read_manifest
 
 EXAMPLES = REPO / "examples"

@@ -13,7 +13,7 @@ import pytest
 from mt_support import BIN, REPO, run_cli
 from processes import ServerProcess
 
-from edge_server.bundle.verify import read_unverified
+from edge_contracts.bundle.verify import read_unverified
 from model_tools.calibration import calibration_for_model
 from model_tools.digits import DigitsCNN
 from model_tools.errors import ToolError

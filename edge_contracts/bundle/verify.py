@@ -13,21 +13,21 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_contracts.errors import IntegrityError
-from edge_server.bundle.archive import (
+from edge_contracts.bundle.archive import (
     DEFAULT_MAX_BUNDLE_BYTES,
     BundleArchive,
     extract_files,
     hash_member,
     open_archive,
 )
-from edge_server.bundle.format import (
+from edge_contracts.bundle.format import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
     BundleManifest,
     parse_bundle_manifest,
 )
-from edge_server.bundle.signing import decode_signature, verify_signature
+from edge_contracts.bundle.signing import decode_signature, verify_signature
+from edge_contracts.errors import IntegrityError
 
 __all__ = [
     "VerifiedBundle",

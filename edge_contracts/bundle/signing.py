@@ -23,8 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_contracts.bundle.format import MAX_SIGNATURE_BYTES
 from edge_contracts.errors import BundleError, IntegrityError
-from edge_server.bundle.format import MAX_SIGNATURE_BYTES
 
 __all__ = [
     "ALGORITHM",

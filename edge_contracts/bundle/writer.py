@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_contracts.atomic_files import PUBLIC_FILE, create_temp_file
-from edge_server.bundle.format import (
+from edge_contracts.bundle.format import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     SIGNATURE_FILE,

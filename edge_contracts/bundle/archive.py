@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from edge_contracts.atomic_files import create_temp_dir
-from edge_contracts.errors import BundleError, IntegrityError
-from edge_server.bundle.format import (
+from edge_contracts.bundle.format import (
     MANIFEST_FILE,
     MAX_FILES,
     MAX_MANIFEST_BYTES,
@@ -28,6 +27,7 @@ from edge_server.bundle.format import (
     BundleFile,
     check_member_path,
 )
+from edge_contracts.errors import BundleError, IntegrityError
 
 __all__ = [
     "DEFAULT_MAX_BUNDLE_BYTES",

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_contracts.bundle.format import golden_key
 from edge_contracts.errors import BundleError
-from edge_server.bundle.format import golden_key
 
 __all__ = ["GoldenSamples", "compare_golden", "encode_golden", "load_golden"]
 
