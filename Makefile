@@ -14,7 +14,7 @@ GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke wheel-e2e clean
+.PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke arm64-image wheel-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -93,10 +93,17 @@ bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> ben
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.footprint
 
-# No Docker, no binfmt_misc: a debootstrapped Debian bookworm arm64 userland (cached in
-# .cache/arm64) run by qemu-aarch64-static -L; installs qemu-user-static and debootstrap.
-arm64-smoke: $(VENV)/.dev  ## the real gateway on emulated aarch64: wheels resolve, health, reflection, Predict, /metrics
+# No Docker, no host binfmt_misc: a debootstrapped Debian bookworm arm64 userland (cached in
+# .cache/arm64) run by qemu-aarch64-static through a private binfmt_misc in a user namespace
+# (root, Linux >= 6.7; see tests/arm64/userns.py); installs qemu-user-static and debootstrap.
+arm64-smoke: $(VENV)/.dev  ## the installed wheel's edge-server on emulated aarch64 (--workers 2): imports, health, reflection, Predict, /metrics
 	$(BIN)/python tests/arm64/smoke.py
+
+# The real Dockerfile.arm64, built by Debian's buildah and run by its podman (installed when
+# missing) in the same kind of user namespace; no registry, so the base is a stand-in for
+# python:3.11-slim-bookworm made from the smoke's userland (docs/arm64.md says what differs).
+arm64-image: $(VENV)/.dev  ## build Dockerfile.arm64 (buildah) and run it (podman) on emulated arm64: HEALTHCHECK healthy, Predict
+	$(BIN)/python tests/arm64/image.py
 
 # The product as it ships, not the tree: sdist from `git archive HEAD`, wheel from the sdist,
 # fresh virtualenvs outside the tree per extra, console scripts run from a neutral folder.

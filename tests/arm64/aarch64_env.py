@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,24 @@ PROJECT = "edge_inference_gateway"
 
 class SmokeFailure(Exception):
     """A step failed; the message says which and why."""
+
+
+class Steps:
+    """Timed summary lines, echoed to stderr as they happen."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.lines: list[str] = []
+        self.clock = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        self.lines.append(f"{now - self.clock:6.1f} s  {text}")
+        print(f"{self.prefix}: {text} ({now - self.clock:.1f} s)", file=sys.stderr, flush=True)
+        self.clock = now
+
+    def detail(self, text: str) -> None:
+        self.lines.append(f"          {text}")
 
 
 def run(

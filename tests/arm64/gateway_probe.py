@@ -12,12 +12,14 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -152,6 +154,20 @@ def wait_serving(target: str, timeout: float, alive: Callable[[], str | None]) -
                 pass
             time.sleep(0.2)
     raise CheckFailure(f"{target} not SERVING after {timeout:.0f} s")
+
+
+def x86_reference(models: Path, model: str, image: bytes, cwd: str) -> Any:
+    """The x86 gateway of the dev venv answers the same Predict: the expected answer."""
+    serve = ["--model-root", str(models), "--host", "127.0.0.1", "--grpc-port", "0",
+             "--http-port", "0", "--gateway-id", "x86-reference"]  # fmt: skip
+    host_server = [str(Path(sys.executable).parent / "edge-server"), *serve]
+    with gateway(host_server, dict(os.environ), cwd, 60) as x86:
+        wait_serving(x86.target, 60, lambda: None)
+        reference = predict(x86.target, model, image)
+        code = x86.stop()
+    if code != 0:
+        raise CheckFailure(f"x86 gateway exited {code}:\n{x86.log_tail()}")
+    return reference
 
 
 def predict(target: str, model: str, image: bytes) -> inference_pb2.PredictResponse:

@@ -44,6 +44,7 @@ from aarch64_env import (
     REPO,
     SITE,
     SmokeFailure,
+    Steps,
     build_rootfs,
     console_script,
     emulated_env,
@@ -59,8 +60,8 @@ from gateway_probe import (
     CheckFailure,
     check_services,
     gateway,
-    predict,
     wait_serving,
+    x86_reference,
 )
 from installed_check import PROBE, ShipFailure, check_wheel, judge, wheel_modules
 from sample_model import model_and_sample
@@ -71,23 +72,6 @@ IMPORTS_FAILED = (
     "the installed-imports probe under qemu (a SIGSEGV in onnxruntime means the rootfs "
     "lacks its ARM proc/cpuinfo: delete .cache/arm64/rootfs to rebuild it)"
 )
-
-
-class Steps:
-    """Timed summary lines, echoed to stderr as they happen."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.clock = time.monotonic()
-
-    def __call__(self, text: str) -> None:
-        now = time.monotonic()
-        self.lines.append(f"{now - self.clock:6.1f} s  {text}")
-        print(f"arm64-smoke: {text} ({now - self.clock:.1f} s)", file=sys.stderr, flush=True)
-        self.clock = now
-
-    def detail(self, text: str) -> None:
-        self.lines.append(f"          {text}")
 
 
 def run_probe(command: list[str], env: dict[str, str]) -> str:
@@ -102,20 +86,6 @@ def describe_probe(probe: dict[str, Any]) -> str:
         raise SmokeFailure(f"emulated interpreter is not aarch64 CPython {PYTHON_VERSION}: {probe}")
     keys = ("machine", "python", "glibc", "onnxruntime", "providers", "grpcio", "numpy")
     return ", ".join(f"{key} {probe[key]}" for key in (*keys, "pillow", "protobuf"))
-
-
-def x86_reference(models: Path, model: str, image: bytes, cwd: str) -> Any:
-    """The x86 gateway of the dev venv answers the same Predict: the expected answer."""
-    serve = ["--model-root", str(models), "--host", "127.0.0.1", "--grpc-port", "0",
-             "--http-port", "0", "--gateway-id", "arm64-smoke"]  # fmt: skip
-    host_server = [str(Path(sys.executable).parent / "edge-server"), *serve]
-    with gateway(host_server, dict(os.environ), cwd, 60) as x86:
-        wait_serving(x86.target, 60, lambda: None)
-        reference = predict(x86.target, model, image)
-        code = x86.stop()
-    if code != 0:
-        raise SmokeFailure(f"x86 gateway exited {code}:\n{x86.log_tail()}")
-    return reference
 
 
 def emulated_gateway(
@@ -149,7 +119,7 @@ def _gone(proc: subprocess.Popen[str], log: str) -> str | None:
 
 
 def smoke(cpu: str, start_timeout: float) -> list[str]:
-    step = Steps()
+    step = Steps("arm64-smoke")
     cached = rootfs_cached()
     rootfs = build_rootfs()
     step(f"rootfs {'reused from cache' if cached else 'built'}: {rootfs.relative_to(REPO)}")
