@@ -1,14 +1,14 @@
 """Fleet token on OrchestratorService: ``authorization: Bearer <token>`` metadata.
 
 Without a configured token the service is open (a warning is logged at start-up);
-answers are given before the servicer runs (``edge_server.grpc.auth``).
+answers are given before the servicer runs (edge_contracts/credentials.py).
 """
 
 from __future__ import annotations
 
 import logging
 
-from edge_server.grpc.auth import REFUSAL_CODES, BearerTokenInterceptor
+from edge_contracts.credentials import REFUSAL_CODES, BearerTokenInterceptor
 
 __all__ = ["FleetTokenInterceptor"]
 
