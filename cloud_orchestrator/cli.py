@@ -28,7 +28,7 @@ from cloud_orchestrator.cli_rollouts import ROLLOUT_COMMANDS, add_rollout_comman
 from cloud_orchestrator.cli_serve import SERVE_COMMANDS, add_serve_command
 from cloud_orchestrator.db_url import DB_ENV, DEFAULT_DB_URL, check_url, redact_url, url_from_env
 from cloud_orchestrator.errors import InvalidRequest, OrchestratorError
-from edge_server.usage import OneLineParser
+from edge_contracts.cli.parser import OneLineParser
 
 if TYPE_CHECKING:  # imports SQLAlchemy: only once the cloud extra is known to be there
     from cloud_orchestrator.app import Orchestrator

@@ -57,7 +57,7 @@ def _check_tls(args: argparse.Namespace) -> None:
             "--tls-cert and --tls-key go together: give both for TLS, neither for plaintext"
         )
     if args.tls_cert is not None:
-        from edge_server.preflight import check_tls_pair
+        from edge_contracts.cli.tls_files import check_tls_pair
 
         check_tls_pair(args.tls_cert, args.tls_key)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
+from edge_contracts.cli.ports import listen_error, probe_bind
 from edge_contracts.proto.edge.v1 import (
     inference_pb2,
     inference_pb2_grpc,
@@ -36,7 +37,6 @@ from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
-from edge_server.ports import listen_error, probe_bind
 from edge_server.pull.agent import CloudLink
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.runtime.priority import worker_pool

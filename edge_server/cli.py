@@ -10,9 +10,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from edge_contracts.cli.parser import OneLineParser
 from edge_server import __version__
 from edge_server.settings import ENV_PREFIX, FIELD_HELP, Settings, load_settings
-from edge_server.usage import OneLineParser
 
 logger = logging.getLogger("edge_server")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edge_server.user_files import read_user_file
+from edge_contracts.cli.user_files import read_user_file
 
 ENV_PREFIX = "EDGE_"
 

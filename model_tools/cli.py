@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edge_server.usage import OneLineParser
+from edge_contracts.cli.parser import OneLineParser
 from model_tools import __version__
 from model_tools.errors import ToolError, missing_extra
 

@@ -11,8 +11,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from cloud_orchestrator.errors import InvalidRequest
 from cloud_orchestrator.grpc.auth import FleetTokenInterceptor
 from cloud_orchestrator.grpc.servicer import OrchestratorServicer
+from edge_contracts.cli.ports import listen_error, probe_bind
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-from edge_server.ports import listen_error, probe_bind
 
 logger = logging.getLogger(__name__)
 

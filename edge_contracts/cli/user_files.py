@@ -1,6 +1,6 @@
-"""Reading the files an operator points edge-server at (config, keys, tokens, TLS).
+"""Reading the files an operator points our commands at (config, keys, tokens, TLS).
 
-A mistake here is the operator's, not the gateway's: every failure is a ValueError
+A mistake here is the operator's, not the program's: every failure is a ValueError
 whose message names the flag, the path and what is wrong, in one line.
 """
 
@@ -25,3 +25,12 @@ def read_user_file(flag: str, path: Path, limit: int = MAX_USER_FILE_BYTES) -> b
     if len(data) > limit:
         raise ValueError(f"{flag} {path}: over {limit} bytes, too large for this kind of file")
     return data
+
+
+def check_token_file(flag: str, path: Path) -> None:
+    try:
+        token = read_user_file(flag, path).decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{flag} {path}: not a text file holding a token") from None
+    if not token:  # an empty token would leave the calls it guards open to anyone
+        raise ValueError(f"{flag} {path}: is empty; write the token into it")

@@ -1,6 +1,7 @@
-"""How edge-server and edge-client report a usage mistake: one line on stderr,
-``<prog>: error: <what is wrong> (see `<prog> --help`)``, exit status 2, without
-argparse's usage block (the help is one flag away, and it says more)."""
+"""How every command (edge-server, edge-client, model-tools, edge-orchestrator) reports a
+usage mistake: one line on stderr, ``<prog>: error: <what is wrong> (see `<prog> --help`)``,
+exit status 2, without argparse's usage block (the help is one flag away, and it says
+more)."""
 
 from __future__ import annotations
 
