@@ -21,6 +21,7 @@ from edge_contracts.errors import (
 __all__ = [
     "AccessDenied",
     "BundleError",
+    "CloudUnavailable",
     "DeadlineExpired",
     "EdgeError",
     "InferenceFailed",
@@ -113,3 +114,7 @@ class ModelLoadError(EdgeError):
 
 class ShuttingDown(EdgeError):
     """The gateway is draining and takes no new work."""
+
+
+class CloudUnavailable(EdgeError):
+    """The orchestrator cannot be reached or refused the call; try again later."""

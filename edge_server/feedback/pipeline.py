@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from edge_contracts.backoff import Backoff
+from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Outbox, OutboxEntry
 from edge_server.feedback.recorder import FeedbackRecorder, PendingBatch
-from edge_server.pull.types import CloudUnavailable
 
 __all__ = ["FeedbackPipeline", "Sender", "decode_payload", "encode_batch"]
 

@@ -21,13 +21,14 @@ from edge_contracts.backoff import Backoff
 from edge_server import __version__
 from edge_server.domain.model_manager import ModelManager, ServingModel
 from edge_server.domain.predictor import PredictInput, Predictor, PredictOutput
+from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Outbox
 from edge_server.feedback.pipeline import FeedbackPipeline
 from edge_server.feedback.recorder import FeedbackRecorder
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.pull.orchestrator_client import OrchestratorClient
 from edge_server.pull.reconciler import Reconciler
-from edge_server.pull.types import CloudUnavailable, StatusEvent
+from edge_server.pull.types import StatusEvent
 from edge_server.settings import Settings
 
 __all__ = ["CloudLink"]

@@ -21,10 +21,11 @@ from edge_contracts.proto.edge.v1 import (
     orchestrator_pb2_grpc,
     types_pb2,
 )
+from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import OutboxEntry
 from edge_server.feedback.pipeline import decode_payload
 from edge_server.lifecycle.updater import Mode
-from edge_server.pull.types import CloudUnavailable, DesiredVersion, RunningModel, StatusEvent
+from edge_server.pull.types import DesiredVersion, RunningModel, StatusEvent
 
 __all__ = ["OrchestratorClient"]
 

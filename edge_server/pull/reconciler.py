@@ -19,12 +19,11 @@ from collections.abc import Callable, Sequence
 
 from edge_contracts.backoff import Backoff
 from edge_server.domain.model_manager import ModelManager
-from edge_server.errors import EdgeError, ModelNotFound, UpdateInProgress
+from edge_server.errors import CloudUnavailable, EdgeError, ModelNotFound, UpdateInProgress
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger, VersionState
 from edge_server.lifecycle.updater import Mode, ModelUpdater, Progress, Stage, UpdateHeader
 from edge_server.pull.types import (
-    CloudUnavailable,
     DesiredVersion,
     Fetch,
     RunningModel,

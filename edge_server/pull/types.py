@@ -5,20 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from edge_server.errors import EdgeError
 from edge_server.lifecycle.updater import Mode
 
 __all__ = [
-    "CloudUnavailable",
     "DesiredVersion",
     "Fetch",
     "RunningModel",
     "StatusEvent",
 ]
-
-
-class CloudUnavailable(EdgeError):
-    """The orchestrator cannot be reached or refused the call; try again later."""
 
 
 @dataclass(frozen=True)
