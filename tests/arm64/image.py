@@ -95,8 +95,10 @@ def wait_worker(engine: Engine, name: str, timeout: float) -> str:
 
 def process_uids(pid: int) -> list[str]:
     """Real, effective, saved and filesystem uid of a host PID."""
-    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
-    return re.search(r"^Uid:\s+(.*)$", status, re.MULTILINE)[1].split()  # type: ignore[index]
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("Uid:"):
+            return line.split()[1:]
+    raise CheckFailure(f"/proc/{pid}/status has no Uid line")
 
 
 def run_container(
@@ -154,6 +156,8 @@ def image_check(timeout: float) -> list[str]:
         step(f"buildah bud -f {DOCKERFILE} (commit {commit}) -> {TAG}")
         step.detail(built_steps(output))
         config = engine.inspect("image", "inspect", TAG)
+        if not config.get("Healthcheck"):
+            raise CheckFailure(f"{TAG} has no HEALTHCHECK: is it still in {DOCKERFILE}?")
         health = " ".join(config["Healthcheck"]["Test"])[:80]
         image_config = config["Config"]
         step.detail(
