@@ -2,5 +2,10 @@
 
 ``edge_contracts.proto`` holds the Python code generated from ``protos/`` (wire packages
 ``edge.v1`` and ``inference``), under this project's own import name so that it cannot
-collide with other packages called ``edge`` or ``inference``.
+collide with other packages called ``edge`` or ``inference``. Beside it: the serving
+manifest (``manifest``, ``feedback_policy``), the bundle format (``bundle``), the errors
+they raise (``errors``), crash-safe writes (``atomic_files``), retry backoff
+(``backoff``), the bearer-token interceptor (``credentials``) and what every command line
+shares (``cli``). Nothing here imports a tier's package, torch, onnx, onnxruntime or
+SQLAlchemy.
 """
