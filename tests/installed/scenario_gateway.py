@@ -11,7 +11,7 @@ from typing import Any
 
 from aarch64_env import SmokeFailure
 from commands import call, expect, ok, ok_json, refused_without_extra, tail
-from smoke import Gateway
+from gateway_probe import Gateway
 from workspace import GATEWAY_ID, Workspace, clean_env
 
 IMAGE = "images/digit_3_705.png"  # the README's example: class 3
@@ -51,7 +51,7 @@ def start(ws: Workspace) -> str:
                "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0",
                "--trusted-keys", keys, "--management-token-file", "token",
                "--gateway-id", GATEWAY_ID]  # fmt: skip
-    ws.gateway = Gateway(command, clean_env(), START_TIMEOUT)
+    ws.gateway = Gateway(command, clean_env(), str(ws.neutral), START_TIMEOUT)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         result = call(ws.client("health", "--json"), timeout=30)

@@ -63,7 +63,7 @@ class Workspace:
     new_key: Path | None = None  # public key made by `model-tools keygen`
     new_bundle: Path | None = None  # the bundle packaged by the [tools] steps
     new_model: tuple[str, str] = ("", "")  # its (name, version)
-    gateway: Any = None  # smoke.Gateway while the gateway runs
+    gateway: Any = None  # gateway_probe.Gateway while the gateway runs
     rollout_id: str = ""
 
     @property
