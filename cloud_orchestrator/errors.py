@@ -1,7 +1,11 @@
-"""Domain exceptions of the orchestrator. Only ``cloud_orchestrator.grpc.status_mapping``
-turns them into gRPC status codes; the CLI prints their messages."""
+"""Domain exceptions of the orchestrator and, at the end, the gRPC code of each (entered
+into the one status table, edge_contracts/status.py); the CLI prints their messages."""
 
 from __future__ import annotations
+
+import grpc
+
+from edge_contracts import status
 
 
 class OrchestratorError(Exception):
@@ -34,3 +38,16 @@ class GatewayError(OrchestratorError):
 
 class LeaseLost(OrchestratorError):
     """Another orchestrator owns the rollout now (this one's lease expired)."""
+
+
+# The orchestrator's rows of the status table; LeaseLost never reaches a caller.
+status.register(
+    {
+        NotFound: grpc.StatusCode.NOT_FOUND,
+        InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+        Conflict: grpc.StatusCode.ALREADY_EXISTS,
+        Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+        BundleRefused: grpc.StatusCode.FAILED_PRECONDITION,
+        GatewayError: grpc.StatusCode.UNAVAILABLE,
+    }
+)

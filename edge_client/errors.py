@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from edge_contracts import status
+
 __all__ = [
     "Aborted",
     "DeadlineExceeded",
@@ -34,7 +36,8 @@ __all__ = [
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
-RETRY_AFTER_KEY = "retry-after-ms"
+# The gateway sends the back-off hint under this key (one constant for both sides).
+RETRY_AFTER_KEY = status.RETRY_AFTER_KEY
 
 
 class EdgeClientError(Exception):

@@ -2,8 +2,8 @@
 be listened on.
 
 Every tier catches them; the gateway extends ``EdgeError`` with its own errors in
-edge_server/errors.py, and only edge_server/grpc/status_mapping.py turns them into gRPC
-codes. Each message is written for the person who will read it: what was wrong and,
+edge_server/errors.py, and only the table in edge_contracts/status.py turns errors into
+gRPC codes. Each message is written for the person who will read it: what was wrong and,
 where it is not obvious, what to do instead.
 """
 

@@ -1,8 +1,9 @@
-"""Domain exceptions. Only edge_server.grpc.status_mapping turns them into gRPC codes.
+"""Domain exceptions and, at the end, the gRPC code of each (entered into the one
+status table, edge_contracts/status.py).
 
 The errors every tier shares (``EdgeError``, ``ManifestError``, ``BundleError``,
 ``IntegrityError``, ``StartupError``) are defined in edge_contracts/errors.py; this module
-adds the gateway's own and names them all in one place for the status mapping.
+adds the gateway's own and names them all in one place.
 
 Each message is written for the person who will read it: what was wrong and, where
 it is not obvious, what to do instead.
@@ -10,6 +11,9 @@ it is not obvious, what to do instead.
 
 from __future__ import annotations
 
+import grpc
+
+from edge_contracts import status
 from edge_contracts.errors import (
     BundleError,
     EdgeError,
@@ -118,3 +122,28 @@ class ShuttingDown(EdgeError):
 
 class CloudUnavailable(EdgeError):
     """The orchestrator cannot be reached or refused the call; try again later."""
+
+
+# The gateway's rows of the status table. BundleError and ManifestError (with
+# IntegrityError) are contract errors and entered by edge_contracts/status.py itself;
+# CloudUnavailable and StartupError never reach a caller: unmapped, they would be INTERNAL.
+status.register(
+    {
+        InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+        ModelNotFound: grpc.StatusCode.NOT_FOUND,
+        ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+        ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+        VersionNotActive: grpc.StatusCode.FAILED_PRECONDITION,
+        Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,  # + retry-after-ms metadata
+        DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
+        QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        UpdateInProgress: grpc.StatusCode.ABORTED,
+        UpdateRejected: grpc.StatusCode.FAILED_PRECONDITION,
+        InferenceFailed: grpc.StatusCode.INTERNAL,
+        ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
+        RegionNotFound: grpc.StatusCode.NOT_FOUND,
+        RegionExists: grpc.StatusCode.ALREADY_EXISTS,
+        AccessDenied: grpc.StatusCode.PERMISSION_DENIED,
+        NotEnabled: grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
