@@ -20,11 +20,11 @@ from v2_models import two_heads
 
 from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_contracts.proto.inference import grpc_service_pb2_grpc as pb_grpc
+from edge_contracts.status import status_for
 from edge_server.app import Gateway
 from edge_server.domain.shared_memory import SHM_DIR, SharedMemoryRegistry
 from edge_server.errors import AccessDenied, QuotaExceeded, RegionNotFound
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess, is_local_peer
-from edge_server.grpc.status_mapping import status_for
 
 pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs /dev/shm (Linux)")
 

@@ -14,9 +14,9 @@ from cloud_orchestrator.errors import InvalidRequest
 from cloud_orchestrator.feedback_store import FeedbackStore
 from cloud_orchestrator.fleet import Fleet
 from cloud_orchestrator.grpc import converters
-from cloud_orchestrator.grpc.status_mapping import abort_with
 from cloud_orchestrator.registry import Registry
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from edge_contracts.rpc_boundary import rpc_boundary
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +39,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._heartbeat = heartbeat_seconds
         self._poll = desired_poll_seconds
 
+    @rpc_boundary
     async def Subscribe(
         self, request: orchestrator_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse]:
-        try:
-            gateway_id = request.gateway_id
-            await asyncio.to_thread(
-                self._fleet.hello, gateway_id, dict(request.labels), request.gateway_version
-            )
-            models = converters.to_reported_models(request.models)
-            await asyncio.to_thread(self._fleet.report, gateway_id, models)
-        except Exception as exc:
-            await abort_with(context, exc)
-            return
+        gateway_id = request.gateway_id
+        await asyncio.to_thread(
+            self._fleet.hello, gateway_id, dict(request.labels), request.gateway_version
+        )
+        models = converters.to_reported_models(request.models)
+        await asyncio.to_thread(self._fleet.report, gateway_id, models)
         logger.info("gateway %s subscribed", gateway_id)
         interval = max(1, round(self._heartbeat))
         sent: tuple[object, ...] | None = None
@@ -83,21 +80,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         finally:
             logger.info("gateway %s unsubscribed", gateway_id)
 
+    @rpc_boundary
     async def FetchModel(
         self, request: orchestrator_pb2.FetchModelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.FetchModelResponse]:
-        try:
-            info = await asyncio.to_thread(
-                self._registry.version, request.model_name, request.model_version
+        info = await asyncio.to_thread(
+            self._registry.version, request.model_name, request.model_version
+        )
+        path = self._registry.bundle_path(info)
+        if request.offset > info.size_bytes:
+            raise InvalidRequest(
+                f"offset {request.offset} is past the end of the {info.size_bytes}-byte bundle"
             )
-            path = self._registry.bundle_path(info)
-            if request.offset > info.size_bytes:
-                raise InvalidRequest(
-                    f"offset {request.offset} is past the end of the {info.size_bytes}-byte bundle"
-                )
-        except Exception as exc:
-            await abort_with(context, exc)
-            return
         offset = int(request.offset)
         with path.open("rb") as handle:
             handle.seek(offset)
@@ -113,37 +107,31 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 )
                 offset += len(block)
 
+    @rpc_boundary
     async def ReportStatus(
         self, request: orchestrator_pb2.ReportStatusRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ReportStatusResponse:
-        try:
-            stored = await asyncio.to_thread(
-                self._fleet.report,
-                request.gateway_id,
-                converters.to_reported_models(request.models),
-                converters.to_reported_events(request.events),
-            )
-            return orchestrator_pb2.ReportStatusResponse(events_stored=stored)
-        except Exception as exc:
-            await abort_with(context, exc)
-            raise
+        stored = await asyncio.to_thread(
+            self._fleet.report,
+            request.gateway_id,
+            converters.to_reported_models(request.models),
+            converters.to_reported_events(request.events),
+        )
+        return orchestrator_pb2.ReportStatusResponse(events_stored=stored)
 
+    @rpc_boundary
     async def ReportResults(
         self,
         request_iterator: AsyncIterator[orchestrator_pb2.ReportResultsRequest],
         context: grpc.aio.ServicerContext,
     ) -> orchestrator_pb2.ReportResultsResponse:
         acknowledged: list[str] = []
-        try:
-            async for request in request_iterator:
-                if not request.batch.batch_id or not request.gateway_id:
-                    raise InvalidRequest("every batch needs a batch_id and a gateway_id")
-                if len(acknowledged) >= MAX_BATCHES_PER_CALL:
-                    raise InvalidRequest(f"at most {MAX_BATCHES_PER_CALL} batches per call")
-                batch = converters.to_batch(request.gateway_id, request.batch)
-                await asyncio.to_thread(self._feedback.store, batch)
-                acknowledged.append(batch.batch_id)
-        except Exception as exc:
-            await abort_with(context, exc)
-            raise
+        async for request in request_iterator:
+            if not request.batch.batch_id or not request.gateway_id:
+                raise InvalidRequest("every batch needs a batch_id and a gateway_id")
+            if len(acknowledged) >= MAX_BATCHES_PER_CALL:
+                raise InvalidRequest(f"at most {MAX_BATCHES_PER_CALL} batches per call")
+            batch = converters.to_batch(request.gateway_id, request.batch)
+            await asyncio.to_thread(self._feedback.store, batch)
+            acknowledged.append(batch.batch_id)
         return orchestrator_pb2.ReportResultsResponse(acknowledged_batch_ids=acknowledged)

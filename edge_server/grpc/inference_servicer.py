@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 import grpc
 
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
+from edge_contracts.rpc_boundary import rpc_boundary
+from edge_contracts.status import status_for
 from edge_server.domain.model_manager import ModelManager
 from edge_server.domain.predictor import Predictor, PredictOutput
 from edge_server.grpc import converters
 from edge_server.grpc.ordered_stream import answer_in_order
 from edge_server.grpc.request_metrics import observed
-from edge_server.grpc.status_mapping import RpcStatus, abort_with
 from edge_server.metrics import GatewayMetrics
 
 # Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
@@ -46,8 +47,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     async def _predict(
         self, method: str, request: inference_pb2.PredictRequest, time_remaining: float | None
-    ) -> PredictOutput | RpcStatus:
-        """One prediction with its metrics; returns the output or the failure status."""
+    ) -> PredictOutput:
+        """One prediction with its metrics; a failure is raised after it is counted."""
         model = self._metrics.model_label(
             request.model_name or self._models.default_model, self._models
         )
@@ -59,29 +60,31 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             lambda: self._predictor.predict(converters.to_predict_input(request, time_remaining)),
         )
 
+    @rpc_boundary
     async def Predict(
         self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.PredictResponse:
         result = await self._predict("Predict", request, context.time_remaining())
-        if isinstance(result, RpcStatus):
-            await abort_with(context, result)
-            raise AssertionError("unreachable: abort raises")
         return converters.to_predict_response(result, request.request_id)
 
     async def _frame(
         self, request: inference_pb2.PredictRequest, time_remaining: float | None
     ) -> inference_pb2.PredictStreamResponse:
-        result = await self._predict("PredictStream", request, time_remaining)
-        if isinstance(result, RpcStatus):
+        try:
+            result = await self._predict("PredictStream", request, time_remaining)
+        except Exception as exc:
+            # A frame's failure is reported inside the stream, which goes on (by design).
+            status = status_for(exc)
             return inference_pb2.PredictStreamResponse(
                 request_id=request.request_id,
-                error=inference_pb2.FrameError(code=result.code.value[0], message=result.message),
+                error=inference_pb2.FrameError(code=status.code.value[0], message=status.message),
             )
         return inference_pb2.PredictStreamResponse(
             request_id=request.request_id,
             response=converters.to_predict_response(result, request.request_id),
         )
 
+    @rpc_boundary
     async def PredictStream(
         self,
         request_iterator: AsyncIterator[inference_pb2.PredictStreamRequest],
@@ -95,6 +98,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         async for response in answer_in_order(request_iterator, answer, STREAM_WINDOW):
             yield response
 
+    @rpc_boundary
     async def Health(
         self, request: inference_pb2.HealthRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.HealthResponse:

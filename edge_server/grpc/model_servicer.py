@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 import grpc
 
 from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc
+from edge_contracts.rpc_boundary import rpc_boundary
 from edge_server.domain.model_manager import ModelManager, ModelSlot
 from edge_server.domain.shadow import ShadowRunner
-from edge_server.errors import EdgeError, InvalidInput, ModelNotFound
+from edge_server.errors import DeadlineExpired, InvalidInput, ModelNotFound
 from edge_server.grpc.lifecycle_converters import (
     to_model_info_full,
     to_update_header,
     to_update_response,
 )
-from edge_server.grpc.status_mapping import RpcStatus, abort_with, status_for
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger
 from edge_server.lifecycle.updater import ModelUpdater, Progress, Stage
@@ -54,38 +54,30 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         served = {s.name for s in self._models.slots()}
         return sorted(served.union(self._ledger.model_names()))
 
+    @rpc_boundary
     async def ListModels(
         self, request: model_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ListModelsResponse:
-        try:
-            names = [request.model_name] if request.model_name else self._known_names()
-            return model_pb2.ListModelsResponse(models=[self._info(n) for n in names])
-        except Exception as exc:
-            await abort_with(context, status_for(exc))
-            raise
+        names = [request.model_name] if request.model_name else self._known_names()
+        return model_pb2.ListModelsResponse(models=[self._info(n) for n in names])
 
+    @rpc_boundary
     async def ActivateModel(
         self, request: model_pb2.ActivateModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ActivateModelResponse:
-        try:
-            await self._activator.activate_on_disk(request.model_name, request.model_version)
-            return model_pb2.ActivateModelResponse(model=self._info(request.model_name))
-        except Exception as exc:
-            await abort_with(context, status_for(exc))
-            raise
+        await self._activator.activate_on_disk(request.model_name, request.model_version)
+        return model_pb2.ActivateModelResponse(model=self._info(request.model_name))
 
+    @rpc_boundary
     async def RollbackModel(
         self, request: model_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.RollbackModelResponse:
-        try:
-            await self._activator.rollback(
-                request.model_name, request.reason or "manual rollback (RollbackModel)"
-            )
-            return model_pb2.RollbackModelResponse(model=self._info(request.model_name))
-        except Exception as exc:
-            await abort_with(context, status_for(exc))
-            raise
+        await self._activator.rollback(
+            request.model_name, request.reason or "manual rollback (RollbackModel)"
+        )
+        return model_pb2.RollbackModelResponse(model=self._info(request.model_name))
 
+    @rpc_boundary
     async def ModelUpdate(
         self,
         request_iterator: AsyncIterator[model_pb2.ModelUpdateRequest],
@@ -99,39 +91,31 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             except StopAsyncIteration:
                 return None
             except TimeoutError:
-                await context.abort(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                raise DeadlineExpired(
                     f"no ModelUpdate message for {self._idle_timeout:g} s; the bytes received "
-                    "so far are kept: push again to resume",
-                )
-                raise
+                    "so far are kept: push again to resume"
+                ) from None
 
-        failure: RpcStatus | None = None
-        try:
-            first = await receive()
-            if first is None or first.WhichOneof("message") != "header":
-                raise InvalidInput("a ModelUpdate stream must start with a header message")
-            header = to_update_header(first.header)
-            with self._updater.session(header) as session:
-                known = session.existing_outcome()
-                if known is not None:
-                    yield to_update_response(known, header, header.size)
+        first = await receive()
+        if first is None or first.WhichOneof("message") != "header":
+            raise InvalidInput("a ModelUpdate stream must start with a header message")
+        header = to_update_header(first.header)
+        with self._updater.session(header) as session:
+            known = session.existing_outcome()
+            if known is not None:
+                yield to_update_response(known, header, header.size)
+                return
+            yield to_update_response(
+                Progress(Stage.RECEIVING, session.resume_offset), header, session.resume_offset
+            )
+            while (message := await receive()) is not None:
+                kind = message.WhichOneof("message")
+                if kind == "chunk":
+                    offset = session.append(message.chunk.offset, message.chunk.data)
+                    yield to_update_response(Progress(Stage.RECEIVING, offset), header, offset)
+                elif kind == "commit":
+                    async for progress in session.commit():
+                        yield to_update_response(progress, header, session.resume_offset)
                     return
-                yield to_update_response(
-                    Progress(Stage.RECEIVING, session.resume_offset), header, session.resume_offset
-                )
-                while (message := await receive()) is not None:
-                    kind = message.WhichOneof("message")
-                    if kind == "chunk":
-                        offset = session.append(message.chunk.offset, message.chunk.data)
-                        yield to_update_response(Progress(Stage.RECEIVING, offset), header, offset)
-                    elif kind == "commit":
-                        async for progress in session.commit():
-                            yield to_update_response(progress, header, session.resume_offset)
-                        return
-                    else:
-                        raise InvalidInput("only chunks and one commit may follow the header")
-        except EdgeError as exc:
-            failure = status_for(exc)
-        if failure is not None:
-            await abort_with(context, failure)
+                else:
+                    raise InvalidInput("only chunks and one commit may follow the header")

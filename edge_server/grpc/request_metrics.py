@@ -14,8 +14,8 @@ from typing import Protocol, TypeVar
 
 import grpc
 
+from edge_contracts.status import code_for
 from edge_server.domain.predictor import StageTimings
-from edge_server.grpc.status_mapping import RpcStatus, status_for
 from edge_server.metrics import GatewayMetrics
 
 
@@ -41,11 +41,13 @@ async def observed(
     model: str,
     time_remaining: float | None,
     call: Callable[[], Awaitable[Result]],
-) -> Result | RpcStatus:
-    """Run ``call`` with its metrics; returns its result or the failure status.
+) -> Result:
+    """Run ``call`` with its metrics and return its result.
 
     ``model`` is the metrics label for failures (the requested name, or the label
-    for unknown names); cancellation is re-raised after it is counted.
+    for unknown names). A failure is counted under the code it will leave with and
+    re-raised for the error boundary (or a stream's per-item error) to report;
+    cancellation is re-raised after it is counted.
     """
     started = time.perf_counter()
     in_flight = metrics.in_flight_for(method)
@@ -59,11 +61,11 @@ async def observed(
         metrics.observe_request(method, model, "", code, elapsed)
         raise
     except Exception as exc:
-        status = status_for(exc)
-        if status.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        code = code_for(exc)
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
             metrics.overload_rejections.labels(model).inc()
-        metrics.observe_request(method, model, "", status.code.name, time.perf_counter() - started)
-        return status
+        metrics.observe_request(method, model, "", code.name, time.perf_counter() - started)
+        raise
     finally:
         in_flight.dec()
     metrics.observe_success(

@@ -1,0 +1,82 @@
+"""The one error boundary of every servicer method (gateway and orchestrator alike).
+
+``@rpc_boundary`` wraps an async servicer method of any of the four shapes: a coroutine
+(unary or client-streaming response) or an async generator (server-streaming or bidi
+response); grpc.aio tells them apart by the function's own flags, so the wrapper keeps
+the shape of what it wraps. A known domain error aborts with its code and message (and
+trailing metadata such as the retry hint), an unexpected one with INTERNAL and a
+correlation id that the log shares (edge_contracts/status.py); an abort or RpcError
+already raised passes through untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, NoReturn, TypeVar, cast
+
+import grpc
+import grpc.aio
+
+from edge_contracts.status import status_for
+
+__all__ = ["MARKER", "rpc_boundary"]
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+# Set on every wrapped method, so a test can check that no servicer method lacks it.
+MARKER = "__rpc_boundary__"
+
+# What leaves the boundary unchanged: an abort already decided, or a status from a call
+# the servicer made itself (re-raised as its caller expects).
+_PASS_THROUGH = (grpc.aio.AbortError, grpc.RpcError)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+    status = status_for(exc)
+    if status.trailing_metadata:
+        context.set_trailing_metadata(status.trailing_metadata)
+    await context.abort(status.code, status.message)
+    raise AssertionError("ServicerContext.abort returned")  # pragma: no cover
+
+
+def rpc_boundary(method: Method) -> Method:
+    """Give ``method`` (self, request or request_iterator, context) the error boundary."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def streaming(
+            self: Any, request: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            responses = method(self, request, context)
+            try:
+                async for response in responses:
+                    yield response
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+            finally:
+                # Close the inner generator now (its finally blocks run while the call
+                # is still known), not whenever the garbage collector gets to it.
+                await responses.aclose()
+
+        wrapped: Callable[..., Any] = streaming
+    elif inspect.iscoroutinefunction(method):
+        call = cast(Callable[..., Coroutine[Any, Any, Any]], method)
+
+        @functools.wraps(method)
+        async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await call(self, request, context)
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+
+        wrapped = unary
+    else:
+        raise TypeError(f"{method.__qualname__} must be an async def (coroutine or generator)")
+    setattr(wrapped, MARKER, True)
+    return cast(Method, wrapped)
