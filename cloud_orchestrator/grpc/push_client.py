@@ -1,42 +1,37 @@
 """A gateway's management plane (edge.v1.ModelService) as the rollout runner sees it.
 
-``push`` streams a bundle over ModelUpdate: header, chunks of at most 1 MiB from the
-offset the gateway already holds for this exact bundle, commit; then it reads the
-stages until a verdict. A broken stream (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED
-while another update runs...) is retried with exponential backoff and jitter, and
-only the missing bytes are sent again. Every call has a deadline; failures become
-``GatewayError`` with the gateway's own message.
+``push`` is ``edge_client.aio_push.push_bundle_async`` (the one resumable ModelUpdate
+client: 1 MiB chunks from the gateway's resume offset, retries with backoff and
+jitter) on this gateway's channel, TLS when the fleet record has a CA. Every call has
+a deadline; failures become ``GatewayError`` with the gateway's own message.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-from typing import Any
+import logging
 
 import grpc
 
 from cloud_orchestrator.errors import GatewayError
 from cloud_orchestrator.fleet import GatewayInfo
 from cloud_orchestrator.gateway_control import BundleRef, BytesCallback, ModelStatus, PushOutcome
+from edge_client.aio_push import push_bundle_async
+from edge_client.push_protocol import CHUNK_BYTES, BundleFile
 from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc, types_pb2
 
 __all__ = ["CHUNK_BYTES", "GrpcGatewayControl", "connect"]
 
-CHUNK_BYTES = 1 << 20
-_FINAL = {
-    model_pb2.UPDATE_STAGE_ACTIVE: "ACTIVE",
-    model_pb2.UPDATE_STAGE_STAGED: "STAGED",
-    model_pb2.UPDATE_STAGE_SHADOW: "SHADOW",
-    model_pb2.UPDATE_STAGE_REJECTED: "REJECTED",
-}
-_RESUMABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.INTERNAL,
-}
+log = logging.getLogger(__name__)
+
+
+def _code_name(err: grpc.RpcError) -> str:
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def _details(err: grpc.RpcError) -> str:
+    details = err.details() if callable(getattr(err, "details", None)) else None
+    return details if isinstance(details, str) else str(err)
 
 
 def _version_state(state: types_pb2.ModelState.ValueType) -> str:
@@ -53,7 +48,6 @@ class GrpcGatewayControl:
         call_timeout: float = 15.0,
         push_timeout: float = 900.0,
         max_attempts: int = 6,
-        backoff_seconds: float = 0.25,
     ) -> None:
         self.address = address
         options = [
@@ -67,11 +61,11 @@ class GrpcGatewayControl:
         else:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stub = model_pb2_grpc.ModelServiceStub(self._channel)
+        self._token = token
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._call_timeout = call_timeout
         self._push_timeout = push_timeout
         self._max_attempts = max_attempts
-        self._backoff = backoff_seconds
 
     def _error(self, what: str, err: grpc.aio.AioRpcError) -> GatewayError:
         return GatewayError(f"gateway {self.address}: {what}: {err.code().name}: {err.details()}")
@@ -104,63 +98,36 @@ class GrpcGatewayControl:
     async def push(
         self, bundle: BundleRef, source: str, on_bytes: BytesCallback | None = None
     ) -> PushOutcome:
-        header = model_pb2.ModelUpdateHeader(
-            model_name=bundle.model,
-            model_version=bundle.version,
-            bundle_size=bundle.size,
-            bundle_sha256=bundle.sha256,
-            activation_mode=model_pb2.ACTIVATION_MODE_ACTIVATE,
-            source=source,
-        )
-        sent = [0]
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                stage, reason = await self._push_once(header, bundle, sent, on_bytes)
-                return PushOutcome(stage, reason, sent[0], attempt)
-            except grpc.aio.AioRpcError as err:
-                if err.code() not in _RESUMABLE or attempt == self._max_attempts:
-                    raise self._error(f"ModelUpdate (attempt {attempt})", err) from None
-                delay = min(10.0, self._backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-        raise AssertionError("unreachable")
+        attempts = [1]
 
-    async def _push_once(
-        self,
-        header: model_pb2.ModelUpdateHeader,
-        bundle: BundleRef,
-        sent: list[int],
-        on_bytes: BytesCallback | None,
-    ) -> tuple[str, str]:
-        call: Any = self._stub.ModelUpdate(metadata=self._metadata, timeout=self._push_timeout)
+        def on_retry(attempt: int, err: grpc.RpcError, delay: float) -> None:
+            attempts[0] = attempt + 1
+            log.info("gateway %s: ModelUpdate attempt %d failed (%s); again in %.2f s",
+                     self.address, attempt, _code_name(err), delay)  # fmt: skip
+
+        def progress(stage: str, stored: int, total: int) -> None:
+            # The rollout's bytes bookkeeping (and tqdm bar) follows the upload only.
+            if on_bytes is not None and stage == "RECEIVING":
+                on_bytes(stored, total)
+
+        pushed = BundleFile(bundle.path, bundle.model, bundle.version, bundle.size, bundle.sha256)
         try:
-            await call.write(model_pb2.ModelUpdateRequest(header=header))
-            first = await call.read()
-            if first is grpc.aio.EOF:
-                raise GatewayError(f"gateway {self.address} closed ModelUpdate without answering")
-            if first.stage in _FINAL:
-                await call.done_writing()
-                return _FINAL[first.stage], first.reason
-            offset = int(first.resume_offset)
-            if on_bytes is not None:
-                on_bytes(offset, bundle.size)
-            with bundle.path.open("rb") as handle:
-                handle.seek(offset)
-                while block := handle.read(CHUNK_BYTES):
-                    chunk = model_pb2.ModelUpdateChunk(offset=offset, data=block)
-                    await call.write(model_pb2.ModelUpdateRequest(chunk=chunk))
-                    offset += len(block)
-                    sent[0] += len(block)
-                    reply = await call.read()
-                    if on_bytes is not None and reply is not grpc.aio.EOF:
-                        on_bytes(int(reply.resume_offset), bundle.size)
-            await call.write(model_pb2.ModelUpdateRequest(commit=model_pb2.ModelUpdateCommit()))
-            await call.done_writing()
-            while (reply := await call.read()) is not grpc.aio.EOF:
-                if reply.stage in _FINAL:
-                    return _FINAL[reply.stage], reply.reason
-            raise GatewayError(f"gateway {self.address} ended ModelUpdate without a verdict")
-        finally:
-            call.cancel()
+            result = await push_bundle_async(
+                self._channel,
+                pushed,
+                token=self._token,
+                source=source,
+                progress=progress,
+                max_attempts=self._max_attempts,
+                timeout=self._push_timeout,
+                on_retry=on_retry,
+            )
+        except grpc.RpcError as err:
+            raise GatewayError(
+                f"gateway {self.address}: ModelUpdate (attempt {attempts[0]}): "
+                f"{_code_name(err)}: {_details(err)}"
+            ) from None
+        return PushOutcome(result.stage, result.reason, result.bytes_sent, result.attempts)
 
     async def rollback(self, model: str, reason: str) -> str:
         try:
