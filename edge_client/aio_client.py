@@ -12,7 +12,9 @@ the same code as the sync client (``edge_client.requests`` and ``edge_client.con
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +22,7 @@ import grpc
 import numpy.typing as npt
 
 from edge_client import requests
+from edge_client.aio_push import push_bundle_async
 from edge_client.channel_config import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, channel_options
 from edge_client.client import DEFAULT_STREAM_TIMEOUT
 from edge_client.convert import (
@@ -30,6 +33,8 @@ from edge_client.convert import (
 )
 from edge_client.errors import from_rpc_error, translate_rpc_errors
 from edge_client.inputs import ImageInput
+from edge_client.push_protocol import Progress as PushProgress
+from edge_client.push_protocol import PushResult
 from edge_client.requests import Frame
 from edge_client.results import FrameFailure, HealthReport, ModelSummary, Prediction
 from edge_contracts.proto.edge.v1 import (
@@ -206,6 +211,25 @@ class AsyncEdgeClient:
                 metadata=self._auth,
             )
         return model_from_proto(response.model)
+
+    async def push(
+        self,
+        bundle: str | os.PathLike[str],
+        *,
+        mode: str = "activate",
+        progress: PushProgress | None = None,
+        source: str = "edge-client",
+    ) -> PushResult:
+        """See :meth:`EdgeClient.push` (the same push client, over this asyncio channel)."""
+        with translate_rpc_errors():
+            return await push_bundle_async(
+                self._channel,
+                Path(bundle),
+                mode,
+                metadata=self._auth,
+                source=source,
+                progress=progress,
+            )
 
     async def _predict(
         self, request: inference_pb2.PredictRequest, timeout: float | None

@@ -19,6 +19,7 @@ from model_factory import linear_classifier
 from cloud_orchestrator.errors import GatewayError
 from cloud_orchestrator.gateway_control import BundleRef
 from cloud_orchestrator.grpc.push_client import GrpcGatewayControl
+from edge_client import AsyncEdgeClient
 from edge_client.aio_push import push_bundle_async
 from edge_client.push import RETRYABLE_CODES, push_bundle
 from edge_contracts.backoff import Backoff
@@ -168,3 +169,13 @@ async def test_orchestrator_push_reports_uploaded_bytes_and_gateway_errors(
     assert outcome.stage == "ACTIVE" and outcome.bytes_sent == size and outcome.attempts == 1
     assert seen[0] == (0, size) and seen[-1] == (size, size)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+async def test_async_edge_client_pushes_with_its_token(
+    idle_gateway: tuple[ThreadedGateway, Path],
+) -> None:
+    running, path = idle_gateway
+    stages: list[str] = []
+    async with AsyncEdgeClient(running.target, token="tok") as client:
+        result = await client.push(path, mode="stage", progress=lambda s, *_: stages.append(s))
+    assert result.stage == "STAGED" and result.model_version == "4" and stages[0] == "RECEIVING"
