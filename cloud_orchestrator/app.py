@@ -15,18 +15,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloud_orchestrator.artifacts import ArtifactStore
-from cloud_orchestrator.db import Database
-from cloud_orchestrator.feedback_store import FeedbackStore
-from cloud_orchestrator.fleet import Fleet
-from cloud_orchestrator.registry import Registry
-from cloud_orchestrator.rollout_runner import (
+from cloud_orchestrator.feedback.store import FeedbackStore
+from cloud_orchestrator.fleet.store import Fleet
+from cloud_orchestrator.registry.artifacts import ArtifactStore
+from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.runner import (
     Connect,
     RolloutObserver,
     RolloutRunner,
     RunnerConfig,
 )
-from cloud_orchestrator.rollout_store import RolloutStore
+from cloud_orchestrator.rollouts.store import RolloutStore
+from cloud_orchestrator.storage.db import Database
 
 __all__ = ["Orchestrator", "ServeOptions", "default_instance_id", "serve"]
 

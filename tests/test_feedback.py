@@ -28,8 +28,8 @@ from PIL import Image
 from processes import ServerProcess
 
 from cloud_orchestrator.app import Orchestrator
-from cloud_orchestrator.feedback_store import AggregateIn, BatchIn, FeedbackStore, HardExampleIn
-from cloud_orchestrator.models import HardExampleRow
+from cloud_orchestrator.feedback.store import AggregateIn, BatchIn, FeedbackStore, HardExampleIn
+from cloud_orchestrator.storage.models import HardExampleRow
 from edge_contracts.manifest import Manifest, parse_manifest
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.feedback.outbox import Outbox

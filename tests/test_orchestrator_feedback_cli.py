@@ -14,7 +14,7 @@ import pytest
 from orchestrator_fixtures import ORCHESTRATOR, Publisher, cli, gray_png, publisher  # noqa: F401
 
 from cloud_orchestrator.app import Orchestrator
-from cloud_orchestrator.feedback_store import AggregateIn, BatchIn, HardExampleIn
+from cloud_orchestrator.feedback.store import AggregateIn, BatchIn, HardExampleIn
 
 HARD_EXAMPLES = {"feedback": {"policy": "hard_examples", "low_confidence": 0.5}}
 PULL_MODE = "`edge-server --orchestrator HOST:PORT`"

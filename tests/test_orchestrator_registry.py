@@ -18,7 +18,7 @@ from orchestrator_fixtures import (  # noqa: F401
 )
 
 from cloud_orchestrator.errors import InvalidRequest
-from cloud_orchestrator.rollout import FailureThreshold, Strategy, plan_waves
+from cloud_orchestrator.rollouts.plan import FailureThreshold, Strategy, plan_waves
 
 
 def tamper(bundle: Path, destination: Path) -> Path:

@@ -17,8 +17,8 @@ from lifecycle_fixtures import GRAY_MANIFEST
 from model_factory import linear_classifier
 
 from cloud_orchestrator.errors import GatewayError
-from cloud_orchestrator.gateway_control import BundleRef
 from cloud_orchestrator.grpc.push_client import GrpcGatewayControl
+from cloud_orchestrator.rollouts.gateway_control import BundleRef
 from edge_client import AsyncEdgeClient
 from edge_client.aio_push import push_bundle_async
 from edge_client.push import RETRYABLE_CODES, push_bundle

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cloud_orchestrator.feedback_store import AggregateIn, BatchIn, HardExampleIn
-from cloud_orchestrator.fleet import DesiredVersion, ReportedEvent, ReportedModel
+from cloud_orchestrator.feedback.store import AggregateIn, BatchIn, HardExampleIn
+from cloud_orchestrator.fleet.store import DesiredVersion, ReportedEvent, ReportedModel
 from edge_contracts.proto.edge.v1 import model_pb2, orchestrator_pb2, types_pb2
 
 _MODES = {

@@ -13,8 +13,13 @@ import logging
 import grpc
 
 from cloud_orchestrator.errors import GatewayError
-from cloud_orchestrator.fleet import GatewayInfo
-from cloud_orchestrator.gateway_control import BundleRef, BytesCallback, ModelStatus, PushOutcome
+from cloud_orchestrator.fleet.store import GatewayInfo
+from cloud_orchestrator.rollouts.gateway_control import (
+    BundleRef,
+    BytesCallback,
+    ModelStatus,
+    PushOutcome,
+)
 from edge_client.aio_push import push_bundle_async
 from edge_client.push_protocol import CHUNK_BYTES, BundleFile
 from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc, types_pb2

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from cloud_orchestrator.errors import InvalidRequest
-from cloud_orchestrator.feedback_store import FeedbackStore
-from cloud_orchestrator.fleet import Fleet
+from cloud_orchestrator.feedback.store import FeedbackStore
+from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
-from cloud_orchestrator.registry import Registry
+from cloud_orchestrator.registry.store import Registry
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
 

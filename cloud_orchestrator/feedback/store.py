@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cloud_orchestrator.db import Database
-from cloud_orchestrator.models import FeedbackAggregate, FeedbackBatch, HardExampleRow
+from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.models import FeedbackAggregate, FeedbackBatch, HardExampleRow
 
 __all__ = [
     "AggregateIn",

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_orchestrator.db_url import DB_ENV, DEFAULT_DB_URL, normalize_url, url_from_env
-from cloud_orchestrator.models import Base
+from cloud_orchestrator.storage.models import Base
+from cloud_orchestrator.storage.url import DB_ENV, DEFAULT_DB_URL, normalize_url, url_from_env
 
 __all__ = ["DB_ENV", "DEFAULT_DB_URL", "Database", "normalize_url", "url_from_env"]
 

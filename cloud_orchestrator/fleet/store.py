@@ -15,10 +15,16 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from cloud_orchestrator.db import Database
 from cloud_orchestrator.errors import InvalidRequest, NotFound
-from cloud_orchestrator.models import Assignment, DesiredPin, Gateway, GatewayEvent, GatewayModel
-from cloud_orchestrator.registry import Registry
+from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.models import (
+    Assignment,
+    DesiredPin,
+    Gateway,
+    GatewayEvent,
+    GatewayModel,
+)
 
 __all__ = [
     "DesiredVersion",

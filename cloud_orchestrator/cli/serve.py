@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_orchestrator.cli_inputs import read_token_file
+from cloud_orchestrator.cli.inputs import read_token_file
 from cloud_orchestrator.errors import InvalidRequest
 
 __all__ = ["GATEWAY_TOKEN_ENV", "SERVE_COMMANDS", "add_serve_command"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloud_orchestrator.errors import NotFound
-from cloud_orchestrator.registry import VersionInfo, version_sort_key
+from cloud_orchestrator.registry.store import VersionInfo, version_sort_key
 
 __all__ = ["why_no_batches", "why_no_hard_examples"]
 

@@ -1,12 +1,12 @@
 """Executing rollouts: wave by wave, at most K gateways at a time, halting and rolling a
 wave back when its failures cross the threshold.
 
-A runner claims a rollout (see ``rollout_store``), renews the lease while it works and
+A runner claims a rollout (see ``rollouts.store``), renews the lease while it works and
 persists every gateway's state, so a restarted or different process resumes where
 the last owner stopped: finished gateways are not touched again, an interrupted push
 resumes from the bytes the gateway already holds, and a gateway being watched is
 watched again. What happens on one gateway (push or pull mode, the watch window,
-restoring the previous version) is ``rollout_target.TargetDeployer``'s job.
+restoring the previous version) is ``rollouts.target.TargetDeployer``'s job.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ import time
 from dataclasses import dataclass
 
 from cloud_orchestrator.errors import Conflict, GatewayError, LeaseLost, NotFound
-from cloud_orchestrator.fleet import Fleet
-from cloud_orchestrator.gateway_control import BundleRef
-from cloud_orchestrator.registry import Registry
-from cloud_orchestrator.rollout import FailureThreshold
-from cloud_orchestrator.rollout_observer import RolloutObserver
-from cloud_orchestrator.rollout_store import (
+from cloud_orchestrator.fleet.store import Fleet
+from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.gateway_control import BundleRef
+from cloud_orchestrator.rollouts.observer import RolloutObserver
+from cloud_orchestrator.rollouts.plan import FailureThreshold
+from cloud_orchestrator.rollouts.store import (
     TERMINAL_TARGET_STATES,
     RolloutRecord,
     RolloutStore,
     TargetRecord,
 )
-from cloud_orchestrator.rollout_target import Connect, TargetDeployer
+from cloud_orchestrator.rollouts.target import Connect, TargetDeployer
 
 __all__ = ["Connect", "RolloutObserver", "RolloutRunner", "RunnerConfig"]
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_orchestrator.cli_inputs import read_ca_file, read_token_file
-from cloud_orchestrator.cli_output import ago, emit, json_flag, table
+from cloud_orchestrator.cli.inputs import read_ca_file, read_token_file
+from cloud_orchestrator.cli.output import ago, emit, json_flag, table
 
 __all__ = ["FLEET_COMMANDS", "add_fleet_commands"]
 
@@ -47,7 +47,7 @@ def add_fleet_commands(
 
 
 def _register(orch: Any, args: argparse.Namespace) -> int:
-    from cloud_orchestrator.fleet import parse_labels
+    from cloud_orchestrator.fleet.store import parse_labels
 
     token = read_token_file("--token-file", args.token_file) if args.token_file else args.token
     ca = read_ca_file("--ca", args.ca) if args.ca else ""
@@ -61,7 +61,7 @@ def _register(orch: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_gateways(orch: Any, args: argparse.Namespace) -> int:
-    from cloud_orchestrator.fleet import Selector
+    from cloud_orchestrator.fleet.store import Selector
 
     action = getattr(args, "gateways_action", None)
     if action == "register":

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cloud_orchestrator.errors import GatewayError, NotFound
-from cloud_orchestrator.fleet import Fleet, GatewayInfo, ReportedModel
-from cloud_orchestrator.gateway_control import BundleRef, GatewayControl
-from cloud_orchestrator.rollout_observer import RolloutObserver
-from cloud_orchestrator.rollout_store import RolloutRecord, RolloutStore, TargetRecord
+from cloud_orchestrator.fleet.store import Fleet, GatewayInfo, ReportedModel
+from cloud_orchestrator.rollouts.gateway_control import BundleRef, GatewayControl
+from cloud_orchestrator.rollouts.observer import RolloutObserver
+from cloud_orchestrator.rollouts.store import RolloutRecord, RolloutStore, TargetRecord
 
 __all__ = ["Connect", "TargetDeployer"]
 

@@ -18,10 +18,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 
-from cloud_orchestrator.artifacts import ArtifactStore, file_sha256
-from cloud_orchestrator.db import Database
 from cloud_orchestrator.errors import BundleRefused, Conflict, InvalidRequest, NotFound
-from cloud_orchestrator.models import Model, ModelVersion
+from cloud_orchestrator.registry.artifacts import ArtifactStore, file_sha256
+from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.models import Model, ModelVersion
 from edge_contracts.bundle.archive import open_archive
 from edge_contracts.bundle.signing import decode_signature, key_id, load_public_key
 from edge_contracts.bundle.verify import verify_bundle

@@ -18,12 +18,12 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
 
-from cloud_orchestrator.db import Database
 from cloud_orchestrator.errors import InvalidRequest, LeaseLost, NotFound
-from cloud_orchestrator.fleet import Fleet, Selector
-from cloud_orchestrator.models import Rollout, RolloutEvent, RolloutTarget
-from cloud_orchestrator.registry import Registry
-from cloud_orchestrator.rollout import FailureThreshold, Strategy, plan_waves
+from cloud_orchestrator.fleet.store import Fleet, Selector
+from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.plan import FailureThreshold, Strategy, plan_waves
+from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.models import Rollout, RolloutEvent, RolloutTarget
 
 __all__ = [
     "ACTIVE_STATES",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from cloud_orchestrator.rollout_observer import RolloutObserver
-from cloud_orchestrator.rollout_store import TERMINAL_TARGET_STATES, RolloutRecord
+from cloud_orchestrator.rollouts.observer import RolloutObserver
+from cloud_orchestrator.rollouts.store import TERMINAL_TARGET_STATES, RolloutRecord
 
 __all__ = ["ProgressObserver"]
 

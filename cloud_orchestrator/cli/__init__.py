@@ -4,9 +4,9 @@ feedback, as a thin wrapper over ``cloud_orchestrator.app.Orchestrator``.
 Results go to stdout (``--json`` where scripts read them). A mistake is one line on
 stderr, ``edge-orchestrator: error: ...``, with exit status 2 when the command could
 not start (arguments, the cloud extra, the database) and 1 when it ran and failed
-(``cli_errors``). The subcommands live in ``cli_registry`` (publish, models,
-versions), ``cli_fleet`` (gateways, assign), ``cli_rollouts`` (deploy, rollouts,
-rollout), ``cli_serve`` (serve) and ``cli_feedback`` (feedback, export-hard-examples).
+(``cli.errors``). The subcommands live in ``cli.registry`` (publish, models,
+versions), ``cli.fleet`` (gateways, assign), ``cli.rollouts`` (deploy, rollouts,
+rollout), ``cli.serve`` (serve) and ``cli.feedback`` (feedback, export-hard-examples).
 """
 
 from __future__ import annotations
@@ -20,14 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud_orchestrator import __version__
-from cloud_orchestrator.cli_errors import CLOUD_EXTRA, missing_cloud_module, one_line, report
-from cloud_orchestrator.cli_feedback import FEEDBACK_COMMANDS, add_feedback_commands
-from cloud_orchestrator.cli_fleet import FLEET_COMMANDS, add_fleet_commands
-from cloud_orchestrator.cli_registry import REGISTRY_COMMANDS, add_registry_commands
-from cloud_orchestrator.cli_rollouts import ROLLOUT_COMMANDS, add_rollout_commands
-from cloud_orchestrator.cli_serve import SERVE_COMMANDS, add_serve_command
-from cloud_orchestrator.db_url import DB_ENV, DEFAULT_DB_URL, check_url, redact_url, url_from_env
+from cloud_orchestrator.cli.errors import CLOUD_EXTRA, missing_cloud_module, one_line, report
+from cloud_orchestrator.cli.feedback import FEEDBACK_COMMANDS, add_feedback_commands
+from cloud_orchestrator.cli.fleet import FLEET_COMMANDS, add_fleet_commands
+from cloud_orchestrator.cli.registry import REGISTRY_COMMANDS, add_registry_commands
+from cloud_orchestrator.cli.rollouts import ROLLOUT_COMMANDS, add_rollout_commands
+from cloud_orchestrator.cli.serve import SERVE_COMMANDS, add_serve_command
 from cloud_orchestrator.errors import InvalidRequest, OrchestratorError
+from cloud_orchestrator.storage.url import (
+    DB_ENV,
+    DEFAULT_DB_URL,
+    check_url,
+    redact_url,
+    url_from_env,
+)
 from edge_contracts.cli.parser import OneLineParser
 
 if TYPE_CHECKING:  # imports SQLAlchemy: only once the cloud extra is known to be there

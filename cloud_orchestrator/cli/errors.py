@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from cloud_orchestrator.db_url import is_postgres
+from cloud_orchestrator.storage.url import is_postgres
 
 __all__ = [
     "CLOUD_EXTRA",

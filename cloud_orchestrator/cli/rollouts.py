@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from cloud_orchestrator.cli_output import emit, json_flag, table, when
+from cloud_orchestrator.cli.output import emit, json_flag, table, when
 
 __all__ = ["ROLLOUT_COMMANDS", "add_rollout_commands"]
 
@@ -97,8 +97,8 @@ def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> s
 
 def cmd_deploy(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.app import default_instance_id
-    from cloud_orchestrator.progress import ProgressObserver
-    from cloud_orchestrator.rollout_runner import RunnerConfig
+    from cloud_orchestrator.rollouts.progress import ProgressObserver
+    from cloud_orchestrator.rollouts.runner import RunnerConfig
 
     owner = default_instance_id()
     record = orch.rollouts.create(
@@ -161,7 +161,7 @@ def cmd_rollout(orch: Any, args: argparse.Namespace) -> int:
         orch.rollouts.cancel(args.rollout_id)
     if args.resume:
         from cloud_orchestrator.app import default_instance_id
-        from cloud_orchestrator.rollout_runner import RunnerConfig
+        from cloud_orchestrator.rollouts.runner import RunnerConfig
 
         asyncio.run(orch.runner(RunnerConfig(default_instance_id())).run_one(args.rollout_id))
     record = orch.rollouts.get(args.rollout_id)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_orchestrator.cli_output import emit, json_flag, table, when
+from cloud_orchestrator.cli.output import emit, json_flag, table, when
 from cloud_orchestrator.errors import InvalidRequest
 
 __all__ = ["KEYS_ENV", "REGISTRY_COMMANDS", "add_registry_commands"]
@@ -42,7 +42,7 @@ def _trusted_keys(value: str | None) -> list[Path]:
 
 
 def cmd_publish(orch: Any, args: argparse.Namespace) -> int:
-    from cloud_orchestrator.registry import load_trusted_keys
+    from cloud_orchestrator.registry.store import load_trusted_keys
 
     paths = _trusted_keys(args.trusted_keys)
     if not paths:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_orchestrator.cli_output import emit, json_flag, table
+from cloud_orchestrator.cli.output import emit, json_flag, table
 from cloud_orchestrator.errors import OrchestratorError
 
 __all__ = ["FEEDBACK_COMMANDS", "add_feedback_commands"]
@@ -32,7 +32,7 @@ def add_feedback_commands(command: Callable[[str, str], argparse.ArgumentParser]
 
 
 def cmd_feedback(orch: Any, args: argparse.Namespace) -> int:
-    from cloud_orchestrator.feedback_explain import why_no_batches
+    from cloud_orchestrator.feedback.explain import why_no_batches
 
     summary = orch.feedback.summarize(args.name, args.version)
 
@@ -85,7 +85,7 @@ def cmd_feedback(orch: Any, args: argparse.Namespace) -> int:
 def cmd_export(orch: Any, args: argparse.Namespace) -> int:
     """Exit 0 when DIR holds the selected hard examples (written now or before), 1 with
     the reason when there is nothing to export; DIR is then left untouched."""
-    from cloud_orchestrator.feedback_explain import why_no_hard_examples
+    from cloud_orchestrator.feedback.explain import why_no_hard_examples
 
     counts = orch.feedback.hard_example_counts(args.name)
     stored = counts.get(args.version, 0) if args.version else sum(counts.values())

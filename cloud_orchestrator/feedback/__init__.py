@@ -1,0 +1,1 @@
+"""Feedback: batches, aggregates and hard examples from gateways, and why none arrived."""

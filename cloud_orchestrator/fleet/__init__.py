@@ -1,0 +1,1 @@
+"""The fleet: registered gateways, their labels, reported state and desired versions."""

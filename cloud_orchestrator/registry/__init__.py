@@ -1,0 +1,1 @@
+"""The model registry: signed bundle versions and the content-addressed artifact store."""

@@ -1,0 +1,1 @@
+"""Rollouts: wave planning, the persisted rollout state, the runner that drives gateways."""

@@ -1,0 +1,1 @@
+"""Storage: the database URL (no SQLAlchemy import), the engine and the ORM models."""
