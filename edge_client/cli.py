@@ -21,8 +21,8 @@ from edge_client.core_logs import core_logs_silenced
 from edge_client.errors import EdgeClientError
 from edge_client.tls import SSL_TARGET_NAME_OVERRIDE, channel_credentials
 from edge_client.waiting import FAST_RECONNECT, wait_until_serving
+from edge_contracts import __version__
 from edge_contracts.cli.parser import OneLineParser
-from edge_server import __version__
 
 __all__ = ["DEFAULT_TARGET", "build_parser", "main"]
 

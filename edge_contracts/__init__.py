@@ -10,3 +10,6 @@ retry backoff (``backoff``), the bearer-token interceptor (``credentials``) and 
 command line shares (``cli``). Nothing here imports a tier's package, torch, onnx,
 onnxruntime or SQLAlchemy.
 """
+
+# The one version of the distribution: every command reports it and setup.cfg reads it.
+__version__ = "0.1.0"

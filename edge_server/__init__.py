@@ -1,1 +1,5 @@
-__version__ = "0.1.0"
+"""The edge gateway: ONNX Runtime over gRPC (console script ``edge-server``)."""
+
+from edge_contracts import __version__
+
+__all__ = ["__version__"]
