@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks import models
 from benchmarks.pipeline import Recipe
 from edge_contracts.proto.edge.v1 import inference_pb2, types_pb2
-from edge_server.domain.shared_memory import SHM_DIR
+from edge_server.v2.shared_memory import SHM_DIR
 
 PREDICT = "/edge.v1.InferenceService/Predict"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"

@@ -4,7 +4,7 @@
                                       [--repeats 7] [--model digits] [--profile]
 
 Builds the gateway's request path the way ``edge_server.app.Gateway`` wires it
-(GatewayMetrics as a ModelManager listener, Predictor with the default batching,
+(GatewayMetrics as a ServingCatalogue listener, Predictor with the default batching,
 queue and inline settings, a ShadowRunner as the lifecycle installs one) and calls
 ``InferenceServicer.Predict`` directly with an already-parsed request: proto ->
 ``to_predict_input`` -> ``observed`` (metrics) -> ``Predictor.predict`` (statistics)
@@ -36,11 +36,11 @@ import numpy as np
 
 from benchmarks import models, payloads
 from edge_contracts.proto.edge.v1 import inference_pb2
-from edge_server.domain.model_manager import ModelManager
-from edge_server.domain.model_store import ModelStore
-from edge_server.domain.predictor import BatchingDefaults, Predictor
-from edge_server.domain.shadow import ShadowRunner
+from edge_server.catalogue.on_disk import DiskCatalogue
+from edge_server.catalogue.serving import ServingCatalogue
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
+from edge_server.inference.predictor import BatchingDefaults, Predictor
+from edge_server.inference.shadow import ShadowRunner
 from edge_server.metrics import GatewayMetrics
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.settings import Settings
@@ -76,8 +76,8 @@ class RequestPath:
             inter_op_threads=settings.inter_op_threads,
             graph_optimization=settings.graph_optimization,
         )
-        self.models = ModelManager(
-            ModelStore(root), functools.partial(LoadedSession, config=config)
+        self.models = ServingCatalogue(
+            DiskCatalogue(root), functools.partial(LoadedSession, config=config)
         )
         self.models.add_listener(self.metrics.on_model_state)
         self.pools = (ThreadPoolExecutor(1), ThreadPoolExecutor(1))

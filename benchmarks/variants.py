@@ -22,7 +22,7 @@ and the README's benchmark section). Patches:
   a thread holding the GIL keeps it when the event loop thread asks for it.
 - ``fast-classify``: softmax and top-k in plain Python for outputs of at most 64
   classes (numpy's per-call overhead dominates at that size); same results. Built into
-  the gateway since (edge_server/domain/postprocess.py): measures nothing new now.
+  the gateway since (edge_server/inference/postprocess.py): measures nothing new now.
 - ``cached-metrics``: request and stage metric children looked up once per label set
   and kept in a dict, instead of ``labels(...)`` on every call. Built in since
   (``GatewayMetrics.observe_success``): the success path no longer calls the methods
@@ -51,7 +51,7 @@ def _server_options(extra: dict[str, Any]) -> None:
 
 
 def _no_metrics() -> None:
-    from edge_server.domain import statistics
+    from edge_server.inference import statistics
     from edge_server.metrics import GatewayMetrics
 
     GatewayMetrics.observe_request = lambda self, *a, **k: None  # type: ignore[method-assign]
@@ -79,7 +79,7 @@ def _fast_classify() -> None:
 
     import numpy as np
 
-    from edge_server.domain import postprocess, predictor
+    from edge_server.inference import postprocess, predictor
 
     original = postprocess.classify
 

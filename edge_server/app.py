@@ -20,12 +20,8 @@ from edge_contracts.proto.edge.v1 import (
 )
 from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edge_server import __version__
-from edge_server.domain.model_manager import ModelManager, ServingModel
-from edge_server.domain.model_repository import ModelRepository
-from edge_server.domain.model_store import ModelStore
-from edge_server.domain.predictor import BatchingDefaults, Predictor
-from edge_server.domain.shared_memory import SharedMemoryRegistry, state_file_for
-from edge_server.domain.tensor_inference import TensorInference
+from edge_server.catalogue.on_disk import DiskCatalogue
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.errors import ModelNotReady, StartupError
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
@@ -35,12 +31,16 @@ from edge_server.grpc.reflection import enable_reflection
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
+from edge_server.inference.predictor import BatchingDefaults, Predictor
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
 from edge_server.pull.agent import CloudLink
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
+from edge_server.v2.model_repository import ModelRepository
+from edge_server.v2.shared_memory import SharedMemoryRegistry, state_file_for
+from edge_server.v2.tensor_inference import TensorInference
 from edge_server.workers.metrics_merge import merge_expositions
 from edge_server.workers.supervisor import WorkerSupervisor
 
@@ -97,8 +97,8 @@ class Gateway:
             graph_optimization=settings.graph_optimization,
             execution_providers=settings.execution_providers,
         )
-        self.models = ModelManager(
-            ModelStore(Path(settings.model_root)),
+        self.models = ServingCatalogue(
+            DiskCatalogue(Path(settings.model_root)),
             functools.partial(LoadedSession, config=session_config),
             pinned_versions=dict(settings.pinned_versions),
             default_model=settings.default_model,

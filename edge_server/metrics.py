@@ -19,8 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from edge_server.domain.model_manager import ModelManager, ModelSlot, ModelState
-from edge_server.domain.predictor import StageTimings
+from edge_server.catalogue.serving import ModelSlot, ModelState, ServingCatalogue
+from edge_server.inference.predictor import StageTimings
 
 # *_created series double the scrape size and nothing on a gateway dashboard uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -126,7 +126,7 @@ class GatewayMetrics:
         )
         self._shown_versions: dict[str, str] = {}
         self._shown_failures: dict[str, int] = {}
-        self._depth_source: tuple[ModelManager, Callable[[str], int]] | None = None
+        self._depth_source: tuple[ServingCatalogue, Callable[[str], int]] | None = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def model_label(self, name: str, served: Container[str]) -> str:
@@ -183,7 +183,7 @@ class GatewayMetrics:
             self._child(self.stage_latency, model, stage).observe(micros / 1_000_000)
 
     def on_model_state(self, slot: ModelSlot) -> None:
-        """ModelManager listener: keep the model gauges and load counters current."""
+        """ServingCatalogue listener: keep the model gauges and load counters current."""
         ready = slot.state is ModelState.READY and slot.active is not None
         self.model_ready.labels(slot.name).set(1 if ready else 0)
         failures_seen = self._shown_failures.get(slot.name, 0)
@@ -205,7 +205,7 @@ class GatewayMetrics:
     def observe_batch(self, model: str, rows: int) -> None:
         self.batch_size.labels(model).observe(rows)
 
-    def track_queue_depth(self, models: ModelManager, depth: Callable[[str], int]) -> None:
+    def track_queue_depth(self, models: ServingCatalogue, depth: Callable[[str], int]) -> None:
         """Read queue depths at scrape time: nothing to update on the request path."""
         self._depth_source = (models, depth)
 

@@ -16,7 +16,7 @@ from model_factory import build_model_root
 from triton_remote import TritonRemote
 
 from edge_server.app import Gateway
-from edge_server.domain.shared_memory import state_file_for
+from edge_server.v2.shared_memory import state_file_for
 
 REPO = Path(__file__).resolve().parent.parent
 

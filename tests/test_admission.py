@@ -16,7 +16,7 @@ from model_factory import slow_classifier
 
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from edge_server.app import Gateway
-from edge_server.domain.admission import MAX_HINT_MS, MIN_SAMPLES, DrainEstimator
+from edge_server.scheduling.admission import MAX_HINT_MS, MIN_SAMPLES, DrainEstimator
 
 
 def test_drain_estimate_follows_busy_intervals() -> None:

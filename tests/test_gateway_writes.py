@@ -15,7 +15,7 @@ from lifecycle_fixtures import GRAY_MANIFEST, gray_png
 from model_factory import build_model_root, linear_classifier
 from processes import BIN, ServerProcess
 
-from edge_server.domain.shared_memory import state_file_for
+from edge_server.v2.shared_memory import state_file_for
 
 pytestmark = pytest.mark.slow
 

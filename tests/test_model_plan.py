@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from edge_contracts.manifest import Manifest, Preprocessing
-from edge_server.domain.model_manager import ServingModel
-from edge_server.domain.model_plan import BatchingDefaults, ModelPlan, validate_tensor
-from edge_server.domain.preprocessing import plan_image_input
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.serving import ServingModel
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InvalidInput
+from edge_server.inference.preprocessing import plan_image_input
+from edge_server.inference.request_plan import BatchingDefaults, RequestPlan, validate_tensor
 
 
 class FakeSession:
@@ -74,7 +74,7 @@ def test_quick_tensor_check_agrees_with_validate_tensor(
     spec: TensorSpec, array: np.ndarray, name: str
 ) -> None:
     model = serving_model(spec)
-    plan = ModelPlan(model, BatchingDefaults())
+    plan = RequestPlan(model, BatchingDefaults())
     assert outcome(plan.tensor_input, model, array, name) == outcome(
         validate_tensor, model, array, name
     )
@@ -82,18 +82,18 @@ def test_quick_tensor_check_agrees_with_validate_tensor(
 
 def test_models_with_two_inputs_get_the_full_check() -> None:
     model = serving_model(DYNAMIC_BATCH, TensorSpec("mask", "float32", (-1, 4)))
-    plan = ModelPlan(model, BatchingDefaults())
+    plan = RequestPlan(model, BatchingDefaults())
     with pytest.raises(InvalidInput, match="takes 2 inputs"):
         plan.tensor_input(model, np.zeros((1, 1, 4, 4), np.float32), "")
 
 
 def test_pixel_tensors_only_for_image_models_with_non_uint8_input() -> None:
     image_model = serving_model(DYNAMIC_BATCH, image=True)
-    plan = ModelPlan(image_model, BatchingDefaults())
+    plan = RequestPlan(image_model, BatchingDefaults())
     assert plan.is_pixel_tensor(np.zeros((4, 4, 1), np.uint8))
     assert not plan.is_pixel_tensor(np.zeros((1, 1, 4, 4), np.float32))
     tensor_model = serving_model(DYNAMIC_BATCH)
-    assert not ModelPlan(tensor_model, BatchingDefaults()).is_pixel_tensor(
+    assert not RequestPlan(tensor_model, BatchingDefaults()).is_pixel_tensor(
         np.zeros((4, 4, 1), np.uint8)
     )
 
@@ -101,12 +101,12 @@ def test_pixel_tensors_only_for_image_models_with_non_uint8_input() -> None:
 def test_a_plan_serves_one_model_object_and_does_not_keep_it_alive() -> None:
     defaults = BatchingDefaults()
     old = serving_model(DYNAMIC_BATCH, version="1")
-    plan = ModelPlan(old, defaults)
+    plan = RequestPlan(old, defaults)
     assert plan.policy is not None  # dynamic batch axis everywhere: batching applies
     assert plan.serves(old, defaults)
     assert not plan.serves(serving_model(DYNAMIC_BATCH, version="1"), defaults)  # a reload
     assert not plan.serves(old, BatchingDefaults(enabled=False))
-    assert ModelPlan(old, BatchingDefaults(enabled=False)).policy is None
+    assert RequestPlan(old, BatchingDefaults(enabled=False)).policy is None
     alive = weakref.ref(old)
     del old
     gc.collect()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edge_contracts.manifest import Manifest
-from edge_server.domain import postprocess
-from edge_server.domain.postprocess import Classification, classify_numpy
+from edge_server.inference import postprocess
+from edge_server.inference.postprocess import Classification, classify_numpy
 
 LABELS = tuple(f"class-{i}" for i in range(40))  # fewer than some outputs' classes
 

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from edge_contracts.manifest import parse_preprocessing
-from edge_server.domain.preprocessing import (
+from edge_server.catalogue.tensor_specs import TensorSpec
+from edge_server.inference.preprocessing import (
     ImagePlan,
     decode_image,
     pixels_to_tensor,
     plan_image_input,
     preprocess_image,
 )
-from edge_server.domain.tensors import TensorSpec
 
 MAX_PIXELS = 40_000_000
 MEAN = [0.485, 0.456, 0.406]

@@ -22,9 +22,9 @@ from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_contracts.proto.inference import grpc_service_pb2_grpc as pb_grpc
 from edge_contracts.status import status_for
 from edge_server.app import Gateway
-from edge_server.domain.shared_memory import SHM_DIR, SharedMemoryRegistry
 from edge_server.errors import AccessDenied, QuotaExceeded, RegionNotFound
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess, is_local_peer
+from edge_server.v2.shared_memory import SHM_DIR, SharedMemoryRegistry
 
 pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs /dev/shm (Linux)")
 

@@ -10,19 +10,19 @@ import pytest
 from v2_models import two_heads
 
 from edge_contracts.proto.inference import grpc_service_pb2 as pb
-from edge_server.domain.model_manager import ServingModel, build_serving_model
-from edge_server.domain.model_store import VersionOnDisk
-from edge_server.domain.predictor import StageTimings
-from edge_server.domain.tensor_inference import (
+from edge_server.catalogue.on_disk import VersionOnDisk
+from edge_server.catalogue.serving import ServingModel, build_serving_model
+from edge_server.errors import InvalidInput
+from edge_server.grpc import v2_tensors
+from edge_server.inference.predictor import StageTimings
+from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
+from edge_server.v2.tensor_inference import (
     NamedTensor,
     TensorResult,
     check_tensor,
     match_inputs,
     select_outputs,
 )
-from edge_server.errors import InvalidInput
-from edge_server.grpc import v2_tensors
-from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 
 
 def objects(*elements: bytes) -> np.ndarray:

@@ -32,7 +32,7 @@ from edge_contracts.proto.edge.v1 import (
     model_pb2_grpc,
 )
 from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
-from edge_server.domain.shared_memory import state_file_for
+from edge_server.v2.shared_memory import state_file_for
 from edge_server.workers.metrics_merge import merge_expositions
 
 pytestmark = pytest.mark.slow

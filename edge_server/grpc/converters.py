@@ -9,10 +9,10 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2, types_pb2
-from edge_server.domain.model_manager import ModelSlot, ModelState, ServingModel
-from edge_server.domain.predictor import PredictInput, PredictOutput
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.serving import ModelSlot, ModelState, ServingModel
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InvalidInput
+from edge_server.inference.predictor import PredictInput, PredictOutput
 
 MAX_TOP_K = 1000
 

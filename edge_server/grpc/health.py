@@ -12,7 +12,7 @@ import logging
 
 from grpc_health.v1 import health, health_pb2
 
-from edge_server.domain.model_manager import ModelManager, ModelSlot, ModelState
+from edge_server.catalogue.serving import ModelSlot, ModelState, ServingCatalogue
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def model_service_name(model: str) -> str:
 class HealthReporter:
     """Owns the aio HealthServicer and updates it from model state changes."""
 
-    def __init__(self, models: ModelManager, service_names: list[str]) -> None:
+    def __init__(self, models: ServingCatalogue, service_names: list[str]) -> None:
         self.servicer = health.aio.HealthServicer()
         self._models = models
         self._service_names = service_names

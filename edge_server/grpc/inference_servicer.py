@@ -10,11 +10,11 @@ import grpc
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
 from edge_contracts.status import status_for
-from edge_server.domain.model_manager import ModelManager
-from edge_server.domain.predictor import Predictor, PredictOutput
+from edge_server.catalogue.serving import ServingCatalogue
 from edge_server.grpc import converters
 from edge_server.grpc.ordered_stream import answer_in_order
 from edge_server.grpc.request_metrics import observed
+from edge_server.inference.predictor import Predictor, PredictOutput
 from edge_server.metrics import GatewayMetrics
 
 # Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
@@ -36,7 +36,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(
         self,
         predictor: Predictor,
-        models: ModelManager,
+        models: ServingCatalogue,
         metrics: GatewayMetrics,
         info: GatewayInfo,
     ) -> None:

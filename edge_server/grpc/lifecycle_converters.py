@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
-from edge_server.domain.model_manager import ModelManager, ModelSlot
-from edge_server.domain.shadow import ShadowRunner
+from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
 from edge_server.grpc import converters
+from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.ledger import Ledger, VersionRecord, VersionState
 from edge_server.lifecycle.updater import Mode, Progress, Stage, UpdateHeader
 
@@ -101,7 +101,7 @@ def _utc(seconds: float) -> str:
 
 
 def to_model_info_full(
-    slot: ModelSlot, manager: ModelManager, ledger: Ledger, shadow: ShadowRunner | None
+    slot: ModelSlot, manager: ServingCatalogue, ledger: Ledger, shadow: ShadowRunner | None
 ) -> model_pb2.ModelInfo:
     """ModelInfo with every version on disk plus rejected ones from the ledger."""
     book = ledger.load(slot.name)

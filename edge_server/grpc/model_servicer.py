@@ -9,14 +9,14 @@ import grpc
 
 from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
-from edge_server.domain.model_manager import ModelManager, ModelSlot
-from edge_server.domain.shadow import ShadowRunner
+from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
 from edge_server.errors import DeadlineExpired, InvalidInput, ModelNotFound
 from edge_server.grpc.lifecycle_converters import (
     to_model_info_full,
     to_update_header,
     to_update_response,
 )
+from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger
 from edge_server.lifecycle.updater import ModelUpdater, Progress, Stage
@@ -25,7 +25,7 @@ from edge_server.lifecycle.updater import ModelUpdater, Progress, Stage
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def __init__(
         self,
-        models: ModelManager,
+        models: ServingCatalogue,
         activator: VersionActivator,
         updater: ModelUpdater,
         ledger: Ledger,

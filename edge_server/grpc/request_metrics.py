@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 import grpc
 
 from edge_contracts.status import code_for
-from edge_server.domain.predictor import StageTimings
+from edge_server.inference.predictor import StageTimings
 from edge_server.metrics import GatewayMetrics
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import grpc
 
-from edge_server.domain.shared_memory import SharedMemoryRegistry
 from edge_server.errors import AccessDenied, NotEnabled
 from edge_server.grpc.v2_tensors import RegionAccess
+from edge_server.v2.shared_memory import SharedMemoryRegistry
 
 _LOCAL_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:[::ffff:127.", "unix:", "unix-abstract:")
 

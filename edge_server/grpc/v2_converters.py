@@ -7,14 +7,14 @@ from collections.abc import Mapping, Sequence
 
 from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_contracts.proto.inference import model_config_pb2 as config_pb
-from edge_server.domain.datatypes import v2_datatype
-from edge_server.domain.model_manager import ServingModel
-from edge_server.domain.model_repository import IndexEntry
-from edge_server.domain.model_store import MODEL_FILE
-from edge_server.domain.shared_memory import Region
-from edge_server.domain.statistics import Duration, VersionStatistics
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.on_disk import MODEL_FILE
+from edge_server.catalogue.serving import ServingModel
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InvalidInput
+from edge_server.inference.statistics import Duration, VersionStatistics
+from edge_server.v2.datatypes import v2_datatype
+from edge_server.v2.model_repository import IndexEntry
+from edge_server.v2.shared_memory import Region
 
 PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"

@@ -16,8 +16,6 @@ from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_contracts.proto.inference import grpc_service_pb2_grpc as pb_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
 from edge_contracts.status import status_for
-from edge_server.domain.model_repository import ModelRepository
-from edge_server.domain.tensor_inference import TensorInference
 from edge_server.errors import NotEnabled
 from edge_server.grpc import v2_converters, v2_tensors
 from edge_server.grpc.inference_servicer import STREAM_WINDOW, GatewayInfo
@@ -25,6 +23,8 @@ from edge_server.grpc.ordered_stream import answer_in_order
 from edge_server.grpc.request_metrics import observed
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.metrics import GatewayMetrics
+from edge_server.v2.model_repository import ModelRepository
+from edge_server.v2.tensor_inference import TensorInference
 
 
 class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -24,10 +24,10 @@ from typing import NamedTuple
 import numpy as np
 
 from edge_contracts.proto.inference import grpc_service_pb2 as pb
-from edge_server.domain.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
-from edge_server.domain.shared_memory import SharedMemoryRegistry
-from edge_server.domain.tensor_inference import NamedTensor, TensorRequest, TensorResult
 from edge_server.errors import InvalidInput, NotEnabled
+from edge_server.v2.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from edge_server.v2.shared_memory import SharedMemoryRegistry
+from edge_server.v2.tensor_inference import NamedTensor, TensorRequest, TensorResult
 
 InputTensor = pb.ModelInferRequest.InferInputTensor
 OutputTensor = pb.ModelInferResponse.InferOutputTensor

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 from edge_contracts.atomic_files import remove_tree
-from edge_server.domain.model_manager import ModelManager, ServingModel
-from edge_server.domain.model_store import VersionOnDisk, version_sort_key
+from edge_server.catalogue.on_disk import VersionOnDisk, version_sort_key
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.errors import ModelNotFound, VersionNotActive
 from edge_server.lifecycle.ledger import Ledger, VersionState
 
@@ -27,7 +27,7 @@ RollbackListener = Callable[[str, str, str], None]  # model, from version, reaso
 class VersionActivator:
     """Makes versions active and takes them back, keeping disk and memory in step."""
 
-    def __init__(self, manager: ModelManager, ledger: Ledger, keep_versions: int) -> None:
+    def __init__(self, manager: ServingCatalogue, ledger: Ledger, keep_versions: int) -> None:
         self.manager = manager
         self.ledger = ledger
         self.keep_versions = keep_versions

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_server.domain.model_manager import ModelManager
-from edge_server.domain.predictor import Predictor
-from edge_server.domain.shadow import ShadowRunner
+from edge_server.catalogue.serving import ServingCatalogue
+from edge_server.inference.predictor import Predictor
+from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger
 from edge_server.lifecycle.updater import ModelUpdater, TrustPolicy
@@ -68,7 +68,9 @@ class Lifecycle:
     shadow: ShadowRunner
 
     @classmethod
-    def build(cls, settings: Settings, manager: ModelManager, predictor: Predictor) -> Lifecycle:
+    def build(
+        cls, settings: Settings, manager: ServingCatalogue, predictor: Predictor
+    ) -> Lifecycle:
         root = Path(settings.model_root)
         remove_leftovers(root)
         ledger = Ledger(root)

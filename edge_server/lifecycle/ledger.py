@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edge_contracts.atomic_files import write_bytes_atomic, write_json_atomic
-from edge_server.domain.model_store import ACTIVE_POINTER, is_valid_name
+from edge_server.catalogue.on_disk import ACTIVE_POINTER, is_valid_name
 
 logger = logging.getLogger(__name__)
 

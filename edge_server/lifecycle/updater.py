@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from edge_contracts.atomic_files import remove_tree, rename_dir_atomic
 from edge_contracts.bundle.archive import extract_files, open_archive
 from edge_contracts.bundle.format import MANIFEST_FILE, SIGNATURE_FILE, parse_bundle_manifest
-from edge_server.domain.model_manager import ModelManager, ServingModel, warm_up
-from edge_server.domain.model_store import VersionOnDisk, is_valid_name
+from edge_server.catalogue.on_disk import VersionOnDisk, is_valid_name
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel, warm_up
 from edge_server.errors import EdgeError, InvalidInput, UpdateInProgress, UpdateRejected
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger, VersionState
@@ -101,7 +101,7 @@ class ModelUpdater:
 
     def __init__(
         self,
-        manager: ModelManager,
+        manager: ServingCatalogue,
         activator: VersionActivator,
         ledger: Ledger,
         uploads: UploadArea,

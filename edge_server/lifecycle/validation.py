@@ -16,8 +16,8 @@ import numpy as np
 
 from edge_contracts.bundle.golden import compare_golden, load_golden
 from edge_contracts.manifest import MANIFEST_FILE
-from edge_server.domain.model_manager import ServingModel
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.serving import ServingModel
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import BundleError, UpdateRejected
 
 

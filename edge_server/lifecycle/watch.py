@@ -15,8 +15,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from edge_server.domain.model_manager import ModelManager, ServingModel, Standby
-from edge_server.domain.statistics import StatisticsBook, WindowSummary
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel, Standby
+from edge_server.inference.statistics import StatisticsBook, WindowSummary
 from edge_server.lifecycle.activation import VersionActivator
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class RollbackWatcher:
 
     def __init__(
         self,
-        manager: ModelManager,
+        manager: ServingCatalogue,
         activator: VersionActivator,
         statistics: StatisticsBook,
         policy: WatchPolicy,

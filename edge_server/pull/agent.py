@@ -19,12 +19,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edge_contracts.backoff import Backoff
 from edge_server import __version__
-from edge_server.domain.model_manager import ModelManager, ServingModel
-from edge_server.domain.predictor import PredictInput, Predictor, PredictOutput
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Outbox
 from edge_server.feedback.pipeline import FeedbackPipeline
 from edge_server.feedback.recorder import FeedbackRecorder
+from edge_server.inference.predictor import PredictInput, Predictor, PredictOutput
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.pull.orchestrator_client import OrchestratorClient
 from edge_server.pull.reconciler import Reconciler
@@ -43,7 +43,7 @@ class CloudLink:
     def __init__(
         self,
         settings: Settings,
-        manager: ModelManager,
+        manager: ServingCatalogue,
         lifecycle: Lifecycle,
         predictor: Predictor,
         registry: CollectorRegistry | None = None,

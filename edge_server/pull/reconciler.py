@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from edge_contracts.backoff import Backoff
-from edge_server.domain.model_manager import ModelManager
+from edge_server.catalogue.serving import ServingCatalogue
 from edge_server.errors import CloudUnavailable, EdgeError, ModelNotFound, UpdateInProgress
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger, VersionState
@@ -51,7 +51,7 @@ _EVENT_KINDS = {
 class Reconciler:
     def __init__(
         self,
-        manager: ModelManager,
+        manager: ServingCatalogue,
         updater: ModelUpdater,
         activator: VersionActivator,
         ledger: Ledger,

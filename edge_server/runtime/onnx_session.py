@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_server.domain.tensors import TensorSpec, numpy_dtype_for_onnx
+from edge_server.catalogue.tensor_specs import TensorSpec, numpy_dtype_for_onnx
 from edge_server.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)

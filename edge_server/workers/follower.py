@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edge_server.domain.model_manager import ModelManager, ModelState
+from edge_server.catalogue.serving import ModelState, ServingCatalogue
 from edge_server.workers.control import ModelEvent
 
 logger = logging.getLogger(__name__)
 
 
 class ModelFollower:
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(self, models: ServingCatalogue) -> None:
         self._models = models
         self._wanted: dict[str, ModelEvent] = {}
         self._changed = asyncio.Event()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_server.domain.model_manager import ModelManager, ModelSlot
+from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
 from edge_server.settings import Settings, settings_to_json
 from edge_server.workers.control import Hello, ModelEvent
 
@@ -52,7 +52,7 @@ class WorkerSupervisor:
         self,
         settings: Settings,
         grpc_port: int,
-        models: ModelManager,
+        models: ServingCatalogue,
         on_restart: Callable[[int], None] = lambda _index: None,
     ) -> None:
         self._models = models

@@ -7,7 +7,7 @@ numpy ``object``: ONNX ``tensor(string)`` or, for an image model, encoded images
 
 from __future__ import annotations
 
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.tensor_specs import TensorSpec
 
 V2_TO_NUMPY: dict[str, str] = {
     "BOOL": "bool",

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_server.domain.datatypes import describe_v2, v2_datatype
-from edge_server.domain.model_manager import ServingModel
-from edge_server.domain.predictor import Predictor, StageTimings
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.serving import ServingModel
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InferenceFailed, InvalidInput
+from edge_server.inference.predictor import Predictor, StageTimings
+from edge_server.v2.datatypes import describe_v2, v2_datatype
 
 
 @dataclass(frozen=True)

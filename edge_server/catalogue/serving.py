@@ -19,9 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from edge_contracts.manifest import Manifest, load_manifest
-from edge_server.domain.model_store import ModelStore, VersionOnDisk
-from edge_server.domain.preprocessing import ImagePlan, plan_image_input
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.on_disk import DiskCatalogue, VersionOnDisk
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import (
     EdgeError,
     ModelLoadError,
@@ -29,6 +28,7 @@ from edge_server.errors import (
     ModelNotReady,
     VersionNotActive,
 )
+from edge_server.inference.preprocessing import ImagePlan, plan_image_input
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +146,12 @@ def build_serving_model(
 StateListener = Callable[[ModelSlot], None]
 
 
-class ModelManager:
+class ServingCatalogue:
     """Owns every model slot; loads versions off the event loop."""
 
     def __init__(
         self,
-        store: ModelStore,
+        store: DiskCatalogue,
         factory: SessionFactory,
         pinned_versions: dict[str, str] | None = None,
         default_model: str = "",

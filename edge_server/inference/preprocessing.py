@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edge_contracts.manifest import Preprocessing
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InvalidInput, ManifestError
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "GIF", "MPO"})

@@ -64,7 +64,7 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
     return digest.hexdigest()
 
 
-class ModelStore:
+class DiskCatalogue:
     """Read-only view of the model root."""
 
     def __init__(self, root: Path) -> None:

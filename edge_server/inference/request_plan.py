@@ -2,7 +2,7 @@
 
 A ``ServingModel`` never changes, so its batching policy, its single tensor input
 and whether uint8 pixels must be preprocessed for it are facts of the version: the
-predictor keeps a ``ModelPlan`` per model name and rebuilds it when a request
+predictor keeps a ``RequestPlan`` per model name and rebuilds it when a request
 arrives on another version object (a hot swap, a reload). A request keeps the
 ``ServingModel`` it was admitted on and gets that version's plan. Plans hold only a
 weak reference to their model, so a swapped-out session is still released when its
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_server.domain.batching import BatchPolicy
-from edge_server.domain.model_manager import ServingModel
-from edge_server.domain.preprocessing import ImagePlan
-from edge_server.domain.tensors import TensorSpec
+from edge_server.catalogue.serving import ServingModel
+from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InvalidInput
+from edge_server.inference.preprocessing import ImagePlan
+from edge_server.scheduling.batching import BatchPolicy
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _numpy_dtype(name: str) -> np.dtype | None:
         return None
 
 
-class ModelPlan:
+class RequestPlan:
     """Per-version facts of one ServingModel (see the module docstring)."""
 
     __slots__ = ("_dtype", "_input", "_model", "_tail", "batching", "policy", "takes_pixels")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_server.domain.model_manager import ModelManager, ServingModel
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def top1(output: np.ndarray) -> np.ndarray:
 class ShadowRunner:
     def __init__(
         self,
-        manager: ModelManager,
+        manager: ServingCatalogue,
         run: Runner,
         sample_rate: float,
         max_in_flight: int = 1,

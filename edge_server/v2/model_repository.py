@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 
-from edge_server.domain.model_manager import ModelManager, ModelSlot, ModelState, ServingModel
-from edge_server.domain.statistics import StatisticsBook, VersionStatistics
+from edge_server.catalogue.serving import ModelSlot, ModelState, ServingCatalogue, ServingModel
 from edge_server.errors import InvalidInput, ModelNotFound
+from edge_server.inference.statistics import StatisticsBook, VersionStatistics
 
 Activate = Callable[[str, str], Awaitable[ServingModel]]
 
@@ -36,7 +36,7 @@ class IndexEntry:
 class ModelRepository:
     def __init__(
         self,
-        models: ModelManager,
+        models: ServingCatalogue,
         statistics: StatisticsBook,
         activate: Activate,
         shutting_down: Callable[[], bool],

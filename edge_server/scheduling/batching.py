@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_server.domain.model_manager import ServingModel
+from edge_server.catalogue.serving import ServingModel
 from edge_server.errors import DeadlineExpired
 
 BatchKey = tuple[str, str, tuple[tuple[str, str, tuple[int, ...]], ...]]

@@ -19,18 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_server.domain.admission import DrainEstimator
-from edge_server.domain.batching import DynamicBatcher
-from edge_server.domain.inline_policy import InlinePolicy
-from edge_server.domain.model_manager import ModelManager, ServingModel
-from edge_server.domain.model_plan import BatchingDefaults as BatchingDefaults
-from edge_server.domain.model_plan import ModelPlan, image_plan
-from edge_server.domain.model_plan import batch_policy as batch_policy
-from edge_server.domain.model_plan import validate_tensor as validate_tensor
-from edge_server.domain.postprocess import Classification, classify
-from edge_server.domain.preprocessing import pixels_to_tensor, preprocess_image
-from edge_server.domain.shadow import ShadowRunner
-from edge_server.domain.statistics import StatisticsBook
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.errors import (
     DeadlineExpired,
     InferenceFailed,
@@ -38,6 +27,17 @@ from edge_server.errors import (
     Overloaded,
     ShuttingDown,
 )
+from edge_server.inference.postprocess import Classification, classify
+from edge_server.inference.preprocessing import pixels_to_tensor, preprocess_image
+from edge_server.inference.request_plan import BatchingDefaults as BatchingDefaults
+from edge_server.inference.request_plan import RequestPlan, image_plan
+from edge_server.inference.request_plan import batch_policy as batch_policy
+from edge_server.inference.request_plan import validate_tensor as validate_tensor
+from edge_server.inference.shadow import ShadowRunner
+from edge_server.inference.statistics import StatisticsBook
+from edge_server.scheduling.admission import DrainEstimator
+from edge_server.scheduling.batching import DynamicBatcher
+from edge_server.scheduling.inline_policy import InlinePolicy
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Predictor:
 
     def __init__(
         self,
-        models: ModelManager,
+        models: ServingCatalogue,
         preprocess_pool: Executor,
         inference_pool: Executor,
         max_queue_size: int,
@@ -130,7 +130,7 @@ class Predictor:
         self._max_pixels = max_image_pixels
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self.drain = DrainEstimator()
-        self._plans: dict[str, ModelPlan] = {}
+        self._plans: dict[str, RequestPlan] = {}
         self.statistics = statistics or StatisticsBook()
         self.shadow: ShadowRunner | None = None
         self.batching = batching or BatchingDefaults()
@@ -192,11 +192,11 @@ class Predictor:
         finally:
             self._release(model, received)
 
-    def _plan(self, model: ServingModel) -> ModelPlan:
+    def _plan(self, model: ServingModel) -> RequestPlan:
         """The per-version facts of ``model`` (rebuilt when another version shows up)."""
         plan = self._plans.get(model.name)
         if plan is None or not plan.serves(model, self.batching):
-            plan = self._plans[model.name] = ModelPlan(model, self.batching)
+            plan = self._plans[model.name] = RequestPlan(model, self.batching)
         return plan
 
     async def preprocess(self, model: ServingModel, image: bytes) -> np.ndarray:
@@ -288,7 +288,7 @@ class Predictor:
     async def _predict_admitted(
         self,
         model: ServingModel,
-        plan: ModelPlan,
+        plan: RequestPlan,
         request: PredictInput,
         received: float,
         decode: bool,
