@@ -14,7 +14,7 @@ GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke arm64-image wheel-e2e clean
+.PHONY: help venv venv-dev run test test-fast postgres-server haproxy-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke arm64-image wheel-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,7 +44,7 @@ $(RUN_ROOT):
 run: $(VENV)/.runtime $(RUN_ROOT)  ## set up and serve a copy of the demo models (.state/models) on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
 	$(BIN)/edge-server --model-root $(RUN_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --trusted-keys examples/keys
 
-# Node.js client used by tests/test_v2_node.py (a second language against the V2 service).
+# Node.js client used by tests/e2e/edge_server/v2/test_node.py (a second language against the V2 service).
 $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund
 	touch $@
@@ -56,7 +56,7 @@ postgres-server:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q postgresql; }
 
-# HAProxy for the overload front (deploy/haproxy/, tests/test_front_proxy.py, make bench).
+# HAProxy for the overload front (deploy/haproxy/, tests/e2e/edge_server/test_front_proxy.py, make bench).
 haproxy-bin:
 	@command -v haproxy >/dev/null 2>&1 || { \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -64,6 +64,11 @@ haproxy-bin:
 
 test: $(VENV)/.dev $(NODE_DEPS) postgres-server haproxy-bin  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
+
+# tests/unit: one module or class at a time, no server process, no database, no network
+# beyond an in-process loopback server; a failure names a function, not a whole gateway.
+test-fast: $(VENV)/.dev  ## unit tests only (tests/unit), seconds not minutes
+	$(BIN)/python -m pytest -q tests/unit
 
 lint: $(VENV)/.dev  ## ruff + mypy
 	$(BIN)/ruff check .

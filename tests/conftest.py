@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from gateway_fixtures import ThreadedGateway, gateway_settings
-from model_factory import build_model_root
-from triton_remote import TritonRemote
-
 from edge_server.app import Gateway
 from edge_server.v2.shared_memory import state_file_for
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.gateways import ThreadedGateway, gateway_settings
+from tests.support.model_factory import build_model_root
+from tests.support.triton_remote import TritonRemote
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -67,7 +61,7 @@ def gateway_sync_target(threaded_gateway: ThreadedGateway) -> str:
 
 @pytest.fixture(scope="session")
 def triton_worker() -> Iterator[TritonRemote]:
-    """tritonclient in a child process (see tests/tritonclient_worker.py for why)."""
+    """tritonclient in a child process (see tests/support/tritonclient_worker.py for why)."""
     remote = TritonRemote()
     yield remote
     remote.close()

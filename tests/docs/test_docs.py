@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 from markdown_blocks import COMMAND_LANGUAGES, DATA_LANGUAGES, Block, Command, read_blocks
-from orchestrator_fixtures import free_port
 from output_match import output_matches, screen_text
 from shell_session import ShellSession
+
+from tests.support.orchestrator import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = sorted(

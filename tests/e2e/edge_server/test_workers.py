@@ -1,0 +1,278 @@
+"""--workers 2: two gateway processes on one port, one model lifecycle.
+
+Real `edge-server` processes: connections spread over both, a version pushed to the
+primary's management port reaches every connection, an unload and a load follow,
+a killed replica comes back, and no replica outlives its primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_contracts.proto.edge.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
+from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from edge_server.v2.shared_memory import state_file_for
+from edge_server.workers.metrics_merge import merge_expositions
+from tests.support.bundles import build_bundle, make_keys, push
+from tests.support.lifecycle import GRAY_MANIFEST, gray_png
+from tests.support.model_factory import build_model_root, linear_classifier
+from tests.support.processes import BIN, ServerProcess
+
+pytestmark = pytest.mark.slow
+
+CONNECTIONS = 16  # P(all on one of 2 processes) = 2 * 0.5**16: never in practice
+WORKER_UP = re.compile(r"worker 1 \(pid (\d+)\) is serving")
+MANAGEMENT = re.compile(r"management on port (\d+)")
+
+
+def start(root: Path, public_key: Path) -> ServerProcess:
+    server = ServerProcess(
+        ["--model-root", str(root), "--trusted-keys", str(public_key), "--default-model", "gray",
+         "--workers", "2", "--management-port", "0", "--rollback-window-seconds", "0"]
+    )  # fmt: skip
+    server.wait_serving()
+    wait_for(lambda: replica_pid(server) is not None, "worker 1 never came up", server)
+    return server
+
+
+def wait_for(condition: object, message: str, server: ServerProcess, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(message + ":\n" + "".join(server.log))
+
+
+def replica_pid(server: ServerProcess) -> int | None:
+    pids = [int(m[1]) for line in server.log if (m := WORKER_UP.search(line))]
+    return pids[-1] if pids else None
+
+
+def management_port(server: ServerProcess) -> int:
+    return next(int(m[1]) for line in server.log if (m := MANAGEMENT.search(line)))
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan's parent may never reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def predict_counts(server: ServerProcess) -> dict[str, float]:
+    """OK Predict calls per worker, from the primary's merged /metrics."""
+    return request_counts(server, "Predict")
+
+
+def request_counts(server: ServerProcess, method: str) -> dict[str, float]:
+    """OK calls of ``method`` per worker, from the primary's merged /metrics."""
+    page = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=10)
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(page.read().decode()):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "edge_requests_total" and labels.get("method") == method:
+                worker = labels["worker"]
+                counts[worker] = counts.get(worker, 0) + (sample.value * (labels["code"] == "OK"))
+    return counts
+
+
+async def versions_on_new_connections(target: str) -> list[str]:
+    """The version each of CONNECTIONS fresh TCP connections is answered with."""
+
+    async def one() -> str:
+        options = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
+        async with grpc.aio.insecure_channel(target, options=options) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            try:
+                request = inference_pb2.PredictRequest(image=gray_png())
+                reply = await stub.Predict(request, timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+            return str(reply.model_version)
+
+    return list(await asyncio.gather(*(one() for _ in range(CONNECTIONS))))
+
+
+async def converge(target: str, expected: str, server: ServerProcess) -> None:
+    deadline = time.monotonic() + 30
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        seen = await versions_on_new_connections(target)
+        if seen == [expected] * CONNECTIONS:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"connections answered {seen}, wanted {expected}:\n" + "".join(server.log))
+
+
+async def test_workers_share_the_port_and_follow_the_primary(tmp_path: Path) -> None:
+    root = build_model_root(tmp_path / "models")
+    key, public = make_keys(tmp_path / "keys")
+    model = linear_classifier(tmp_path / "src" / "model.onnx", seed=44)
+    bundle = build_bundle(tmp_path / "g3.edgebundle", model, "gray", "3", key, GRAY_MANIFEST)
+    server = start(root, public)
+    try:
+        assert await versions_on_new_connections(server.target) == ["2"] * CONNECTIONS
+        counts = predict_counts(server)
+        assert set(counts) == {"0", "1"}, counts  # both processes answered
+        assert sum(counts.values()) == CONNECTIONS
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await model_pb2_grpc.ModelServiceStub(channel).ListModels(
+                    model_pb2.ListModelsRequest(), timeout=5
+                )
+            assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        management = f"127.0.0.1:{management_port(server)}"
+        async with grpc.aio.insecure_channel(management) as channel:
+            responses, _ = await push(model_pb2_grpc.ModelServiceStub(channel), bundle)
+            assert responses[-1].stage == model_pb2.UPDATE_STAGE_ACTIVE, responses[-1]
+            await converge(server.target, "3", server)
+            repository = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            await repository.RepositoryModelUnload(
+                grpc_service_pb2.RepositoryModelUnloadRequest(model_name="gray"), timeout=10
+            )
+            await converge(server.target, "UNAVAILABLE", server)
+            await repository.RepositoryModelLoad(
+                grpc_service_pb2.RepositoryModelLoadRequest(model_name="gray"), timeout=30
+            )
+            await converge(server.target, "3", server)
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+
+
+async def test_killed_replica_restarts_and_none_outlives_the_primary(tmp_path: Path) -> None:
+    root = build_model_root(tmp_path / "models")
+    _, public = make_keys(tmp_path / "keys")
+    server = start(root, public)
+    try:
+        first = replica_pid(server)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: replica_pid(server) not in (None, first), "no restart", server)
+        await converge(server.target, "2", server)
+        second = replica_pid(server)
+        assert second is not None
+        assert server.terminate() == 0  # SIGTERM: the primary stops its replicas
+        assert not alive(second)
+
+        server = start(root, public)
+        orphan = replica_pid(server)
+        assert orphan is not None
+        server.proc.kill()  # SIGKILL: the replica sees its stdin close
+        server.proc.wait(10)
+        wait_for(lambda: not alive(orphan), "the replica outlived its primary", server, 15)
+    finally:
+        server.kill()
+        for pid in filter(None, [replica_pid(server)]):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_shared_memory_regions_serve_every_worker(tmp_path: Path) -> None:
+    """A region registered over one connection answers on every other, whichever
+    process the kernel gave it, with the same output as the bytes sent inline."""
+    root = build_model_root(tmp_path / "models")
+    _key, public = make_keys(tmp_path / "keys")
+    x = np.random.default_rng(5).normal(size=(1, 2, 4, 4)).astype(np.float32)
+    shm_object = Path("/dev/shm") / f"edge-test-workers-{os.getpid()}"
+    shm_object.write_bytes(x.tobytes())
+    server = start(root, public)
+    try:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            await stub.SystemSharedMemoryRegister(
+                grpc_service_pb2.SystemSharedMemoryRegisterRequest(
+                    name="cam", key=f"/{shm_object.name}", byte_size=x.nbytes
+                )
+            )
+            inline = await stub.ModelInfer(v2_request(x.tobytes()))
+
+        async def one() -> bytes:
+            options = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
+            async with grpc.aio.insecure_channel(server.target, options=options) as channel:
+                stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                reply = await stub.ModelInfer(v2_request(None, x.nbytes), timeout=10)
+                return bytes(reply.raw_output_contents[0])
+
+        answers = await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
+        assert answers == [inline.raw_output_contents[0]] * CONNECTIONS
+        by_worker = request_counts(server, "ModelInfer")
+        assert set(by_worker) == {"0", "1"} and min(by_worker.values()) > 0, by_worker
+        state = state_file_for("127.0.0.1", server.grpc_port)
+        assert state.exists()
+        assert server.terminate() == 0
+        assert not state.exists()  # the primary's stop removes the registrations
+    finally:
+        server.kill()
+        shm_object.unlink(missing_ok=True)
+
+
+def v2_request(data: bytes | None, shm_size: int = 0) -> grpc_service_pb2.ModelInferRequest:
+    """tensoronly's input inline (``data``) or from the region "cam" (``shm_size`` bytes)."""
+    pb = grpc_service_pb2
+    parameters = {}
+    if data is None:
+        parameters = {
+            "shared_memory_region": pb.InferParameter(string_param="cam"),
+            "shared_memory_byte_size": pb.InferParameter(int64_param=shm_size),
+        }
+    request = pb.ModelInferRequest(
+        model_name="tensoronly",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="input", datatype="FP32", shape=[1, 2, 4, 4], parameters=parameters
+            )
+        ],
+    )
+    if data is not None:
+        request.raw_input_contents.append(data)
+    return request
+
+
+def test_workers_need_a_management_port(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(BIN / "edge-server"), "--model-root", str(tmp_path), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "workers > 1 needs --management-port" in result.stderr
+
+
+def test_metrics_of_workers_merge_with_a_worker_label() -> None:
+    from edge_server.metrics import GatewayMetrics
+
+    primary, replica = GatewayMetrics(), GatewayMetrics()
+    primary.requests.labels("Predict", "m", "1", "OK").inc(2)
+    replica.requests.labels("Predict", "m", "1", "OK").inc(5)
+    page = merge_expositions([("0", primary.render()), ("1", replica.render())]).decode()
+    samples = {
+        s.labels["worker"]: s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+        if s.name == "edge_requests_total"
+    }
+    assert samples == {"0": 2.0, "1": 5.0}
+    assert page.count("# TYPE edge_requests_total counter") == 1
