@@ -102,18 +102,18 @@ bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> ben
 # .cache/arm64) run by qemu-aarch64-static through a private binfmt_misc in a user namespace
 # (root, Linux >= 6.7; see tests/arm64/userns.py); installs qemu-user-static and debootstrap.
 arm64-smoke: $(VENV)/.dev  ## the installed wheel's edge-server on emulated aarch64 (--workers 2): imports, health, reflection, Predict, /metrics
-	$(BIN)/python tests/arm64/smoke.py
+	$(BIN)/python -m tests.arm64.smoke
 
 # The real Dockerfile.arm64, built by Debian's buildah and run by its podman (installed when
 # missing) in the same kind of user namespace; no registry, so the base is a stand-in for
 # python:3.11-slim-bookworm made from the smoke's userland (docs/arm64.md says what differs).
 arm64-image: $(VENV)/.dev  ## build Dockerfile.arm64 (buildah) and run it (podman) on emulated arm64: HEALTHCHECK healthy, Predict
-	$(BIN)/python tests/arm64/image.py
+	$(BIN)/python -m tests.arm64.image
 
 # The product as it ships, not the tree: sdist from `git archive HEAD`, wheel from the sdist,
 # fresh virtualenvs outside the tree per extra, console scripts run from a neutral folder.
 wheel-e2e: $(VENV)/.dev  ## installed wheel end to end: [], [tools], [cloud] venvs, gateway, model tools, rollout
-	$(BIN)/python tests/installed/e2e.py
+	$(BIN)/python -m tests.installed.e2e
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 CACHE = REPO / ".cache" / "arm64"
 WHEELHOUSE = CACHE / "wheels"
 PYTHON_VERSION = "3.11"  # Debian bookworm's python3, and the Dockerfile.arm64 base

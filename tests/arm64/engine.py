@@ -28,8 +28,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from aarch64_env import CACHE, run
-from userns import Namespace
+from tests.arm64.aarch64_env import CACHE, run
+from tests.arm64.userns import Namespace
 
 STORE = CACHE / "containers"
 STORAGE = [

@@ -28,17 +28,25 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from aarch64_env import REPO, SmokeFailure, Steps, build_rootfs, committed_tree, rootfs_cached
-from engine import Engine, EngineFailure, install_tools, runtime_options
-from gateway_probe import (
+
+from tests.arm64.aarch64_env import (
+    REPO,
+    SmokeFailure,
+    Steps,
+    build_rootfs,
+    committed_tree,
+    rootfs_cached,
+)
+from tests.arm64.engine import Engine, EngineFailure, install_tools, runtime_options
+from tests.arm64.gateway_probe import (
     WORKER_SERVING,
     CheckFailure,
     check_services,
     free_port,
     x86_reference,
 )
-from sample_model import model_and_sample
-from userns import Namespace, NamespaceError
+from tests.arm64.sample_model import model_and_sample
+from tests.arm64.userns import Namespace, NamespaceError
 
 DOCKERFILE = "Dockerfile.arm64"
 TAG = "localhost/edge-gateway:arm64-test"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import shutil
-import sys
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 def model_and_sample(workdir: Path) -> tuple[Path, str, bytes, str]:
@@ -26,20 +23,21 @@ def model_and_sample(workdir: Path) -> tuple[Path, str, bytes, str]:
         model, image, described = "digits", images[0].read_bytes(), images[0].name
         described = f"examples/models/digits/1, {described}"
     else:
-        model, image, described = "gray", _factory_model(root), "tests/model_factory gray v2"
-        described += " (demo model absent)"
+        model, image = "gray", _factory_model(root)
+        described = "tests/support/model_factory gray v2 (demo model absent)"
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return root, model, image, described
 
 
 def _factory_model(root: Path) -> bytes:
-    sys.path.insert(0, str(REPO / "tests"))
-    factory: Any = importlib.import_module("model_factory")
-    factory.build_model_root(root)
+    # Imported here: onnx is needed only when the shipped demo model is absent.
     import numpy as np
     from PIL import Image
 
+    from tests.support.model_factory import build_model_root
+
+    build_model_root(root)
     pixels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, format="PNG")

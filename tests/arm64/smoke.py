@@ -15,7 +15,7 @@ user namespace with a private binfmt_misc (userns.py). This driver, from the x86
    module, or any sys.path entry, comes from the checkout or the wheel's source copy;
 4. starts the installed console script `edge-server` (the wheel's entry point) from that
    empty folder with `--workers 2` (a second emulated process, edge_server.workers) on
-   127.0.0.1 with a shipped model (examples/models/digits, or a tests/model_factory model);
+   127.0.0.1 with a shipped model (examples/models/digits, or a tests/support/model_factory model);
 5. checks from the host: grpc.health.v1 SERVING, reflection (v1alpha and v1) lists the
    services, Predict on a sample image gives the x86 gateway's class and a confidence
    within 1e-4, /metrics and /healthz answer; then SIGTERM and a clean exit 0.
@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from aarch64_env import (
+
+from tests.arm64.aarch64_env import (
     PYTHON_VERSION,
     REPO,
     SITE,
@@ -55,7 +56,7 @@ from aarch64_env import (
     resolve_aarch64_wheels,
     rootfs_cached,
 )
-from gateway_probe import (
+from tests.arm64.gateway_probe import (
     WORKER_SERVING,
     CheckFailure,
     check_services,
@@ -63,9 +64,9 @@ from gateway_probe import (
     wait_serving,
     x86_reference,
 )
-from installed_check import PROBE, ShipFailure, check_wheel, judge, wheel_modules
-from sample_model import model_and_sample
-from userns import Namespace, NamespaceError
+from tests.arm64.installed_check import PROBE, ShipFailure, check_wheel, judge, wheel_modules
+from tests.arm64.sample_model import model_and_sample
+from tests.arm64.userns import Namespace, NamespaceError
 
 WORKERS = 2  # more than one: the supervisor starts a replica (edge_server.workers)
 IMPORTS_FAILED = (

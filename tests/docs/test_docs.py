@@ -29,13 +29,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from markdown_blocks import COMMAND_LANGUAGES, DATA_LANGUAGES, Block, Command, read_blocks
-from output_match import output_matches, screen_text
-from shell_session import ShellSession
 
+from tests.docs.markdown_blocks import (
+    COMMAND_LANGUAGES,
+    DATA_LANGUAGES,
+    Block,
+    Command,
+    read_blocks,
+)
+from tests.docs.output_match import output_matches, screen_text
+from tests.docs.shell_session import ShellSession
 from tests.support.orchestrator import free_port
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = sorted(
     str(path.relative_to(REPO))
     for path in [REPO / "README.md", REPO / "CONTRIBUTING.md", *REPO.glob("docs/*.md")]

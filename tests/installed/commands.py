@@ -11,8 +11,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from aarch64_env import SmokeFailure
-from workspace import clean_env
+from tests.arm64.aarch64_env import SmokeFailure
+from tests.installed.workspace import clean_env
 
 CALL_TIMEOUT = 180.0  # seconds; every command here finishes in a few
 

@@ -42,18 +42,13 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-# tests/ is not a package: the arm64 smoke's helpers (process handling, commands that must
-# succeed, the project's wheel name) are imported from their folder.
-TESTS = Path(__file__).resolve().parents[1]
-sys.path[1:1] = [str(TESTS / "arm64")]
-
-import scenario_cloud as cloud  # noqa: E402
-import scenario_gateway as gateway  # noqa: E402
-import scenario_tools as tools  # noqa: E402
-import venvs  # noqa: E402
-import wheel_build as build  # noqa: E402
-from steps import Steps, say  # noqa: E402
-from workspace import Workspace, copy_examples, prepare  # noqa: E402
+from tests.installed import scenario_cloud as cloud
+from tests.installed import scenario_gateway as gateway
+from tests.installed import scenario_tools as tools
+from tests.installed import venvs
+from tests.installed import wheel_build as build
+from tests.installed.steps import Steps, say
+from tests.installed.workspace import Workspace, copy_examples, prepare
 
 Action = Callable[[Workspace], str]
 # (title, action, the key later steps need it by, the keys it needs); run in order.

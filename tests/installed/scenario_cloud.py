@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from commands import call, expect, failed, ok, ok_json, parse_json
-from scenario_gateway import version_states
-from workspace import GATEWAY_ID, Workspace
+from tests.installed.commands import call, expect, failed, ok, ok_json, parse_json
+from tests.installed.scenario_gateway import version_states
+from tests.installed.workspace import GATEWAY_ID, Workspace
 
 DEFAULT_DB = Path("orchestrator.db")  # sqlite:///orchestrator.db, relative to the folder
 DEPLOY_TIMEOUT = 300.0

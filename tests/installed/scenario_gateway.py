@@ -9,10 +9,10 @@ import json
 import time
 from typing import Any
 
-from aarch64_env import SmokeFailure
-from commands import call, expect, ok, ok_json, refused_without_extra, tail
-from gateway_probe import Gateway
-from workspace import GATEWAY_ID, Workspace, clean_env
+from tests.arm64.aarch64_env import SmokeFailure
+from tests.arm64.gateway_probe import Gateway
+from tests.installed.commands import call, expect, ok, ok_json, refused_without_extra, tail
+from tests.installed.workspace import GATEWAY_ID, Workspace, clean_env
 
 IMAGE = "images/digit_3_705.png"  # the README's example: class 3
 START_TIMEOUT = 60.0

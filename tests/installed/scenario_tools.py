@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from commands import call, expect, failed, ok, ok_json
-from workspace import Workspace
+from tests.installed.commands import call, expect, failed, ok, ok_json
+from tests.installed.workspace import Workspace
 
 FP32 = Path("new-models/tiny/1/model.onnx")
 INT8 = Path("new-models/tiny-int8/1/model.onnx")

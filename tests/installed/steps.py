@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from aarch64_env import SmokeFailure
+from tests.arm64.aarch64_env import SmokeFailure
 
 LABEL = "wheel-e2e"
 

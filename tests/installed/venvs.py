@@ -8,10 +8,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from aarch64_env import run
-from commands import expect, ok, ok_json
-from wheel_build import FORBIDDEN_TOP_LEVEL, SHIPPED
-from workspace import REPO, Venv, Workspace, clean_env
+from tests.arm64.aarch64_env import run
+from tests.installed.commands import expect, ok, ok_json
+from tests.installed.wheel_build import FORBIDDEN_TOP_LEVEL, SHIPPED
+from tests.installed.workspace import REPO, Venv, Workspace, clean_env
 
 EXTRAS = {"base": "", "tools": "tools", "cloud": "cloud"}
 # Installed first and alone: the pinned CPU wheel lies on the machine's disk, and any other

@@ -9,12 +9,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from aarch64_env import PROJECT, pip, run
-from commands import expect
-from workspace import REPO, Workspace
+from tests.arm64.aarch64_env import PROJECT, pip, run
+from tests.installed.commands import expect
+from tests.installed.workspace import REPO, Workspace
 
-# Top-level packages of the tree that are not part of the product.
-NOT_SHIPPED = frozenset({"benchmarks"})
+# Top-level packages of the tree that are not part of the product (tests/ is a package so
+# that its drivers run with `python -m`; setup.cfg ships neither).
+NOT_SHIPPED = frozenset({"benchmarks", "tests"})
 # The product's import names; none may be missing from the tree or the wheel.
 SHIPPED = ("cloud_orchestrator", "edge_client", "edge_contracts", "edge_server", "model_tools")
 # Generic names the generated protobuf code once claimed at top level.

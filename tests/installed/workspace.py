@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 HERE = Path(__file__).resolve().parent
 # What the scenario reads, copied from the repo so nothing is read from the tree.
 EXAMPLES = ("models", "images", "bundles", "keys", "data")
@@ -63,7 +64,7 @@ class Workspace:
     new_key: Path | None = None  # public key made by `model-tools keygen`
     new_bundle: Path | None = None  # the bundle packaged by the [tools] steps
     new_model: tuple[str, str] = ("", "")  # its (name, version)
-    gateway: Any = None  # gateway_probe.Gateway while the gateway runs
+    gateway: Any = None  # tests.arm64.gateway_probe.Gateway while the gateway runs
     rollout_id: str = ""
 
     @property
