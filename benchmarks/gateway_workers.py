@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from benchmarks.cpu import rss_mb
+from benchmarks.cpu_accounting import rss_mb
 
 _REPLICA = "edge_server.workers.replica"
 

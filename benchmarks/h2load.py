@@ -5,7 +5,7 @@ of the machine is left to the gateway. A gRPC call is an HTTP/2 POST of the 5-by
 length prefix plus the serialized request with ``content-type: application/grpc``
 and ``te: trailers``. h2load counts a failed gRPC call as a success (HTTP 200, the
 status is in the trailers), so this module only reports what h2load saw; the caller
-(``cells.py``) checks real success against the gateway's per-status counters and the
+(benchmarks/verified_cell.py) checks real success against the gateway's per-status counters and the
 DATA bytes received.
 """
 

@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
-from benchmarks.pipeline import Recipe
+from benchmarks.pipeline_limit import Recipe
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 
 

@@ -6,7 +6,7 @@ payload), then h2load offers ``factor`` x that rate from 64 connections with up 
 grpc.aio probe sends 100 calls/s and records every call's status and latency: the
 refused ones must be RESOURCE_EXHAUSTED (with retry-after-ms) answered within 5 ms.
 The probe stands for a client on another device, so it runs at real-time priority
-where permitted (benchmarks/scheduling.py): at normal priority on this 2-core box it
+where permitted (benchmarks/realtime_priority.py): at normal priority on this 2-core box it
 would measure how long it waits for a core behind the gateway, not the gateway's
 answer. A second, "local" probe at normal priority runs beside it and is reported
 too (a client on the gateway's own board).
@@ -27,16 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cells, h2load, load, models, scheduling
-from benchmarks.cpu import CpuMeter
-from benchmarks.front import FrontedGateway
+from benchmarks import aio_load, h2load, models, realtime_priority, verified_cell
+from benchmarks.cpu_accounting import CpuMeter
+from benchmarks.haproxy_front import FrontedGateway
 from benchmarks.payloads import Payload
-from benchmarks.server import GatewayProcess
+from benchmarks.server_processes import GatewayProcess
 
 CONNECTIONS = 64
 STREAMS = 64
 PROBE_RATE = 100.0
-REFUSAL_BUDGET_MS = 5.0
 RSS_BUDGET_MB = 20.0
 
 
@@ -52,14 +51,14 @@ def run_overload(
     front_maxconn: int = 0,
 ) -> dict[str, Any]:
     """``front_maxconn`` > 0: flood and probe go through the HAProxy front
-    (benchmarks/front.py) admitting that many inference calls at once."""
+    (benchmarks/haproxy_front.py) admitting that many inference calls at once."""
     server = (
         FrontedGateway(root, extra_args, patches, front_maxconn)
         if front_maxconn
         else GatewayProcess(root, extra_args, patches)
     )
     with server as gateway:
-        warm = cells.measure(gateway, payload, 32, 3.0, 0.5, scratch, generator)
+        warm = verified_cell.measure(gateway, payload, 32, 3.0, 0.5, scratch, generator)
         capacity = warm["throughput_rps"]
         offered = capacity * factor
         rss_before = gateway.rss_mb()
@@ -67,7 +66,7 @@ def run_overload(
         before = gateway.request_counts(payload.rpc, payload.model)
         request_file = scratch / "overload-request.bin"
         request_file.write_bytes(payload.message)
-        probe_prefix = scheduling.realtime(scheduling.PROBE_RT_PRIORITY)
+        probe_prefix = realtime_priority.realtime(realtime_priority.PROBE_RT_PRIORITY)
         probe = _start_probe(gateway.target, payload, request_file, seconds, probe_prefix)
         local_probe = _start_probe(gateway.target, payload, request_file, seconds, [])
         meter = CpuMeter(pids_before)
@@ -90,7 +89,7 @@ def run_overload(
                     )
                 else:  # no h2load: a closed loop of many Python callers, as hard as it can
                     output = subprocess.run(
-                        load.command(
+                        aio_load.command(
                             gateway.target,
                             payload.method,
                             request_file,
@@ -129,7 +128,7 @@ def run_overload(
         healthy = alive and gateway.alive()
         try:
             gateway.wait_serving(timeout=10)
-            cells.probe(gateway, payload)
+            verified_cell.probe(gateway, payload)
         except Exception:
             healthy = False
         rss_after = gateway.rss_mb() if gateway.alive() else float("nan")
@@ -165,7 +164,7 @@ def run_overload(
         "probe_refused_p99_ms": refused.get("p99_ms", float("nan")),
         "probe_refused_within_5ms": refused.get("within_5ms", 0),
         "probe_other_codes": other_codes,
-        "probe_scheduling": scheduling.describe(probe_prefix),
+        "probe_scheduling": realtime_priority.describe(probe_prefix),
         "front_scheduling": getattr(gateway, "scheduling", None),
         "local_probe": local_result,
         "local_probe_other_codes": local_other_codes,
@@ -219,7 +218,7 @@ def _start_probe(
     target: str, payload: Payload, request_file: Path, seconds: float, prefix: list[str]
 ) -> subprocess.Popen[str]:
     """An open-loop grpc.aio caller at PROBE_RATE calls/s that prints its JSON summary."""
-    command = load.command(
+    command = aio_load.command(
         target, payload.method, request_file, "--rate", str(PROBE_RATE), "-d", str(seconds)
     )
     return subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE, text=True, cwd=models.REPO)

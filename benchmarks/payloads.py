@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import models
-from benchmarks.pipeline import Recipe
+from benchmarks.pipeline_limit import Recipe
 from edge_contracts.proto.edge.v1 import inference_pb2, types_pb2
 from edge_server.v2.shared_memory import SHM_DIR
 

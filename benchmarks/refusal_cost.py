@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args.serve[0], int(args.serve[1])))
         return 0
     from benchmarks import h2load
-    from benchmarks.footprint_servers import free_port
+    from benchmarks.footprint.server_processes import free_port
 
     if h2load.binary() is None:
         print("refusal_cost: needs h2load (Debian package nghttp2-client)", file=sys.stderr)

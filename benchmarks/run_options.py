@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--overload-patches",
         default="",
-        help="benchmarks.variants patches for the overload gateway, e.g. pending=4:16",
+        help="benchmarks.patched_gateway patches for the overload gateway, e.g. pending=4:16",
     )
     parser.add_argument(
         "--skip",

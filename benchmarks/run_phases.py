@@ -16,18 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import front, models, payloads, report
-from benchmarks.cpu import CpuMeter
-from benchmarks.noise import steady_cell, wait_quiet
+from benchmarks import haproxy_front, models, payloads, summary_markdown
+from benchmarks.cold_start_and_rss import cold_start
+from benchmarks.cpu_accounting import CpuMeter
+from benchmarks.noise_reruns import steady_cell, wait_quiet
 from benchmarks.overload import run_overload
-from benchmarks.pipeline import merge as pipeline_merge
-from benchmarks.pipeline import pipeline_limit
-from benchmarks.profile import profile_cell
-from benchmarks.raw import merge as raw_merge
-from benchmarks.raw import raw_session_run
+from benchmarks.pipeline_limit import merge as pipeline_merge
+from benchmarks.pipeline_limit import pipeline_limit
+from benchmarks.py_spy_profiles import profile_cell
+from benchmarks.raw_session_run import merge as raw_merge
+from benchmarks.raw_session_run import raw_session_run
 from benchmarks.run_options import comma_list, gateway_args, gateway_configs, worker_flags
-from benchmarks.server import GatewayProcess, NaiveProcess
-from benchmarks.startup import cold_start
+from benchmarks.server_processes import GatewayProcess, NaiveProcess
 
 # Inference calls the HAProxy front admits at once in the overload run (32 measured best
 # for MobileNetV2 INT8 on 2 cores: full batches, ~110 ms p50 for admitted calls).
@@ -56,7 +56,7 @@ def run_raw_and_pipeline(args: argparse.Namespace, root: Path, results: dict[str
     quietest: dict[str, float] = {}
     for index in range(passes + (0 if args.quick else 2)):
         for name in args.models:
-            if index >= passes and quietest[name] <= report.DISTURBED_CORES:
+            if index >= passes and quietest[name] <= summary_markdown.DISTURBED_CORES:
                 continue
             wait_quiet(30.0)
             model = models.MODELS[name]
@@ -116,7 +116,7 @@ def run_gateway_cells(args: argparse.Namespace, root: Path, results: dict[str, A
                     for clients in args.concurrency:
                         row = _gateway_cell(args, gateway, payload, clients)
                         row.update(model=name, input=kind, batching=batching)
-                        report.add_ratios(
+                        summary_markdown.add_ratios(
                             row, results["raw"].get(name), results["pipeline"].get(name)
                         )
                         results["cells"].append(row)
@@ -174,7 +174,7 @@ def run_naive(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> 
 
 
 def run_startup(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
-    """Cold start and peak RSS per model, then benchmarks/footprint.py's own report."""
+    """Cold start and peak RSS per model, then benchmarks/footprint/'s own report."""
     repeats = 1 if args.quick else 3
     for name in ("digits", "mobilenet-int8"):
         if name not in args.models:
@@ -194,7 +194,7 @@ def run_startup(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
             f"cold start {name}: first answer {row['first_answer_s']:.3f} s, "
             f"peak RSS {row['peak_rss_mb']:.0f} MB"
         )
-    footprint = models.REPO / "benchmarks" / "footprint.py"
+    footprint = models.REPO / "benchmarks" / "footprint" / "__main__.py"
     if footprint.exists():  # a colleague's module: run it as it is and keep its output
         command = [
             sys.executable,
@@ -209,7 +209,7 @@ def run_startup(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
         done = subprocess.run(
             command, capture_output=True, text=True, cwd=models.REPO, timeout=900, check=False
         )
-        say(f"footprint (benchmarks/footprint.py): {time.perf_counter() - started:.0f} s")
+        say(f"footprint (benchmarks/footprint/): {time.perf_counter() - started:.0f} s")
         results["footprint"] = done.stdout.strip() or done.stderr.strip()[-2000:]
 
 
@@ -220,7 +220,7 @@ def run_overload_phase(args: argparse.Namespace, root: Path, results: dict[str, 
     name = "mobilenet-int8" if "mobilenet-int8" in args.models else args.models[0]
     payload = payloads.payload(models.MODELS[name], "image", root)
     runs = [("overload", 1, 0)] + ([("overload_workers2", 2, 0)] if 2 in args.workers else [])
-    if front.available():  # the HAProxy front of deploy/haproxy/, one gateway process
+    if haproxy_front.available():  # the HAProxy front of deploy/haproxy/, one gateway process
         runs.append(("overload_front", 1, FRONT_MAXCONN))
     for key, workers, front_maxconn in runs:
         over = run_overload(

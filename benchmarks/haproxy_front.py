@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import models, scheduling
-from benchmarks.cpu import rss_mb
-from benchmarks.footprint_servers import free_port
-from benchmarks.server import GatewayProcess
+from benchmarks import models, realtime_priority
+from benchmarks.cpu_accounting import rss_mb
+from benchmarks.footprint.server_processes import free_port
+from benchmarks.server_processes import GatewayProcess
 
 DEPLOY = models.REPO / "deploy" / "haproxy"
 
@@ -53,8 +53,8 @@ class FrontedGateway:
         }
         # Above the gateway's priority, as deploy/haproxy/edge-gateway.cfg recommends:
         # SCHED_FIFO where permitted (deploy/haproxy/edge-front.service does the same).
-        prefix = scheduling.realtime(scheduling.FRONT_RT_PRIORITY)
-        self.scheduling = scheduling.describe(prefix)
+        prefix = realtime_priority.realtime(realtime_priority.FRONT_RT_PRIORITY)
+        self.scheduling = realtime_priority.describe(prefix)
         self.proxy = subprocess.Popen(
             [*prefix, "haproxy", "-f", str(DEPLOY / "edge-gateway.cfg"), "-db"],
             env=env,

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.footprint_memory import mib
+from benchmarks.footprint.peak_memory import mib
 from benchmarks.models import REPO
 
 ARM64_SITE = REPO / ".cache" / "arm64" / "rootfs" / "opt" / "edge-gateway"

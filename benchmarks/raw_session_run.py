@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.pipeline import session
+from benchmarks.pipeline_limit import session
 
 
 def _one_caller(model_path: Path, rows: np.ndarray, seconds: float) -> dict[str, float]:

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cells, models, payloads
-from benchmarks.server import GatewayProcess
+from benchmarks import models, payloads, verified_cell
+from benchmarks.server_processes import GatewayProcess
 
 # Innermost frames that mean "waiting", not working: the event loop in epoll, idle pool
 # threads, gRPC's poller thread blocked in C (Thread.run with nothing below it).
@@ -168,7 +168,7 @@ def profile_cell(
                 target=functools.partial(
                     _into,
                     row_box,
-                    cells.measure,
+                    verified_cell.measure,
                     gateway,
                     payload,
                     clients,

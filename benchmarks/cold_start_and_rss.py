@@ -15,9 +15,9 @@ from typing import Any
 
 import grpc
 
-from benchmarks import cells, models
+from benchmarks import models, verified_cell
 from benchmarks.payloads import Payload
-from benchmarks.server import GatewayProcess
+from benchmarks.server_processes import GatewayProcess
 
 FAST_RECONNECT = [
     ("grpc.initial_reconnect_backoff_ms", 5),
@@ -81,7 +81,7 @@ def cold_start(
             listening.append(gateway.listening_s)
             if attempt == repeats - 1:
                 idle_rss = gateway.rss_mb()
-                cells.measure(gateway, payload, 32, load_seconds, 0.5, scratch, generator)
+                verified_cell.measure(gateway, payload, 32, load_seconds, 0.5, scratch, generator)
                 peak = gateway.peak_rss_mb()
         finally:
             gateway.stop()

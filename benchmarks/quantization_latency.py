@@ -2,7 +2,7 @@
 
 Run by hand (not part of the tests)::
 
-    .venv/bin/python -m benchmarks.quantization_bench [--out bench-results/quantization] [--json]
+    .venv/bin/python -m benchmarks.quantization_latency [--out bench-results/quantization] [--json]
 
 Exports the hand-written MobileNetV2 (random weights, 3.5M parameters, 224x224),
 quantizes it dynamically and statically (calibrated on random images: enough for
@@ -29,13 +29,6 @@ from model_tools.errors import ToolError
 from model_tools.graph_stats import op_histogram
 from model_tools.onnx_model import load_onnx
 from model_tools.quantize import QuantizeOptions, quantize_model
-
-
-def _unshadow_stdlib() -> None:
-    """Run as a file, this folder is sys.path[0], and its profile.py would shadow the
-    standard library module that torch.export imports; drop the folder from the path."""
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
 
 
 def _build(out: Path, progress: bool) -> dict[str, Path]:
@@ -124,13 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    _unshadow_stdlib()
     logging.basicConfig(level=logging.ERROR)
     threads = tuple(int(t) for t in args.threads.split(",") if t)
     try:
         result = run(args.out, args.runs, threads, progress=not args.json, rounds=args.rounds)
     except ToolError as exc:
-        print(f"quantization_bench: error: {exc}", file=sys.stderr)
+        print(f"quantization_latency: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2))

@@ -1,5 +1,5 @@
 """Turn a benchmark run's results into the Markdown summary (the verdicts themselves
-are judged in benchmarks/targets.py), and the cell look-ups both use."""
+are judged in benchmarks/target_verdicts.py), and the cell look-ups both use."""
 
 from __future__ import annotations
 
@@ -311,7 +311,7 @@ def markdown(results: dict[str, Any]) -> str:
             )
         out.append("")
     if results.get("footprint"):
-        out += ["### Footprint (benchmarks/footprint.py)", "", str(results["footprint"]), ""]
+        out += ["### Footprint (benchmarks/footprint/)", "", str(results["footprint"]), ""]
     for key in ("overload", "overload_workers2", "overload_front"):
         if results.get(key):
             out += _overload_section(results[key])

@@ -1,6 +1,6 @@
 """Server subprocesses for the footprint: started on fixed free ports, timed to SERVING.
 
-Unlike benchmarks/server.py (ports chosen by the server, read from its INFO log), the
+Unlike benchmarks/server_processes.py (ports chosen by the server, read from its INFO log), the
 footprint passes free ports on the command line and logs at WARNING only, so the time
 to grpc.health SERVING and the memory figures carry no log-parsing or logging cost.
 """

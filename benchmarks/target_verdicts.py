@@ -4,14 +4,14 @@ Every target is judged on the default configuration: batching on, one gateway
 process. When the run also measured gateways with ``--workers N`` (N > 1), the same
 targets are judged again on those cells and named "... (--workers N)", and the
 overload target on ``results["overload_workers2"]``, so the summary shows both
-configurations side by side. benchmarks/report.py renders the verdicts.
+configurations side by side. benchmarks/summary_markdown.py renders the verdicts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import find_cell, fmt, local_probe_summary, naive_cell
+from benchmarks.summary_markdown import find_cell, fmt, local_probe_summary, naive_cell
 
 NAIVE_DIGITS_RPS = 1800.0  # the naive grpcio server's figure in issue 6
 NAIVE_MOBILENET_RPS = 300.0

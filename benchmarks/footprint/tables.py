@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.footprint_cold_start import COLD_START_GOAL_S
+from benchmarks.footprint.cold_start import COLD_START_GOAL_S
 
 
 def dash(value: object) -> str:

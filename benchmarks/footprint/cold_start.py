@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.footprint_servers import Process, free_port, gateway
+from benchmarks.footprint.server_processes import Process, free_port, gateway
 
 COLD_START_GOAL_S = 0.6
 BARE_NAME = "bare grpc.aio + health + ONNX Runtime"

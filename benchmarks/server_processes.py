@@ -26,7 +26,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks.cpu import child_pids, rss_mb
+from benchmarks.cpu_accounting import child_pids, rss_mb
 from benchmarks.gateway_workers import reap_replicas, sum_rss_mb, worker_count
 
 LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\d+)")
@@ -44,18 +44,17 @@ class GatewayProcess:
         model_root: Path,
         extra_args: list[str] | None = None,
         patches: list[str] | None = None,
-        grpc_port: int = 0,
     ) -> None:
-        """``patches``: run through benchmarks.variants with these proposed changes."""
+        """``patches``: run through benchmarks.patched_gateway with these proposed changes."""
         launcher = [str(EDGE_SERVER)]
         if patches:
-            launcher = [sys.executable, "-m", "benchmarks.variants", ",".join(patches), "--"]
+            launcher = [sys.executable, "-m", "benchmarks.patched_gateway", ",".join(patches), "--"]
         self.command = [
             *launcher,
             "--model-root",
             str(model_root),
             "--grpc-port",
-            str(grpc_port),
+            "0",
             "--http-port",
             "0",
             "--log-level",
@@ -262,76 +261,3 @@ class NaiveProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-
-
-class GatewayGroup:
-    """Several `edge-server` processes sharing one gRPC port through SO_REUSEPORT (the
-    kernel spreads connections over them): the measurement behind the proposal to run
-    one process per core. Counters and CPU are summed over the members."""
-
-    def __init__(
-        self,
-        model_root: Path,
-        processes: int,
-        extra_args: list[str] | None = None,
-        patches: list[str] | None = None,
-    ) -> None:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.members = [
-            GatewayProcess(model_root, extra_args, [*(patches or []), "reuseport"], grpc_port=port)
-            for _ in range(processes)
-        ]
-        self.target = f"127.0.0.1:{port}"
-
-    @property
-    def pid(self) -> int:
-        return self.members[0].pid
-
-    @property
-    def pids(self) -> list[int]:
-        return [pid for member in self.members for pid in member.pids]
-
-    def __enter__(self) -> GatewayGroup:
-        for member in self.members:
-            member.start()
-        deadline = time.monotonic() + 120
-        while not all(self._models_ready(m) for m in self.members):
-            if time.monotonic() > deadline:
-                raise TimeoutError("a member of the gateway group never loaded its models")
-            time.sleep(0.05)
-        return self
-
-    @staticmethod
-    def _models_ready(member: GatewayProcess) -> bool:
-        lines = [
-            line
-            for line in member.metrics_text().splitlines()
-            if line.startswith("edge_model_ready{")
-        ]
-        return bool(lines) and all(line.endswith(" 1.0") for line in lines)
-
-    def request_counts(self, method: str, model: str) -> dict[str, int]:
-        total: dict[str, int] = collections.Counter()
-        for member in self.members:
-            total.update(member.request_counts(method, model))
-        return dict(total)
-
-    def alive(self) -> bool:
-        return all(m.alive() for m in self.members)
-
-    def rss_mb(self) -> float:
-        return sum(m.rss_mb() for m in self.members)
-
-    def peak_rss_mb(self) -> float:
-        return sum(m.peak_rss_mb() for m in self.members)
-
-    def stop(self) -> int | None:
-        codes = [m.stop() for m in self.members]
-        return max((c for c in codes if c is not None), default=None)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

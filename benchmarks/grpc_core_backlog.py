@@ -1,6 +1,6 @@
 """What gRPC's C core does with calls Python has not picked up yet.
 
-    python -m benchmarks.core_backlog
+    python -m benchmarks.grpc_core_backlog
 
 A grpc.aio server whose event loop is blocked 50 ms per call, with
 ``grpc.server.max_pending_requests`` 2 (hard limit 4), receives 20 calls at once.

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import grpc
 import numpy as np
 
-from benchmarks import h2load, load, models
-from benchmarks.cpu import CpuMeter
+from benchmarks import aio_load, h2load, models
+from benchmarks.cpu_accounting import CpuMeter
 from benchmarks.payloads import Payload, prepare, response_bounds
 
 
@@ -70,7 +70,7 @@ def _aio(
     request_file = scratch / "request.bin"
     request_file.write_bytes(payload.message)
     output = subprocess.run(
-        load.command(
+        aio_load.command(
             gateway.target,
             payload.method,
             request_file,

@@ -17,8 +17,8 @@ from typing import Any
 
 import grpc
 
-from benchmarks.cpu import rss_mb
-from benchmarks.footprint_servers import FAST_RECONNECT, gateway
+from benchmarks.cpu_accounting import rss_mb
+from benchmarks.footprint.server_processes import FAST_RECONNECT, gateway
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 
 MIB = 1024 * 1024

@@ -1,10 +1,10 @@
 """`edge-server` with a proposed change applied at run time, to measure it before it is made.
 
-    python -m benchmarks.variants PATCH[,PATCH...] -- <edge-server flags>
+    python -m benchmarks.patched_gateway PATCH[,PATCH...] -- <edge-server flags>
 
 The gateway's code is not edited: each patch wraps a library call or a method from
-the outside, so the benchmark can put a number on a proposal (see benchmarks/tune.py
-and the README's benchmark section). Patches:
+the outside, so the benchmark can put a number on a proposal (see
+benchmarks/README.md and ``--overload-patches`` of benchmarks/run_options.py). Patches:
 
 - ``streams=N``: HTTP/2 ``grpc.max_concurrent_streams`` = N per connection: a client
   cannot have more than N calls in flight on one connection; the rest wait on its side.

@@ -4,8 +4,8 @@ N concurrent callers, fixed duration, any unary method, request and response kep
 as raw bytes (no protobuf work on the client). Every call's gRPC status is seen, so
 this is also the correctness cross-check for h2load. Run in its own process so its
 CPU use is separate from the gateway's:
-    python -m benchmarks.load --target 127.0.0.1:50051 --method /edge.v1.InferenceService/Predict
-        --request req.bin -c 8 -d 5
+    python -m benchmarks.aio_load --target 127.0.0.1:50051
+        --method /edge.v1.InferenceService/Predict --request req.bin -c 8 -d 5
 ``req.bin`` holds one serialized request message. Prints one JSON line.
 
 ``--rate R`` turns it into an open-loop probe: one call every 1/R s whatever the
@@ -31,9 +31,9 @@ OPTIONS = [
 
 
 def command(target: str, method: str, request_file: Path, *options: str) -> list[str]:
-    """``python -m benchmarks.load`` against ``target`` with one request file and flags."""
+    """``python -m benchmarks.aio_load`` against ``target`` with one request file and flags."""
     return [
-        sys.executable, "-m", "benchmarks.load", "--target", target, "--method", method,
+        sys.executable, "-m", "benchmarks.aio_load", "--target", target, "--method", method,
         "--request", str(request_file), *options,
     ]  # fmt: skip
 

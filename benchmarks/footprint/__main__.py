@@ -6,15 +6,15 @@
   interpreter, a bare ONNX Runtime session process with the same model and threads
   (1,000 runs), and an interpreter that only imports the gateway (`edge_server.app`).
   Budget: gateway peak <= ONNX Runtime session cost (session process - bare interpreter)
-  + 60 MiB for Python, gRPC and our code (benchmarks/footprint_memory.py).
+  + 60 MiB for Python, gRPC and our code (benchmarks/footprint/peak_memory.py).
 - Cold start: process start to grpc.health SERVING on the demo model, median of 5, beside
   a bare grpc.aio + health + ONNX Runtime server with the same model. Goal: < 0.6 s
-  (benchmarks/footprint_cold_start.py).
+  (benchmarks/footprint/cold_start.py).
 - Install size of the runtime dependencies (setup.cfg install_requires, pinned by
   constraints.txt): wheel and installed size per distribution, x86_64 here and aarch64
-  from `make arm64-smoke`'s cache when present (benchmarks/footprint_install.py).
+  from `make arm64-smoke`'s cache when present (benchmarks/footprint/install_size.py).
 
-Prints Markdown tables (benchmarks/footprint_report.py); writes
+Prints Markdown tables (benchmarks/footprint/tables.py); writes
 bench-results/footprint.json. Models: examples/models/digits and model_tools'
 static-INT8 MobileNetV2 via benchmarks.models (the row is skipped with a note when
 torch/model_tools cannot build it).
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import models
-from benchmarks.footprint_cold_start import cold_start
-from benchmarks.footprint_install import install_size
-from benchmarks.footprint_memory import memory_row, mib
-from benchmarks.footprint_report import markdown
+from benchmarks.footprint.cold_start import cold_start
+from benchmarks.footprint.install_size import install_size
+from benchmarks.footprint.peak_memory import memory_row, mib
+from benchmarks.footprint.tables import markdown
 
 REPO = models.REPO
 RESULTS = REPO / "bench-results"
@@ -71,7 +71,10 @@ def mobilenet_int8() -> tuple[Path, bytes, str] | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.footprint",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--skip-mobilenet", action="store_true", help="digits demo row only")
     parser.add_argument("--out", type=Path, default=RESULTS / "footprint.json")
     args = parser.parse_args(argv)
