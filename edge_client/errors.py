@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from edge_contracts import status
+from edge_contracts import retry_hint
 
 __all__ = [
     "Aborted",
@@ -34,10 +34,11 @@ __all__ = [
     "translate_rpc_errors",
 ]
 
-Metadata = tuple[tuple[str, str | bytes], ...]
+Metadata = retry_hint.Metadata
 
-# The gateway sends the back-off hint under this key (one constant for both sides).
-RETRY_AFTER_KEY = status.RETRY_AFTER_KEY
+# The gateway sends the back-off hint under this key (one constant for both sides), and
+# as a google.rpc.RetryInfo too; retry_hint.retry_after_ms reads either.
+RETRY_AFTER_KEY = retry_hint.RETRY_AFTER_KEY
 
 
 class EdgeClientError(Exception):
@@ -71,7 +72,7 @@ class ResourceExhausted(EdgeClientError):
         self, code: grpc.StatusCode, details: str, trailing_metadata: Metadata = ()
     ) -> None:
         super().__init__(code, details, trailing_metadata)
-        self.retry_after_ms: int | None = _retry_after_ms(trailing_metadata)
+        self.retry_after_ms: int | None = retry_hint.retry_after_ms(trailing_metadata)
 
 
 class DeadlineExceeded(EdgeClientError):
@@ -162,15 +163,3 @@ def _metadata_pairs(metadata: Iterable[Any] | None) -> Metadata:
         if isinstance(key, str) and isinstance(value, str | bytes):
             pairs.append((key, value))
     return tuple(pairs)
-
-
-def _retry_after_ms(metadata: Metadata) -> int | None:
-    for key, value in metadata:
-        if key.lower() != RETRY_AFTER_KEY:
-            continue
-        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-        try:
-            return max(0, int(text.strip()))
-        except ValueError:
-            return None
-    return None

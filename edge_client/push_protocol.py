@@ -15,9 +15,11 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from edge_contracts import retry_hint
 from edge_contracts.backoff import Backoff
 from edge_contracts.proto.edge.v1 import model_pb2
 
@@ -54,8 +56,11 @@ MODES = {
 # connection), a stream the gateway found idle or a deadline (DEADLINE_EXCEEDED), another
 # update of the model under way (ABORTED): pushing again resumes. grpc.aio also reports
 # a write that races with the gateway's final status as INTERNAL ("Internal error from
-# Core"), losing that status: the next attempt learns it. Anything else (a refused
-# token, an invalid header...) would fail the same way again.
+# Core"), losing that status: the next attempt learns it. RESOURCE_EXHAUSTED is retried
+# only with a retry hint (the gateway saying when it will have room, as for inference,
+# edge_contracts/retry_hint.py): without one it is a quota or a bundle too large, which
+# stays so. Anything else (a refused token, an invalid header...) would fail the same way
+# again.
 RETRYABLE_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -200,14 +205,31 @@ class Retrying:
         self._on_retry = on_retry
 
     def delay(self, attempt: int, err: grpc.RpcError) -> float | None:
-        """Seconds to wait before the next attempt, or None when ``err`` is final."""
+        """Seconds to wait before the next attempt, or None when ``err`` is final. Never
+        less than the retry hint ``err`` carries."""
         code = err.code() if callable(getattr(err, "code", None)) else None
-        if code not in RETRYABLE_CODES or attempt >= self.max_attempts:
+        hint_ms = retry_hint.retry_after_ms(_trailing_metadata(err))
+        retryable = code in RETRYABLE_CODES or (
+            code is grpc.StatusCode.RESOURCE_EXHAUSTED and hint_ms is not None
+        )
+        if not retryable or attempt >= self.max_attempts:
             return None
-        delay = self._backoff.next()
+        # At least the hint; the backoff when it is longer (after repeated failures).
+        delay = max(self._backoff.next(), (hint_ms or 0) / 1000.0)
         if self._on_retry is not None:
             self._on_retry(attempt, err, delay)
         return delay
+
+
+def _trailing_metadata(err: grpc.RpcError) -> Any:
+    # IncompletePush has none, and a half-built error must not hide the failure itself.
+    accessor = getattr(err, "trailing_metadata", None)
+    if not callable(accessor):
+        return None
+    try:
+        return accessor()
+    except Exception:
+        return None
 
 
 def metadata_for(

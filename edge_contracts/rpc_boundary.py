@@ -4,9 +4,9 @@
 (unary or client-streaming response) or an async generator (server-streaming or bidi
 response); grpc.aio tells them apart by the function's own flags, so the wrapper keeps
 the shape of what it wraps. A known domain error aborts with its code and message (and
-trailing metadata such as the retry hint), an unexpected one with INTERNAL and a
-correlation id that the log shares (edge_contracts/status.py); an abort or RpcError
-already raised passes through untouched.
+trailing metadata such as the retry hint of edge_contracts/retry_hint.py), an unexpected
+one with INTERNAL and a correlation id that the log shares (edge_contracts/status.py); an
+abort or RpcError already raised passes through untouched.
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ _PASS_THROUGH = (grpc.aio.AbortError, grpc.RpcError)
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
     status = status_for(exc)
-    if status.trailing_metadata:
-        context.set_trailing_metadata(status.trailing_metadata)
-    await context.abort(status.code, status.message)
+    # Non-empty trailing_metadata replaces what the method set; an empty one keeps it.
+    await context.abort(status.code, status.message, status.trailing_metadata)
     raise AssertionError("ServicerContext.abort returned")  # pragma: no cover
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import grpc
 
 from edge_contracts.errors import BundleError, ManifestError
+from edge_contracts.retry_hint import RETRY_AFTER_KEY, Metadata, hint_metadata
 
 __all__ = [
     "RETRY_AFTER_KEY",
@@ -30,10 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Trailing-metadata key of the back-off hint (milliseconds) sent with an overload
-# refusal; edge_client reads the same constant.
-RETRY_AFTER_KEY = "retry-after-ms"
 
 _CODES: dict[type[BaseException], grpc.StatusCode] = {
     ManifestError: grpc.StatusCode.FAILED_PRECONDITION,
@@ -72,7 +69,8 @@ def code_for(exc: BaseException) -> grpc.StatusCode:
 class RpcStatus:
     code: grpc.StatusCode
     message: str
-    trailing_metadata: tuple[tuple[str, str], ...] = ()
+    # Text items and "-bin" ones (bytes), e.g. the retry hint (edge_contracts/retry_hint.py).
+    trailing_metadata: Metadata = ()
 
 
 def status_for(exc: BaseException) -> RpcStatus:
@@ -91,7 +89,8 @@ def status_for(exc: BaseException) -> RpcStatus:
         )
     # Duck-typed so that this module need not know the gateway's Overloaded.
     retry_after_ms = getattr(exc, "retry_after_ms", None)
-    metadata: tuple[tuple[str, str], ...] = ()
-    if isinstance(retry_after_ms, int):
-        metadata = ((RETRY_AFTER_KEY, str(retry_after_ms)),)
-    return RpcStatus(code, str(exc), metadata)
+    message = str(exc)
+    metadata: Metadata = ()
+    if isinstance(retry_after_ms, int) and not isinstance(retry_after_ms, bool):
+        metadata = hint_metadata(code, message, retry_after_ms)
+    return RpcStatus(code, message, metadata)

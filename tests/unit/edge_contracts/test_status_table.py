@@ -65,7 +65,10 @@ def test_a_subclass_of_a_mapped_error_takes_its_parents_code() -> None:
 
 def test_overload_carries_the_retry_hint_under_the_shared_key() -> None:
     refused = status.status_for(gateway_errors.Overloaded("queue full", retry_after_ms=120))
-    assert refused.trailing_metadata == (("retry-after-ms", "120"),)
+    # The plain key first, for old clients; then the same hint as google.rpc.RetryInfo
+    # (decoded in tests/unit/edge_contracts/test_retry_hint.py).
+    assert refused.trailing_metadata[0] == ("retry-after-ms", "120")
+    assert [key for key, _ in refused.trailing_metadata[1:]] == ["grpc-status-details-bin"]
     # The client reads the very same constant.
     assert client_errors.RETRY_AFTER_KEY is status.RETRY_AFTER_KEY == "retry-after-ms"
 
