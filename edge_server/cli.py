@@ -12,9 +12,36 @@ from pathlib import Path
 
 from edge_contracts.cli.parser import OneLineParser
 from edge_server import __version__
-from edge_server.settings import ENV_PREFIX, FIELD_HELP, Settings, load_settings
+from edge_server.settings import ENV_PREFIX, FIELD_HELP, SECTIONS, Settings, load_settings
 
 logger = logging.getLogger("edge_server")
+
+
+def _add_setting(group: argparse._ArgumentGroup, name: str, default: object) -> None:
+    """One flag per setting: --max-queue-size for max_queue_size, help text from its field."""
+    flag = "--" + name.replace("_", "-")
+    env = f"env {ENV_PREFIX}{name.upper()}"
+    if name == "allow_unsigned":
+        group.add_argument(
+            flag,
+            dest=name,
+            action="store_const",
+            const=True,
+            default=None,
+            help=f"{FIELD_HELP[name]} [{env}]",
+        )
+        return
+    if isinstance(default, tuple):
+        default = ",".join(str(item) for item in default)
+    elif isinstance(default, dict):
+        default = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+    group.add_argument(
+        flag,
+        dest=name,
+        default=None,
+        metavar=name.upper(),
+        help=f"{FIELD_HELP[name]} [{env}; default: {default}]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,31 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, default=None, help="JSON file with any of the settings below"
     )
-    defaults = Settings()
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "allow_unsigned":
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                action="store_const",
-                const=True,
-                default=None,
-                help=f"{FIELD_HELP[f.name]} [env {ENV_PREFIX}{f.name.upper()}]",
-            )
-            continue
-        default = getattr(defaults, f.name)
-        if isinstance(default, tuple):
-            default = ",".join(default)
-        elif isinstance(default, dict):
-            default = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        parser.add_argument(
-            flag,
-            dest=f.name,
-            default=None,
-            metavar=f.name.upper(),
-            help=f"{FIELD_HELP[f.name]} [env {ENV_PREFIX}{f.name.upper()}; default: {default}]",
-        )
+    defaults = Settings().values()
+    for section, kind in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} settings", (kind.__doc__ or "").strip())
+        for f in fields(kind):
+            _add_setting(group, f.name, defaults[f.name])
     return parser
 
 
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a configuration mistake: the message names the flag
         return _fail(str(exc), 2)
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

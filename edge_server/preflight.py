@@ -19,19 +19,19 @@ from edge_server.settings import Settings
 
 def check_settings_files(settings: Settings) -> None:
     """Raise ValueError naming the flag of the first path that cannot serve its purpose."""
-    check_model_root(settings.model_root)
-    check_trusted_keys(settings.trusted_keys)
+    check_model_root(settings.server.model_root)
+    check_trusted_keys(settings.lifecycle.trusted_keys)
     for flag, token_file in (
-        ("--management-token-file", settings.management_token_file),
-        ("--orchestrator-token-file", settings.orchestrator_token_file),
+        ("--management-token-file", settings.server.management_token_file),
+        ("--orchestrator-token-file", settings.cloud.orchestrator_token_file),
     ):
         if token_file is not None:
             check_token_file(flag, token_file)
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        check_tls_pair(settings.tls_cert, settings.tls_key)
+    if settings.server.tls_cert is not None and settings.server.tls_key is not None:
+        check_tls_pair(settings.server.tls_cert, settings.server.tls_key)
     for flag, ca in (
-        ("--tls-client-ca", settings.tls_client_ca),
-        ("--orchestrator-ca", settings.orchestrator_ca),
+        ("--tls-client-ca", settings.server.tls_client_ca),
+        ("--orchestrator-ca", settings.cloud.orchestrator_ca),
     ):
         if ca is not None:
             load_certificates(flag, ca)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +50,7 @@ class ShadowRunner:
         sample_rate: float,
         max_in_flight: int = 1,
         rng: random.Random | None = None,
+        on_disagreement: Iterable[DisagreementListener] = (),
     ) -> None:
         self._manager = manager
         self._run = run
@@ -59,7 +60,7 @@ class ShadowRunner:
         self._rng = rng or random.Random()
         self.tallies: dict[tuple[str, str], ShadowTally] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.on_disagreement: list[DisagreementListener] = []
+        self.on_disagreement: list[DisagreementListener] = list(on_disagreement)
 
     def offer(
         self,

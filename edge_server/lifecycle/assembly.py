@@ -1,5 +1,5 @@
-"""Build the lifecycle parts (ledger, uploads, activation, updates, rollback watch,
-shadow) from settings and connect them to the model manager and predictor."""
+"""Build the lifecycle parts (ledger, uploads, activation, updates, rollback watch)
+from settings and connect them to the serving catalogue and the request statistics."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_server.catalogue.serving import ServingCatalogue
-from edge_server.inference.predictor import Predictor
-from edge_server.inference.shadow import ShadowRunner
+from edge_server.inference.statistics import StatisticsBook
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger
 from edge_server.lifecycle.updater import ModelUpdater, TrustPolicy
@@ -65,41 +64,37 @@ class Lifecycle:
     activator: VersionActivator
     updater: ModelUpdater
     watcher: RollbackWatcher
-    shadow: ShadowRunner
 
     @classmethod
     def build(
-        cls, settings: Settings, manager: ServingCatalogue, predictor: Predictor
+        cls, settings: Settings, manager: ServingCatalogue, statistics: StatisticsBook
     ) -> Lifecycle:
-        root = Path(settings.model_root)
+        root = Path(settings.server.model_root)
         remove_leftovers(root)
         ledger = Ledger(root)
-        activator = VersionActivator(manager, ledger, settings.keep_versions)
-        trust = TrustPolicy(load_trusted_keys(settings.trusted_keys), settings.allow_unsigned)
+        activator = VersionActivator(manager, ledger, settings.lifecycle.keep_versions)
+        trust = TrustPolicy(
+            load_trusted_keys(settings.lifecycle.trusted_keys), settings.lifecycle.allow_unsigned
+        )
         if not trust.trusted_keys and not trust.allow_unsigned:
             logger.warning(
                 "no --trusted-keys and no --allow-unsigned: ModelUpdate pushes will be rejected"
             )
         uploads = UploadArea(
-            root, UploadLimits(settings.max_bundle_bytes, settings.disk_quota_bytes)
+            root,
+            UploadLimits(settings.lifecycle.max_bundle_bytes, settings.lifecycle.disk_quota_bytes),
         )
         updater = ModelUpdater(manager, activator, ledger, uploads, trust)
         watcher = RollbackWatcher(
             manager,
             activator,
-            predictor.statistics,
+            statistics,
             WatchPolicy(
-                window_seconds=settings.rollback_window_seconds,
-                min_requests=settings.rollback_min_requests,
-                max_fault_rate_increase=settings.rollback_max_fault_rate_increase,
-                max_p99_ratio=settings.rollback_max_p99_ratio,
+                window_seconds=settings.lifecycle.rollback_window_seconds,
+                min_requests=settings.lifecycle.rollback_min_requests,
+                max_fault_rate_increase=settings.lifecycle.rollback_max_fault_rate_increase,
+                max_p99_ratio=settings.lifecycle.rollback_max_p99_ratio,
             ),
         )
 
-        async def run_shadow(model, feeds):  # type: ignore[no-untyped-def]
-            result = await predictor.run(model, feeds, None)
-            return result.outputs
-
-        shadow = ShadowRunner(manager, run_shadow, settings.shadow_sample_rate)
-        predictor.shadow = shadow
-        return cls(ledger, activator, updater, watcher, shadow)
+        return cls(ledger, activator, updater, watcher)

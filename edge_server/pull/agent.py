@@ -24,7 +24,7 @@ from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Outbox
 from edge_server.feedback.pipeline import FeedbackPipeline
 from edge_server.feedback.recorder import FeedbackRecorder
-from edge_server.inference.predictor import PredictInput, Predictor, PredictOutput
+from edge_server.inference.predictor import PredictInput, PredictOutput
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.pull.orchestrator_client import OrchestratorClient
 from edge_server.pull.reconciler import Reconciler
@@ -40,20 +40,23 @@ STATUS_REFRESH_SECONDS = 30.0
 
 
 class CloudLink:
+    """Pull mode and feedback upload. ``observe`` and ``observe_disagreement`` are what
+    the predictor and the shadow runner report to; edge_server/assembly.py hands them over
+    when it builds those parts."""
+
     def __init__(
         self,
         settings: Settings,
         manager: ServingCatalogue,
         lifecycle: Lifecycle,
-        predictor: Predictor,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.client = OrchestratorClient(
-            settings.orchestrator,
+            settings.cloud.orchestrator,
             settings.effective_gateway_id,
             settings.effective_orchestrator_token,
-            settings.orchestrator_ca,
+            settings.cloud.orchestrator_ca,
         )
         self.reconciler = Reconciler(
             manager,
@@ -62,9 +65,9 @@ class CloudLink:
             lifecycle.ledger,
             self.client.fetch,
             self._queue_event,
-            source=f"orchestrator {settings.orchestrator}",
+            source=f"orchestrator {settings.cloud.orchestrator}",
         )
-        self.recorder = FeedbackRecorder(settings.feedback_bucket_seconds)
+        self.recorder = FeedbackRecorder(settings.feedback.feedback_bucket_seconds)
         self.dropped_batches = Counter(
             "edge_feedback_dropped_batches",
             "Feedback batches the outbox dropped (oldest first) to stay under its byte cap",
@@ -77,14 +80,11 @@ class CloudLink:
         )
         self.feedback = FeedbackPipeline(
             self.recorder,
-            Outbox(settings.effective_feedback_db, settings.outbox_max_bytes),
+            Outbox(settings.effective_feedback_db, settings.feedback.outbox_max_bytes),
             self.client.report_results,
-            flush_seconds=min(5.0, float(settings.feedback_bucket_seconds)),
+            flush_seconds=min(5.0, float(settings.feedback.feedback_bucket_seconds)),
             on_dropped=self.dropped_batches.inc,
         )
-        predictor.on_result = self.observe
-        if predictor.shadow is not None:
-            predictor.shadow.on_disagreement.append(self.observe_disagreement)
         lifecycle.activator.on_rolled_back.append(
             lambda model, version, reason: self._queue_event(
                 StatusEvent(model, version, "ROLLED_BACK", reason, time.time())
@@ -156,7 +156,7 @@ class CloudLink:
         logger.info(
             "pull mode: gateway %s dials out to %s",
             self.settings.effective_gateway_id,
-            self.settings.orchestrator,
+            self.settings.cloud.orchestrator,
         )
 
     async def stop(self) -> None:
@@ -181,7 +181,7 @@ class CloudLink:
         if connected != self.connected:
             logger.info(
                 "orchestrator %s %s",
-                self.settings.orchestrator,
+                self.settings.cloud.orchestrator,
                 "connected" if connected else "unreachable; serving from the local store",
             )
         self.connected = connected
@@ -192,7 +192,7 @@ class CloudLink:
         while True:
             try:
                 stream = self.client.subscribe(
-                    self.settings.gateway_labels, __version__, self.reconciler.running()
+                    self.settings.cloud.gateway_labels, __version__, self.reconciler.running()
                 )
                 async for desired in stream:
                     if not self.connected:

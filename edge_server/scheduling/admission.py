@@ -12,8 +12,14 @@ makes the hint of a full-queue refusal ("retry after the queue has half drained"
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
+from edge_server.errors import Overloaded
 
 SMOOTHING = 0.05  # EWMA weight of one completion interval
 MIN_SAMPLES = 16  # refuse by estimate only once the model has shown its pace
@@ -62,3 +68,60 @@ class DrainEstimator:
         if wait is None:
             return DEFAULT_HINT_MS
         return int(min(MAX_HINT_MS, max(MIN_HINT_MS, wait * 500)))
+
+
+class AdmissionControl:
+    """Per-model queue slots: resolve the version a request runs on and refuse what
+    cannot be served in time (RESOURCE_EXHAUSTED with a retry hint).
+
+    The in-flight count is also what the dynamic batcher asks ("is another request of
+    this model on its way?"), so it lives here, apart from the predictor that uses it.
+    """
+
+    def __init__(self, models: ServingCatalogue, max_queue_size: int) -> None:
+        self._models = models
+        self._max_queue = max_queue_size
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self.drain = DrainEstimator()
+
+    def queue_depth(self, model_name: str) -> int:
+        return self._in_flight[model_name]
+
+    def take(self, model_name: str, model_version: str, deadline: float | None) -> ServingModel:
+        """Resolve the version and take a queue slot; give it back with ``release``."""
+        model = self._models.resolve(model_name, model_version)
+        ahead = self._in_flight[model.name]
+        if ahead >= self._max_queue:
+            raise Overloaded(
+                f"model {model.name!r} has {self._max_queue} requests in progress, the "
+                "gateway's limit; retry after a short pause",
+                self.drain.retry_hint_ms(model.name, ahead),
+            )
+        if deadline is not None and ahead:
+            wait = self.drain.wait_s(model.name, ahead)
+            left = deadline - time.monotonic()
+            if wait is not None and wait > left:
+                raise Overloaded(
+                    f"model {model.name!r} has {ahead} requests ahead, about "
+                    f"{wait * 1000:.0f} ms of work, and this call has {max(0.0, left) * 1000:.0f}"
+                    " ms left before its deadline; retry later or with a longer deadline",
+                    self.drain.retry_hint_ms(model.name, ahead),
+                )
+        self._in_flight[model.name] += 1
+        return model
+
+    def release(self, model: ServingModel, received: float) -> None:
+        self._in_flight[model.name] -= 1
+        self.drain.completed(model.name, received)
+
+    @contextlib.contextmanager
+    def slot(
+        self, model_name: str, model_version: str = "", deadline: float | None = None
+    ) -> Iterator[ServingModel]:
+        """``take`` and ``release`` around a block; the version is fixed at entry."""
+        received = time.perf_counter()
+        model = self.take(model_name, model_version, deadline)
+        try:
+            yield model
+        finally:
+            self.release(model, received)

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m edge_server.workers.replica CONFIG INDEX", file=sys.stderr)
         return 2
     index = int(args[1])
-    level = load_settings({}, environ={}, config_file=Path(args[0])).log_level
+    level = load_settings({}, environ={}, config_file=Path(args[0])).server.log_level
     logging.basicConfig(
         level=level.upper(),
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",

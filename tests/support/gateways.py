@@ -24,7 +24,7 @@ def gateway_settings(model_root: Path, **overrides: object) -> Settings:
         "intra_op_threads": 1,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings.from_values(**values)
 
 
 class ThreadedGateway:

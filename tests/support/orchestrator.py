@@ -320,7 +320,7 @@ async def start_fleet(
             json.dumps({"name": "gray", "version": "1", **GRAY_MANIFEST})
         )
         keys = () if gateway_id in untrusting else (trusted,)
-        settings = Settings(
+        settings = Settings.from_values(
             model_root=model_root,
             host="127.0.0.1",
             grpc_port=0,

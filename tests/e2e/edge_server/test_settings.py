@@ -1,49 +1,16 @@
-"""Configuration precedence (flags > EDGE_* env > config file > defaults) and runtime options."""
+"""Settings as the edge-server process sees them: flag errors, --help, runtime options."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import grpc
-import pytest
 
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
-from edge_server.settings import load_settings
 from tests.support.gateways import gateway_settings
-
-
-def test_precedence(tmp_path: Path) -> None:
-    config = tmp_path / "edge.json"
-    config.write_text(json.dumps({"grpc_port": 1111, "http_port": 2222, "max_queue_size": 7}))
-    env = {"EDGE_GRPC_PORT": "3333", "EDGE_TRUSTED_KEYS": "a.pub,b.pub"}
-    settings = load_settings({"grpc_port": "4444"}, environ=env, config_file=config)
-    assert settings.grpc_port == 4444  # flag beats env and file
-    assert settings.http_port == 2222  # file beats default
-    assert settings.max_queue_size == 7
-    assert settings.trusted_keys == (Path("a.pub"), Path("b.pub"))
-    assert load_settings({}, environ=env).grpc_port == 3333  # env beats default
-    assert load_settings({}, environ={}).grpc_port == 50051
-
-
-@pytest.mark.parametrize(
-    ("values", "fragment"),
-    [
-        ({"grpc_port": "70000"}, "grpc_port must be 0..65535"),
-        ({"tls_cert": "c.pem"}, "tls_cert and tls_key must be given together"),
-        ({"graph_optimization": "turbo"}, "graph_optimization must be one of"),
-        ({"pinned_versions": "digits"}, "is not NAME=VERSION"),
-        ({"no_such_setting": "1"}, "unknown setting(s): no_such_setting"),
-        ({"batching": "maybe"}, "use true or false"),
-    ],
-)
-def test_bad_settings_are_named(values: dict[str, str], fragment: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        load_settings(values, environ={})
-    assert fragment in str(caught.value)
 
 
 def test_cli_rejects_bad_flags_with_exit_2(tmp_path: Path) -> None:

@@ -72,6 +72,6 @@ def test_onnx_runtime_threads_inherit_the_lower_priority(tmp_path: Path) -> None
 
 
 def test_nice_setting_is_bounded() -> None:
-    assert Settings().worker_thread_nice == 5
+    assert Settings().runtime.worker_thread_nice == 5
     with pytest.raises(ValueError, match=r"worker_thread_nice must be 0\.\.19"):
-        Settings(worker_thread_nice=20)
+        Settings.from_values(worker_thread_nice=20)

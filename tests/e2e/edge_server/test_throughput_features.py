@@ -143,10 +143,10 @@ async def test_tiny_model_runs_inline_once_measured(model_root: Path) -> None:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)
             x = np.zeros((1, 2, 4, 4), np.float32)
             request = inference_pb2.PredictRequest(model_name="tensoronly", tensor=tensor(x))
-            assert not gw.predictor.inline_policy.inline("tensoronly", "7", False)
+            assert not gw.predictor.runner.inline_policy.inline("tensoronly", "7", False)
             for _ in range(20):
                 await stub.Predict(request)
-            assert gw.predictor.inline_policy.inline("tensoronly", "7", False)
+            assert gw.predictor.runner.inline_policy.inline("tensoronly", "7", False)
             reply = await stub.Predict(request)
             assert reply.timings.queue_us < 1000  # no pool hop
             health = await stub.Health(inference_pb2.HealthRequest())
