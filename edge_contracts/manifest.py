@@ -91,7 +91,21 @@ class Manifest:
             }
         data["output_kind"] = self.output_kind
         data["labels"] = list(self.labels)
+        if self.batching is not None:
+            b = self.batching
+            data["batching"] = {
+                "max_batch_size": b.max_batch_size,
+                "max_queue_delay_us": b.max_queue_delay_us,
+                "preferred_batch_sizes": list(b.preferred_batch_sizes),
+            }
+            if b.enabled is not None:
+                data["batching"]["enabled"] = b.enabled
         return data
+
+
+def _is_int(value: Any) -> bool:
+    """A JSON integer: ``true`` and ``false`` are not (Python's bool is an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number_list(value: Any, what: str) -> tuple[float, ...]:
@@ -113,12 +127,12 @@ def parse_preprocessing(raw: Any) -> Preprocessing:
     size = raw.get("input_size")
     input_size: tuple[int, int] | None = None
     if size is not None:
-        if isinstance(size, int):
+        if _is_int(size):
             size = [size, size]
         if (
             not isinstance(size, list)
             or len(size) != 2
-            or not all(isinstance(s, int) and 0 < s <= 8192 for s in size)
+            or not all(_is_int(s) and 0 < s <= 8192 for s in size)
         ):
             raise ManifestError(
                 f"preprocessing.input_size must be [height, width] in 1..8192, got {size!r}"
@@ -177,12 +191,12 @@ def parse_batching(raw: Any) -> BatchingConfig | None:
     preferred = raw.get("preferred_batch_sizes", [])
     if enabled is not None and not isinstance(enabled, bool):
         raise ManifestError("batching.enabled must be true or false")
-    if not isinstance(max_batch, int) or not 1 <= max_batch <= 1024:
+    if not _is_int(max_batch) or not 1 <= max_batch <= 1024:
         raise ManifestError(f"batching.max_batch_size must be 1..1024, got {max_batch!r}")
-    if not isinstance(delay, int) or not 0 <= delay <= 1_000_000:
+    if not _is_int(delay) or not 0 <= delay <= 1_000_000:
         raise ManifestError(f"batching.max_queue_delay_us must be 0..1000000, got {delay!r}")
     if not isinstance(preferred, list) or not all(
-        isinstance(p, int) and 1 <= p <= max_batch for p in preferred
+        _is_int(p) and 1 <= p <= max_batch for p in preferred
     ):
         raise ManifestError("batching.preferred_batch_sizes must be integers in 1..max_batch_size")
     return BatchingConfig(enabled, max_batch, delay, tuple(sorted(set(preferred))))

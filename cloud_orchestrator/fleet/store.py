@@ -36,7 +36,7 @@ __all__ = [
     "parse_labels",
 ]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MODES = ("ACTIVATE", "STAGE", "SHADOW")
 
 
@@ -161,11 +161,11 @@ class Fleet:
         ca_pem: str = "",
     ) -> GatewayInfo:
         """Add a gateway or change its address, labels and credentials."""
-        if not _ID_RE.match(gateway_id):
+        if not _ID_RE.fullmatch(gateway_id):
             raise InvalidRequest(
                 f"gateway id {gateway_id!r} must be 1-128 letters, digits, '.', '_', ':' or '-'"
             )
-        if address and not re.match(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$", address):
+        if address and not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", address):
             raise InvalidRequest(f"gateway address {address!r} is not HOST:PORT")
         now = time.time()
         with self.db.session() as session:
@@ -215,7 +215,7 @@ class Fleet:
         self, gateway_id: str, labels: Mapping[str, str], gateway_version: str
     ) -> GatewayInfo:
         """A pull-mode gateway connected: register it when new, refresh labels and last seen."""
-        if not _ID_RE.match(gateway_id):
+        if not _ID_RE.fullmatch(gateway_id):
             raise InvalidRequest(f"gateway id {gateway_id!r} is not valid")
         now = time.time()
         with self.db.session() as session:

@@ -44,9 +44,10 @@ BUNDLE_SUFFIXES = (".edgebundle", ".tar")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_SIGNATURE_BYTES = 4096
 MAX_FILES = 64
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# Always fullmatch: a "$" anchor would also accept a trailing newline.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def golden_key(kind: str, tensor: str) -> str:
@@ -93,14 +94,14 @@ def check_member_path(path: str) -> str:
         pure.is_absolute()
         or "\\" in path
         or str(pure) != path
-        or not all(_SEGMENT_RE.match(part) and part not in (".", "..") for part in pure.parts)
+        or not all(_SEGMENT_RE.fullmatch(part) and part not in (".", "..") for part in pure.parts)
     ):
         raise BundleError(f"bundle path {path!r} is not a safe relative path")
     return path
 
 
 def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise BundleError(
             f"bundle manifest {what} must be 1-128 characters of letters, digits, '.', '_' "
             f"or '-' starting with a letter or digit, got {value!r}"
@@ -123,7 +124,7 @@ def _parse_files(raw: Any) -> dict[str, BundleFile]:
         if not isinstance(entry, dict):
             raise BundleError(f"files[{path!r}] must be an object with sha256 and size")
         digest, size = entry.get("sha256"), entry.get("size")
-        if not isinstance(digest, str) or not _SHA256_RE.match(digest):
+        if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
             raise BundleError(f"files[{path!r}].sha256 must be 64 lowercase hex digits")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BundleError(f"files[{path!r}].size must be a non-negative integer")

@@ -18,12 +18,12 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 ACTIVE_POINTER = "ACTIVE"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def is_valid_name(name: str) -> bool:
     """Model and version names: letters, digits, '.', '_', '-' (no path tricks)."""
-    return bool(NAME_PATTERN.match(name)) and name not in (".", "..")
+    return bool(NAME_PATTERN.fullmatch(name)) and name not in (".", "..")
 
 
 def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -119,12 +119,6 @@ def test_a_full_manifest_round_trips_through_to_dict() -> None:
     assert parse_manifest(json.loads(json.dumps(data))) == manifest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Manifest.to_dict() leaves out the 'batching' section, so a manifest with "
-    "batching knobs does not round-trip and the V2 model config's 'manifest' parameter "
-    "(documented as 'the manifest as JSON' in docs/kserve-v2.md) omits them",
-)
 def test_batching_survives_the_round_trip_through_to_dict() -> None:
     manifest = parse_manifest(
         {"batching": {"enabled": True, "max_batch_size": 4, "max_queue_delay_us": 100}}
@@ -265,12 +259,6 @@ def test_bad_batching_values_name_their_field(batching: dict[str, Any], field: s
         parse_manifest({"batching": batching})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSON true/false pass the integer checks of parse_preprocessing and "
-    "parse_batching (isinstance(True, int) holds in Python), so a boolean input_size, "
-    "max_batch_size, max_queue_delay_us or preferred batch size is accepted as 1 or 0",
-)
 @pytest.mark.parametrize(
     "document",
     [

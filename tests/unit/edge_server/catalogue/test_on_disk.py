@@ -41,12 +41,6 @@ def test_invalid_names(name: str) -> None:
     assert not is_valid_name(name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NAME_PATTERN ends in '$', which also matches before a trailing newline, so "
-    "is_valid_name('2\\n') is True: the update header check (lifecycle/updater.py) then "
-    "accepts a model_version with a newline as a folder name (fullmatch or \\Z needed)",
-)
 def test_a_trailing_newline_is_not_a_valid_name() -> None:
     assert not is_valid_name("2\n")
 
