@@ -41,7 +41,7 @@ LISTENING = re.compile(r"orchestrator (\S+) listening: gRPC [^:]+:(\d+)")
 PG_ENV = "EDGE_TEST_POSTGRES_URL"
 
 
-# Not imported from conftest/tests.support.lifecycle: tests/e2e/model_tools has a conftest of its own,
+# Not imported from conftest or tests.support.lifecycle: tests/e2e/model_tools has its own conftest,
 # and whichever is imported last owns the module name `conftest`.
 GRAY_MANIFEST: dict[str, Any] = {
     "preprocessing": GRAY_PREPROCESSING,
