@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from edge_contracts.cli.ports import listen_error, probe_bind
+from edge_contracts.cli.ports import listen_error
 from edge_contracts.proto.edge.v1 import inference_pb2_grpc, model_pb2_grpc
 from edge_contracts.proto.inference import grpc_service_pb2_grpc
 from edge_server import __version__
@@ -29,6 +29,7 @@ from edge_server.grpc.health import HealthReporter
 from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
 from edge_server.grpc.reflection import enable_reflection
+from edge_server.grpc.servers import bind, new_server
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
 from edge_server.http.server import HttpEndpoint
@@ -58,18 +59,6 @@ class Step:
     name: str
     run: Callable[[], Awaitable[None]]
     when: bool = True
-
-
-def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    server = settings.server
-    if server.tls_cert is None or server.tls_key is None:
-        return None
-    client_ca = server.tls_client_ca.read_bytes() if server.tls_client_ca else None
-    return grpc.ssl_server_credentials(
-        [(server.tls_key.read_bytes(), server.tls_cert.read_bytes())],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
-    )
 
 
 async def _primary_only(name: str, version: str) -> ServingModel:
@@ -307,39 +296,12 @@ class Gateway:
         return []
 
     def _new_server(self) -> grpc.aio.Server:
-        s = self.settings
-        server = grpc.aio.server(
-            interceptors=self._interceptors(),
-            # Under overload the gRPC core refuses calls beyond this in C, immediately:
-            # no per-call Python task, no request bytes buffered for a backlog.
-            maximum_concurrent_rpcs=s.effective_max_concurrent_rpcs,
-            options=[
-                ("grpc.max_receive_message_length", s.server.max_message_bytes),
-                ("grpc.max_send_message_length", s.server.max_message_bytes),
-                # Several workers share the port; a lone gateway must not share it by accident.
-                ("grpc.so_reuseport", 1 if s.effective_workers > 1 else 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ],
-        )
+        server = new_server(self.settings, self._interceptors())
         self._created_servers.append(server)
         return server
 
     def _bind(self, server: grpc.aio.Server, host: str, port: int, flags: tuple[str, str]) -> int:
-        """Listen on ``host:port``; ``flags`` (port flag, host flag) name what to change."""
-        credentials = _server_credentials(self.settings)
-        address = f"{host}:{port}"
-        # Ask first: a failed bind also makes the gRPC core print its own error line. A
-        # replica skips this, as the port it shares (SO_REUSEPORT) is already held.
-        refused = None if self.is_replica else probe_bind(host, port)
-        if refused is not None:
-            raise listen_error(host, port, *flags, refused)
-        try:
-            if credentials is None:
-                return int(server.add_insecure_port(address))
-            return int(server.add_secure_port(address, credentials))
-        except RuntimeError:  # gRPC's "Failed to bind to address" says nothing more
-            raise listen_error(host, port, *flags, probe_bind(host, port)) from None
+        return bind(server, self.settings, (host, port), flags, shared_port=self.is_replica)
 
     async def _load_models(self) -> None:
         await self.models.load_all()

@@ -1,6 +1,6 @@
 """Which model versions are loaded and serving, and their state.
 
-Hot swap by reference (STYLE rule 3): a ``ServingModel`` is immutable; activating a
+Hot swap by reference (CONTRIBUTING.md): a ``ServingModel`` is immutable; activating a
 version builds a new one beside the old and replaces a single reference, so a request
 keeps the version it resolved at admission.
 """

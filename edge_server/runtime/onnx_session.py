@@ -1,8 +1,8 @@
 """The only module that imports onnxruntime: load a model file into a session.
 
-A ``LoadedSession`` is immutable once built; hot swaps replace the whole object
-(STYLE rule 3), so ``run`` may be called from several executor threads at once
-(ONNX Runtime sessions are thread-safe for ``run``).
+A ``LoadedSession`` is immutable once built; hot swaps replace the whole object (hot
+swap by reference, CONTRIBUTING.md), so ``run`` may be called from several executor
+threads at once (ONNX Runtime sessions are thread-safe for ``run``).
 """
 
 from __future__ import annotations

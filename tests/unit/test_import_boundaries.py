@@ -50,6 +50,30 @@ def test_tools_and_orchestrator_import_nothing_from_the_gateway() -> None:
     assert offending == []
 
 
+# The gateway's layers that must not know a protocol or an engine (CONTRIBUTING.md, Layers).
+PLAIN_LAYERS = ("catalogue", "inference", "scheduling", "v2", "lifecycle", "settings")
+
+
+def test_the_gateways_plain_layers_import_no_grpc() -> None:
+    offending = {
+        module: sorted(names & {"grpc", "grpc_health", "grpc_reflection"})
+        for layer in PLAIN_LAYERS
+        for module, names in _imported_packages(f"edge_server/{layer}").items()
+        if names & {"grpc", "grpc_health", "grpc_reflection"}
+    }
+    assert offending == {}
+    assert all((ROOT / "edge_server" / layer / "__init__.py").is_file() for layer in PLAIN_LAYERS)
+
+
+def test_only_the_runtime_imports_onnxruntime() -> None:
+    importers = sorted(
+        module
+        for module, names in _imported_packages("edge_server").items()
+        if "onnxruntime" in names
+    )
+    assert importers == ["edge_server/runtime/onnx_session.py"]
+
+
 def test_contract_modules_without_signatures_do_not_load_cryptography() -> None:
     modules = [
         "edge_contracts.errors",

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from edge_contracts import retry_hint
 from edge_contracts.proto.edge.v1 import (
     inference_pb2,
     inference_pb2_grpc,
@@ -95,13 +96,13 @@ async def test_front_refuses_beyond_its_limit_and_passes_the_rest(
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         assert (await stub.Predict(request(), timeout=30)).model_name == "slow"
 
-        async def one() -> tuple[str, float, dict[str, str], str]:
+        async def one() -> tuple[str, float, dict[str, str | bytes], str]:
             started = time.perf_counter()
             try:
                 await stub.Predict(request(), timeout=30)
                 return "OK", 0.0, {}, ""
             except grpc.aio.AioRpcError as exc:
-                trailers = {k: str(v) for k, v in (exc.trailing_metadata() or ())}
+                trailers = dict(exc.trailing_metadata() or ())
                 elapsed = time.perf_counter() - started
                 return exc.code().name, elapsed, trailers, exc.details() or ""
 
@@ -123,6 +124,9 @@ async def test_front_refuses_beyond_its_limit_and_passes_the_rest(
     for code, seconds, trailers, details in refused:
         assert code == "RESOURCE_EXHAUSTED"
         assert trailers.get("retry-after-ms") == "50"
+        # The standard form too: google.rpc.Status with RetryInfo, read first by clients.
+        rich = trailers[retry_hint.STATUS_DETAILS_KEY]
+        assert retry_hint.retry_after_ms([(retry_hint.STATUS_DETAILS_KEY, rich)]) == 50
         assert "gateway is busy" in details
         assert seconds < 0.5, f"refused after {seconds * 1000:.0f} ms"
     assert gw.predictor.queue_depth("slow") == 0
