@@ -258,13 +258,22 @@ async def test_a_batch_waits_for_a_pending_request_up_to_the_queue_delay(
     assert first.queue_s >= 0.015
 
 
-async def test_a_full_batch_is_cut_without_waiting_for_announced_requests(
-    model: ServingModel,
+@pytest.mark.parametrize(
+    "policy",
+    [
+        # Full: more requests are on their way, but the batch cannot take them.
+        BatchPolicy(max_batch_size=2, max_queue_delay_us=1_000_000),
+        # Not full, but 2 rows is a preferred size: cut there rather than wait.
+        BatchPolicy(max_batch_size=8, max_queue_delay_us=1_000_000, preferred_batch_sizes=(2,)),
+    ],
+    ids=["full", "preferred-size"],
+)
+async def test_a_batch_is_cut_without_waiting_for_announced_requests(
+    model: ServingModel, policy: BatchPolicy
 ) -> None:
     runs, admitted = Runs(), Admitted()
     batcher = DynamicBatcher(runs, admitted, workers=1)
-    policy = BatchPolicy(max_batch_size=2, max_queue_delay_us=1_000_000)
-    admitted.counts[model.name] = 3  # more are on their way, but the batch is full
+    admitted.counts[model.name] = 3  # a third request is announced and never comes
     started = time.perf_counter()
     await asyncio.gather(
         admitted.submit(batcher, model, rows(1.0), policy),
@@ -284,20 +293,6 @@ async def test_a_batch_is_cut_after_the_queue_delay_when_the_pending_request_nev
     result = await admitted.submit(batcher, model, rows(1.0), policy)
     assert runs.sizes == [1]
     assert 0.025 <= result.queue_s < 0.5
-
-
-async def test_a_preferred_batch_size_cuts_without_waiting(model: ServingModel) -> None:
-    runs, admitted = Runs(), Admitted()
-    batcher = DynamicBatcher(runs, admitted, workers=1)
-    policy = BatchPolicy(max_batch_size=8, max_queue_delay_us=1_000_000, preferred_batch_sizes=(2,))
-    admitted.counts[model.name] = 3  # more are announced, but 2 rows is a preferred size
-    started = time.perf_counter()
-    await asyncio.gather(
-        admitted.submit(batcher, model, rows(1.0), policy),
-        admitted.submit(batcher, model, rows(2.0), policy),
-    )
-    assert time.perf_counter() - started < 0.5
-    assert runs.sizes == [2]
 
 
 async def test_a_request_whose_deadline_passed_while_waiting_is_dropped_before_running(
