@@ -41,6 +41,7 @@ from edge_server.listeners import (
     plan_listeners,
     reflected,
 )
+from edge_server.runtime.open_files import raise_open_files_limit
 from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
 from edge_server.v2.model_repository import ModelRepository
@@ -97,7 +98,12 @@ class Gateway:
         self.plan: ListenerPlan = plan_listeners(settings, self.is_replica)
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
-        self.http = HttpEndpoint(self.render_metrics, self.is_ready)
+        self.http = HttpEndpoint(
+            self.render_metrics,
+            self.is_ready,
+            settings.server.http_max_connections,
+            self.metrics.http_refused.inc,
+        )
         self.shared_memory = SharedMemoryRegistry(settings.server.shared_memory_max_regions)
         self.workers: WorkerSupervisor | None = None
         self._warned_open_management = self.is_replica  # a replica has no management
@@ -131,6 +137,7 @@ class Gateway:
         return (
             # The kernel would otherwise hand a replica connections it can only answer
             # "loading": it joins the shared port once its models serve.
+            Step("open-files limit", self._raise_open_files),
             Step("load models before joining the shared port", self._load_first, self.is_replica),
             Step("gRPC listener: inference, V2, health, reflection", self._start_main),
             Step("gRPC management listener", self._start_management, self.plan.separate_management),
@@ -162,6 +169,12 @@ class Gateway:
             self.parts.inference_pool.shutdown(wait=False, cancel_futures=True)
             raise
         self._log_listening()
+
+    async def _raise_open_files(self) -> None:
+        limit = raise_open_files_limit()
+        self.metrics.track_descriptors(
+            limit.soft, lambda: self.http.connections, self.http.max_connections
+        )
 
     async def _load_first(self) -> None:
         self.models.discover()

@@ -21,6 +21,7 @@ from prometheus_client import (
 
 from edge_server.catalogue.serving import ModelSlot, ModelState, ServingCatalogue
 from edge_server.inference.predictor import StageTimings
+from edge_server.runtime.open_files import open_files_now
 
 # *_created series double the scrape size and nothing on a gateway dashboard uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -124,6 +125,11 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.http_refused = Counter(
+            "edge_http_refused_connections",
+            "HTTP connections answered 503 at once because --http-max-connections were open",
+            registry=r,
+        )
         self._shown_versions: dict[str, str] = {}
         self._shown_failures: dict[str, int] = {}
         self._depth_source: tuple[ServingCatalogue, Callable[[str], int]] | None = None
@@ -208,6 +214,22 @@ class GatewayMetrics:
     def track_queue_depth(self, models: ServingCatalogue, depth: Callable[[str], int]) -> None:
         """Read queue depths at scrape time: nothing to update on the request path."""
         self._depth_source = (models, depth)
+
+    def track_descriptors(
+        self, open_files_limit: int, http_connections: Callable[[], int], http_max: int
+    ) -> None:
+        """Descriptor limits and use, read at scrape time (see runtime/open_files.py)."""
+        r = self.registry
+        Gauge("edge_open_files_limit", "Soft RLIMIT_NOFILE after start-up", registry=r).set(
+            open_files_limit
+        )
+        Gauge("edge_open_files", "File descriptors held now", registry=r).set_function(
+            lambda: float(open_files_now())
+        )
+        Gauge("edge_http_connections", "HTTP connections open now", registry=r).set_function(
+            lambda: float(http_connections())
+        )
+        Gauge("edge_http_max_connections", "The HTTP connection cap", registry=r).set(http_max)
 
     def render(self) -> bytes:
         if self._depth_source is not None:

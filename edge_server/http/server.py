@@ -2,6 +2,11 @@
 
 No web framework: two read-only routes do not justify a dependency on a small
 board, and running on the gateway's event loop means no extra thread.
+
+Connections are capped (``max_connections``): beyond the cap a new connection gets an
+immediate ``503`` with ``Retry-After`` and is closed without reading, so idle or slow
+HTTP clients hold at most that many descriptors and the rest stay for gRPC. A
+connection's request head must arrive within ``READ_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -23,11 +28,18 @@ class HttpEndpoint:
     """Serves metrics and liveness/readiness on its own port."""
 
     def __init__(
-        self, render_metrics: Callable[[], Awaitable[bytes]], is_ready: Callable[[], bool]
+        self,
+        render_metrics: Callable[[], Awaitable[bytes]],
+        is_ready: Callable[[], bool],
+        max_connections: int = 64,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         self._render_metrics = render_metrics
         self._is_ready = is_ready
         self._server: asyncio.Server | None = None
+        self.max_connections = max_connections
+        self.connections = 0
+        self._on_refused = on_refused
 
     @property
     def port(self) -> int:
@@ -59,6 +71,29 @@ class HttpEndpoint:
         return 404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= self.max_connections:
+            await self._refuse(writer)
+            return
+        self.connections += 1
+        try:
+            await self._answer(reader, writer)
+        finally:
+            self.connections -= 1
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """Over the cap: say so at once and give the descriptor back."""
+        if self._on_refused is not None:
+            self._on_refused()
+        body = b"too many HTTP connections; retry shortly\n"
+        writer.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Retry-After: 1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.drain(), 1.0)
+        writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")

@@ -78,6 +78,11 @@ class ServerSettings:
         "unix socket peers) or on (any caller)",
     )
     shared_memory_max_regions: int = setting(64, "most shared-memory regions registered at once")
+    http_max_connections: int = setting(
+        64,
+        "HTTP connections open at once; beyond it a new one gets 503 + Retry-After at once, "
+        "so idle HTTP clients cannot take the file descriptors gRPC needs",
+    )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
 
     def problems(self) -> list[str]:
@@ -102,6 +107,8 @@ class ServerSettings:
             found.append(f"shared_memory must be one of {', '.join(SHARED_MEMORY_MODES)}")
         if not 1 <= self.shared_memory_max_regions <= 4096:
             found.append("shared_memory_max_regions must be 1..4096")
+        if not 1 <= self.http_max_connections <= 65_536:
+            found.append("http_max_connections must be 1..65536")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             found.append("log_level must be DEBUG, INFO, WARNING or ERROR")
         return found

@@ -18,12 +18,23 @@ BIN = Path(sys.executable).parent
 LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\d+)")
 
 
+def _limit_open_files(limits: tuple[int, int]) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+
 class ServerProcess:
     """A running edge-server; its stderr is collected in ``log`` by a reader thread."""
 
     def __init__(
-        self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        nofile: tuple[int, int] | None = None,
     ) -> None:
+        """``nofile``: the (soft, hard) open-files limit the server starts with."""
         command = [str(BIN / "edge-server"), "--grpc-port", "0", "--http-port", "0", *args]
         self.proc = subprocess.Popen(
             command,
@@ -32,6 +43,7 @@ class ServerProcess:
             text=True,
             env={**os.environ, **(env or {})},
             cwd=cwd,
+            preexec_fn=None if nofile is None else lambda: _limit_open_files(nofile),
         )
         self.log: list[str] = []
         self._ports = threading.Event()
