@@ -48,7 +48,10 @@ class HttpEndpoint:
         return port
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port)
+        # limit: the request head may not exceed MAX_REQUEST_HEAD (LimitOverrunError).
+        self._server = await asyncio.start_server(
+            self._handle, host, port, limit=MAX_REQUEST_HEAD
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
