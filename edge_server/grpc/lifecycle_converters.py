@@ -36,6 +36,7 @@ def to_update_header(header: model_pb2.ModelUpdateHeader) -> UpdateHeader:
         sha256=header.bundle_sha256.lower(),
         mode=_MODES.get(header.activation_mode, Mode.ACTIVATE),
         source=header.source,
+        allow_older=header.allow_older,
     )
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # cryptography is imported only when a bundle is actually ver
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from edge_contracts.bundle.verify import VerifiedBundle
+    from edge_server.lifecycle.freshness import FreshnessGuard
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class UpdateHeader:
     sha256: str
     mode: Mode = Mode.ACTIVATE
     source: str = ""
+    allow_older: bool = False  # an operator's deliberate rollback (docs/security.md)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Progress:
 class TrustPolicy:
     trusted_keys: tuple[Ed25519PublicKey, ...]
     allow_unsigned: bool
+    freshness: FreshnessGuard | None = None  # set by --trust-root: legacy signatures refused
 
 
 RejectionListener = Callable[[str, str], None]  # model, reason
@@ -235,7 +238,14 @@ class UpdateSession:
         if staging.exists():
             remove_tree(staging)
         archive = open_archive(bundle_path, limit)
-        if archive.signature_bytes is None and trust.allow_unsigned:
+        if trust.freshness is not None:
+            header = self.header
+            bundle = trust.freshness.verify(
+                bundle_path, limit, header.name, header.version, header.allow_older
+            )
+            manifest = bundle.manifest
+            extras = {MANIFEST_FILE: bundle.manifest_bytes, SIGNATURE_FILE: bundle.signature_bytes}
+        elif archive.signature_bytes is None and trust.allow_unsigned:
             manifest = parse_bundle_manifest(archive.manifest_bytes)
             check_contents(archive, manifest)
             bundle = None

@@ -151,6 +151,7 @@ class ModelUpdateHeader(_message.Message):
     BUNDLE_SHA256_FIELD_NUMBER: _builtins.int
     ACTIVATION_MODE_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    ALLOW_OLDER_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """Model name; letters, digits, '-', '_' and '.'."""
     model_version: _builtins.str
@@ -163,6 +164,12 @@ class ModelUpdateHeader(_message.Message):
     """What to do once the bundle is verified."""
     source: _builtins.str
     """Where the bundle comes from (e.g. an orchestrator id), recorded as its source."""
+    allow_older: _builtins.bool
+    """Install even when the bundle's signed sequence is not above the highest this
+    gateway installed for the model: an operator's deliberate rollback. Only matters
+    on gateways with a trust root (docs/security.md); expiry, keyring and signature
+    checks still apply. The management token guards it like every ModelService call.
+    """
     def __init__(
         self,
         *,
@@ -172,10 +179,11 @@ class ModelUpdateHeader(_message.Message):
         bundle_sha256: _builtins.str = ...,
         activation_mode: Global___ActivationMode.ValueType = ...,
         source: _builtins.str = ...,
+        allow_older: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_mode", b"activation_mode", "bundle_sha256", b"bundle_sha256", "bundle_size", b"bundle_size", "model_name", b"model_name", "model_version", b"model_version", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_mode", b"activation_mode", "allow_older", b"allow_older", "bundle_sha256", b"bundle_sha256", "bundle_size", b"bundle_size", "model_name", b"model_name", "model_version", b"model_version", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
