@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from hypothesis import settings
 
 from edge_server.app import Gateway
 from edge_server.v2.shared_memory import state_file_for
+from tests.support.fuzzing import PROFILE_ENV, register_profiles
 from tests.support.gateways import ThreadedGateway, gateway_settings
 from tests.support.model_factory import build_model_root
 from tests.support.triton_remote import TritonRemote
+
+# Hypothesis profiles of the property tests: `brief` in make test, `fuzz` in make fuzz.
+register_profiles()
+settings.load_profile(os.environ.get(PROFILE_ENV, "brief"))
 
 
 @pytest.fixture(autouse=True, scope="session")
