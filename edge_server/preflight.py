@@ -21,6 +21,8 @@ def check_settings_files(settings: Settings) -> None:
     """Raise ValueError naming the flag of the first path that cannot serve its purpose."""
     check_model_root(settings.server.model_root)
     check_trusted_keys(settings.lifecycle.trusted_keys)
+    if settings.lifecycle.trust_root is not None:
+        check_trust_root(settings.lifecycle.trust_root)
     for flag, token_file in (
         ("--management-token-file", settings.server.management_token_file),
         ("--orchestrator-token-file", settings.cloud.orchestrator_token_file),
@@ -63,3 +65,15 @@ def check_trusted_keys(paths: tuple[Path, ...]) -> None:
                 f"--trusted-keys: {exc}; give the publisher's public key (the .pub file "
                 "`model-tools keygen` wrote)"
             ) from None
+
+
+def check_trust_root(path: Path) -> None:
+    from edge_contracts.bundle.signing import load_public_key  # costs ~8 MiB: only when asked
+
+    try:
+        load_public_key(path)
+    except BundleError as exc:
+        raise ValueError(
+            f"--trust-root: {exc}; give the root's public key (`model-tools keygen --root` "
+            "wrote it beside the private key, which stays offline)"
+        ) from None

@@ -21,6 +21,8 @@ from edge_server.settings import Settings
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from edge_server.lifecycle.freshness import FreshnessGuard
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,6 +45,24 @@ def load_trusted_keys(paths: tuple[Path, ...]) -> tuple[Ed25519PublicKey, ...]:
     if keys:
         logger.info("trusting bundle signatures by keys %s", ", ".join(key_id(k) for k in keys))
     return keys
+
+
+def freshness_guard(root: Path, trust_root: Path | None) -> FreshnessGuard | None:
+    """The guard of signed metadata when ``--trust-root`` is set, else None (legacy trust)."""
+    if trust_root is None:
+        return None
+    # Imported only when a root is configured: `cryptography` costs ~8 MiB of memory.
+    from edge_contracts.bundle.signing import load_public_key
+    from edge_contracts.trust.canonical import raw_public_key
+    from edge_server.lifecycle.freshness import FreshnessGuard
+
+    guard = FreshnessGuard(root, raw_public_key(load_public_key(trust_root)))
+    logger.info(
+        "trust root %s; keyring version %d; bundles need signed sequence and expiry",
+        guard.root_id,
+        guard.keyring_version,
+    )
+    return guard
 
 
 def remove_leftovers(root: Path) -> None:
@@ -74,9 +94,17 @@ class Lifecycle:
         ledger = Ledger(root)
         activator = VersionActivator(manager, ledger, settings.lifecycle.keep_versions)
         trust = TrustPolicy(
-            load_trusted_keys(settings.lifecycle.trusted_keys), settings.lifecycle.allow_unsigned
+            load_trusted_keys(settings.lifecycle.trusted_keys),
+            settings.lifecycle.allow_unsigned,
+            freshness_guard(root, settings.lifecycle.trust_root),
         )
-        if not trust.trusted_keys and not trust.allow_unsigned:
+        if trust.freshness is None and trust.trusted_keys:
+            logger.warning(
+                "legacy bundle trust (--trusted-keys without --trust-root): no expiry, "
+                "replay or revocation checks; an old signed bundle can roll this gateway back "
+                "(docs/security.md)"
+            )
+        if not trust.trusted_keys and not trust.allow_unsigned and trust.freshness is None:
             logger.warning(
                 "no --trusted-keys and no --allow-unsigned: ModelUpdate pushes will be rejected"
             )

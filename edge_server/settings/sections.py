@@ -78,6 +78,12 @@ class ServerSettings:
         "unix socket peers) or on (any caller)",
     )
     shared_memory_max_regions: int = setting(64, "most shared-memory regions registered at once")
+    shared_memory_app_tokens: Path | None = setting(
+        None,
+        "file of app tokens for V2 shared memory, one line per app: '<app> <uid or user> "
+        "<token>' (mode 600); an app sends 'authorization: Bearer <token>' and registers "
+        "only objects its uid owns (without it, only the management token can register)",
+    )
     http_max_connections: int = setting(
         64,
         "HTTP connections open at once; beyond it a new one gets 503 + Retry-After at once, "
@@ -225,6 +231,12 @@ class LifecycleSettings:
     )
     allow_unsigned: bool = setting(
         False, "accept unsigned bundles when no signature is present (development only)"
+    )
+    trust_root: Path | None = setting(
+        None,
+        "Ed25519 public key of the offline root that certifies signing keys (keyring); when "
+        "set, bundles need signed targets metadata (sequence, expiry) and legacy signatures "
+        "are refused (docs/security.md)",
     )
     max_bundle_bytes: int = setting(512 * 1024 * 1024, "largest bundle ModelUpdate accepts")
     disk_quota_bytes: int = setting(
