@@ -196,7 +196,7 @@ class Gateway:
             self.metrics,
             self.info,
             self.is_ready,
-            SharedMemoryAccess(self.shared_memory, s.server.shared_memory),
+            SharedMemoryAccess.from_settings(self.shared_memory, s),
             repository_writes=repository_writes,
         )
 

@@ -42,6 +42,7 @@ __all__ = [
     "RegionNotFound",
     "ShuttingDown",
     "StartupError",
+    "Unauthenticated",
     "UpdateInProgress",
     "UpdateRejected",
     "VersionNotActive",
@@ -100,6 +101,10 @@ class AccessDenied(EdgeError):
     """The caller may not do this (e.g. shared memory from another machine)."""
 
 
+class Unauthenticated(EdgeError):
+    """The call needs a credential and carries none (e.g. shared-memory registration)."""
+
+
 class NotEnabled(EdgeError):
     """A feature this gateway was started without (e.g. --shared-memory off)."""
 
@@ -144,6 +149,7 @@ status.register(
         RegionNotFound: grpc.StatusCode.NOT_FOUND,
         RegionExists: grpc.StatusCode.ALREADY_EXISTS,
         AccessDenied: grpc.StatusCode.PERMISSION_DENIED,
+        Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
         NotEnabled: grpc.StatusCode.UNIMPLEMENTED,
     }
 )

@@ -26,7 +26,7 @@ import numpy as np
 from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_server.errors import InvalidInput, NotEnabled
 from edge_server.v2.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
-from edge_server.v2.shared_memory import SharedMemoryRegistry
+from edge_server.v2.shared_memory import CallerRegions
 from edge_server.v2.tensor_inference import NamedTensor, TensorRequest, TensorResult
 
 InputTensor = pb.ModelInferRequest.InferInputTensor
@@ -59,11 +59,12 @@ _FIELD_DTYPE = {
 }
 _LENGTH = struct.Struct("<I")
 
-# The registry, once the caller may use shared memory (raises AccessDenied/NotEnabled).
-RegionAccess = Callable[[], SharedMemoryRegistry]
+# The caller's view of the registry, once it may use shared memory (raises
+# AccessDenied, Unauthenticated or NotEnabled: edge_server/grpc/shared_memory_access.py).
+RegionAccess = Callable[[], CallerRegions]
 
 
-def no_regions() -> SharedMemoryRegistry:
+def no_regions() -> CallerRegions:
     raise NotEnabled("shared-memory tensors are not accepted here")
 
 

@@ -79,11 +79,14 @@ class TritonRemote:
         answers = self._ask(action="stream", requests=requests)
         return [a["error"] if "error" in a else _answer(a) for a in answers]
 
-    def shm_infer(self, model: str, inputs: list[dict[str, Any]], output: str) -> dict[str, Any]:
-        """Inputs and ``output`` through system shared memory, as Triton's examples do:
-        {"status": region status JSON, "output": the output's entry, "array": its values}."""
+    def shm_infer(
+        self, model: str, inputs: list[dict[str, Any]], output: str, token: str
+    ) -> dict[str, Any]:
+        """Inputs and ``output`` through system shared memory, as Triton's examples do,
+        as the app whose token is ``token``: {"status": region status JSON, "output":
+        the output's entry, "array": its values}."""
         answer: dict[str, Any] = self._ask(
-            action="shm_infer", model=model, inputs=inputs, output=output
+            action="shm_infer", model=model, inputs=inputs, output=output, token=token
         )
         answer["array"] = to_array(answer["array"])
         return answer

@@ -89,9 +89,12 @@ class Session:
         response = self.stub.ModelInfer(message, timeout=30)
         return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
-    def shm_infer(self, model: str, inputs: list[dict[str, Any]], output: str) -> dict[str, Any]:
+    def shm_infer(
+        self, model: str, inputs: list[dict[str, Any]], output: str, token: str
+    ) -> dict[str, Any]:
         """Triton's system shared-memory recipe, step by step as its examples do it:
-        every input in one region, ``output`` written into another, then read back."""
+        every input in one region, ``output`` written into another, then read back;
+        every call carries the app's ``token`` (docs/kserve-v2.md)."""
         import uuid
 
         import tritonclient.utils.shared_memory as shm
@@ -100,13 +103,15 @@ class Session:
         arrays = [to_array(item["array"]) for item in inputs]
         in_size = sum(array.nbytes for array in arrays)
         tag = uuid.uuid4().hex[:10]
+        headers = {"authorization": f"Bearer {token}"}
         source = shm.create_shared_memory_region("inputs", f"/edge-tc-in-{tag}", in_size)
         sink = shm.create_shared_memory_region("result", f"/edge-tc-out-{tag}", 4096)
         try:
             shm.set_shared_memory_region(source, arrays)
-            self.client.register_system_shared_memory("inputs", f"/edge-tc-in-{tag}", in_size)
-            self.client.register_system_shared_memory("result", f"/edge-tc-out-{tag}", 4096)
-            status = self.client.get_system_shared_memory_status(as_json=True)
+            register = self.client.register_system_shared_memory
+            register("inputs", f"/edge-tc-in-{tag}", in_size, headers=headers)
+            register("result", f"/edge-tc-out-{tag}", 4096, headers=headers)
+            status = self.client.get_system_shared_memory_status(as_json=True, headers=headers)
             infer_inputs, offset = [], 0
             for item, array in zip(inputs, arrays, strict=True):
                 datatype = np_to_triton_dtype(array.dtype)
@@ -116,7 +121,7 @@ class Session:
                 offset += array.nbytes
             requested = triton.InferRequestedOutput(output)
             requested.set_shared_memory("result", 4096)
-            result = self.client.infer(model, infer_inputs, outputs=[requested])
+            result = self.client.infer(model, infer_inputs, outputs=[requested], headers=headers)
             # get_output(as_json=True) returns None in tritonclient 2.69 (no return).
             entry = json_format.MessageToDict(
                 result.get_output(output), preserving_proto_field_name=True
@@ -126,9 +131,11 @@ class Session:
             )
             return {"status": status, "output": entry, "array": from_array(values)}
         finally:
-            self.client.unregister_system_shared_memory()
-            shm.destroy_shared_memory_region(source)
-            shm.destroy_shared_memory_region(sink)
+            try:
+                self.client.unregister_system_shared_memory(headers=headers)
+            finally:  # a refused credential must not leave the objects behind
+                shm.destroy_shared_memory_region(source)
+                shm.destroy_shared_memory_region(sink)
 
     def stream(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send every request on one ModelStreamInfer stream; answers in arrival order."""
@@ -170,7 +177,9 @@ def handle(session: Session, command: dict[str, Any]) -> Any:
     if action == "stream":
         return session.stream(command["requests"])
     if action == "shm_infer":
-        return session.shm_infer(command["model"], command["inputs"], command["output"])
+        return session.shm_infer(
+            command["model"], command["inputs"], command["output"], command["token"]
+        )
     raise ValueError(f"unknown action {action!r}")
 
 

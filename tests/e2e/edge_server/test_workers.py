@@ -34,6 +34,7 @@ from tests.support.bundles import build_bundle, make_keys, push
 from tests.support.lifecycle import GRAY_MANIFEST, gray_png
 from tests.support.model_factory import build_model_root, linear_classifier
 from tests.support.processes import BIN, ServerProcess
+from tests.support.shared_memory import TOKEN_A, bearer, channel_as, two_apps
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +43,10 @@ WORKER_UP = re.compile(r"worker 1 \(pid (\d+)\) is serving")
 MANAGEMENT = re.compile(r"management on port (\d+)")
 
 
-def start(root: Path, public_key: Path) -> ServerProcess:
+def start(root: Path, public_key: Path, *extra: str) -> ServerProcess:
     server = ServerProcess(
         ["--model-root", str(root), "--trusted-keys", str(public_key), "--default-model", "gray",
-         "--workers", "2", "--management-port", "0", "--rollback-window-seconds", "0"]
+         "--workers", "2", "--management-port", "0", "--rollback-window-seconds", "0", *extra]
     )  # fmt: skip
     server.wait_serving()
     wait_for(lambda: replica_pid(server) is not None, "worker 1 never came up", server)
@@ -197,9 +198,9 @@ async def test_shared_memory_regions_serve_every_worker(tmp_path: Path) -> None:
     x = np.random.default_rng(5).normal(size=(1, 2, 4, 4)).astype(np.float32)
     shm_object = Path("/dev/shm") / f"edge-test-workers-{os.getpid()}"
     shm_object.write_bytes(x.tobytes())
-    server = start(root, public)
+    server = start(root, public, "--shared-memory-app-tokens", str(two_apps(tmp_path)))
     try:
-        async with grpc.aio.insecure_channel(server.target) as channel:
+        async with channel_as(server.target, TOKEN_A) as channel:
             stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
             await stub.SystemSharedMemoryRegister(
                 grpc_service_pb2.SystemSharedMemoryRegisterRequest(
@@ -212,7 +213,8 @@ async def test_shared_memory_regions_serve_every_worker(tmp_path: Path) -> None:
             options = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
             async with grpc.aio.insecure_channel(server.target, options=options) as channel:
                 stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
-                reply = await stub.ModelInfer(v2_request(None, x.nbytes), timeout=10)
+                request = v2_request(None, x.nbytes)
+                reply = await stub.ModelInfer(request, timeout=10, metadata=bearer(TOKEN_A))
                 return bytes(reply.raw_output_contents[0])
 
         answers = await asyncio.gather(*(one() for _ in range(CONNECTIONS)))

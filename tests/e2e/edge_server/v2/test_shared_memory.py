@@ -8,7 +8,6 @@ and every misuse gets its own status while the gateway keeps serving.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,36 +22,23 @@ from edge_server.app import Gateway
 from edge_server.errors import AccessDenied, QuotaExceeded, RegionNotFound
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess, is_local_peer
 from edge_server.v2.shared_memory import SHM_DIR, SharedMemoryRegistry
+from edge_server.v2.shared_memory_apps import Owner, fingerprint
 from tests.support.gateways import gateway_settings
+from tests.support.shared_memory import (
+    TOKEN_A,
+    ShmObject,
+    X,
+    bearer,
+    channel_as,
+    code_of,
+    new_object,
+    request_x_from_region,
+    shm_params,
+    two_apps,
+)
 from tests.support.v2_models import two_heads
 
 pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs /dev/shm (Linux)")
-
-X = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
-K = np.array([3, 1, 4, 1], dtype=np.int64)
-
-
-class ShmObject:
-    """A POSIX shared-memory object made the way shm_open makes one: a /dev/shm file."""
-
-    def __init__(self, size: int) -> None:
-        self.key = f"/edge-test-{uuid.uuid4().hex[:12]}"
-        self.path = SHM_DIR / self.key[1:]
-        with open(self.path, "wb") as out:
-            out.truncate(size)
-
-    def put(self, offset: int, data: bytes) -> None:
-        with open(self.path, "r+b") as out:
-            out.seek(offset)
-            out.write(data)
-
-    def get(self, offset: int, size: int) -> bytes:
-        with open(self.path, "rb") as source:
-            source.seek(offset)
-            return source.read(size)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -63,51 +49,19 @@ def shm() -> Iterator[list[ShmObject]]:
         obj.remove()
 
 
-def new_object(made: list[ShmObject], size: int) -> ShmObject:
-    obj = ShmObject(size)
-    made.append(obj)
-    return obj
-
-
 @pytest.fixture
 async def v2(tmp_path: Path) -> AsyncIterator[pb_grpc.GRPCInferenceServiceStub]:
-    two_heads(tmp_path / "twoheads" / "1" / "model.onnx")
-    gw = Gateway(gateway_settings(tmp_path, default_model="twoheads"))
+    """A gateway with app tokens (tests/support/shared_memory.py), called as app "a"."""
+    two_heads(tmp_path / "models" / "twoheads" / "1" / "model.onnx")
+    settings = gateway_settings(
+        tmp_path / "models", default_model="twoheads", shared_memory_app_tokens=two_apps(tmp_path)
+    )
+    gw = Gateway(settings)
     await gw.start()
     await gw.wait_for_models()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
+    async with channel_as(f"127.0.0.1:{gw.grpc_port}", TOKEN_A) as channel:
         yield pb_grpc.GRPCInferenceServiceStub(channel)
     await gw.stop()
-
-
-def shm_params(region: str, byte_size: int, offset: int = 0) -> dict[str, pb.InferParameter]:
-    params = {
-        "shared_memory_region": pb.InferParameter(string_param=region),
-        "shared_memory_byte_size": pb.InferParameter(int64_param=byte_size),
-    }
-    if offset:
-        params["shared_memory_offset"] = pb.InferParameter(int64_param=offset)
-    return params
-
-
-def request_x_from_region(region: str, offset: int = 0) -> pb.ModelInferRequest:
-    """x from shared memory, k inline (raw_input_contents holds only k)."""
-    return pb.ModelInferRequest(
-        model_name="twoheads",
-        inputs=[
-            pb.ModelInferRequest.InferInputTensor(
-                name="x", datatype="FP32", shape=[4, 3], parameters=shm_params(region, 48, offset)
-            ),
-            pb.ModelInferRequest.InferInputTensor(name="k", datatype="INT64", shape=[4]),
-        ],
-        raw_input_contents=[K.tobytes()],
-    )
-
-
-async def code_of(call: object) -> grpc.StatusCode:
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await call  # type: ignore[misc]
-    return failure.value.code()
 
 
 async def test_inputs_and_outputs_through_shared_memory(
@@ -246,13 +200,17 @@ async def test_inference_mistakes_leave_the_gateway_serving(
 
 
 async def test_off_means_unimplemented(tmp_path: Path, shm: list[ShmObject]) -> None:
-    two_heads(tmp_path / "twoheads" / "1" / "model.onnx")
-    gw = Gateway(gateway_settings(tmp_path, default_model="twoheads", shared_memory="off"))
+    two_heads(tmp_path / "models" / "twoheads" / "1" / "model.onnx")
+    settings = gateway_settings(
+        tmp_path / "models", default_model="twoheads", shared_memory="off",
+        shared_memory_app_tokens=two_apps(tmp_path),
+    )  # fmt: skip
+    gw = Gateway(settings)
     await gw.start()
     await gw.wait_for_models()
     obj = new_object(shm, 64)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as channel:
+        async with channel_as(f"127.0.0.1:{gw.grpc_port}", TOKEN_A) as channel:
             v2 = pb_grpc.GRPCInferenceServiceStub(channel)
             register = v2.SystemSharedMemoryRegister(
                 pb.SystemSharedMemoryRegisterRequest(name="a", key=obj.key, byte_size=64)
@@ -266,29 +224,36 @@ async def test_off_means_unimplemented(tmp_path: Path, shm: list[ShmObject]) -> 
         await gw.stop()
 
 
-class PeerOnly:
-    """The one ServicerContext method the access check reads (tests bind loopback only,
+class Caller:
+    """The two ServicerContext methods the access check reads (tests bind loopback only,
     so a call from another machine cannot be made for real here)."""
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, token: str = TOKEN_A) -> None:
         self._peer = peer
+        self._metadata = bearer(token)
 
     def peer(self) -> str:
         return self._peer
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+APP_A = Owner(fingerprint(TOKEN_A), os.getuid(), "a")
+
 
 def test_local_mode_refuses_callers_from_another_machine(tmp_path: Path) -> None:
     registry = SharedMemoryRegistry(4)
-    access = SharedMemoryAccess(registry, "local")
-    remote = access.for_caller(PeerOnly("ipv4:192.168.1.20:40000"))  # type: ignore[arg-type]
+    access = SharedMemoryAccess(registry, "local", app_tokens={APP_A.credential: APP_A})
+    remote = access.for_caller(Caller("ipv4:192.168.1.20:40000"))  # type: ignore[arg-type]
     with pytest.raises(AccessDenied) as refused:
         remote()
     status = status_for(refused.value)
     assert status.code == grpc.StatusCode.PERMISSION_DENIED
     assert "192.168.1.20" in status.message and "--shared-memory on" in status.message
-    assert access.for_caller(PeerOnly("ipv4:127.0.0.1:1"))() is registry  # type: ignore[arg-type]
-    anyone = SharedMemoryAccess(registry, "on").for_caller(PeerOnly("ipv4:10.1.1.1:1"))  # type: ignore[arg-type]
-    assert anyone() is registry
+    assert access.for_caller(Caller("ipv4:127.0.0.1:1"))().owner == APP_A  # type: ignore[arg-type]
+    anyone = SharedMemoryAccess(registry, "on", app_tokens={APP_A.credential: APP_A})
+    assert anyone.for_caller(Caller("ipv4:10.1.1.1:1"))().owner == APP_A  # type: ignore[arg-type]
 
 
 def test_local_peers() -> None:
@@ -308,18 +273,18 @@ def test_registrations_are_shared_by_the_gateways_processes(
     replica.attach(state, fresh=False)
     obj = new_object(shm, 64)
     obj.put(0, b"frame-1!")
-    primary.register("cam", obj.key, 0, 64)
-    assert replica.read("cam", 0, 8, "input") == b"frame-1!"
-    replica.write("cam", 8, 8, b"answer!!", "output")
-    assert primary.read("cam", 8, 8, "input") == b"answer!!"
-    replica.unregister("cam")
+    primary.register("cam", obj.key, 0, 64, APP_A)
+    assert replica.read("cam", 0, 8, "input", APP_A) == b"frame-1!"
+    replica.write("cam", 8, 8, b"answer!!", "output", APP_A)
+    assert primary.read("cam", 8, 8, "input", APP_A) == b"answer!!"
+    replica.unregister("cam", APP_A)
     with pytest.raises(RegionNotFound):
-        primary.read("cam", 0, 8, "input")
+        primary.read("cam", 0, 8, "input", APP_A)
     # A restarted primary starts empty; its stop removes the state.
-    primary.register("cam", obj.key, 0, 64)
+    primary.register("cam", obj.key, 0, 64, APP_A)
     restarted = SharedMemoryRegistry(8)
     restarted.attach(state, fresh=True)
-    assert replica.status("") == []
+    assert replica.status("", APP_A) == []
     restarted.detach(remove=True)
     primary.detach(remove=False)
     replica.detach(remove=False)
@@ -330,8 +295,8 @@ def test_region_limit(tmp_path: Path, shm: list[ShmObject]) -> None:
     registry = SharedMemoryRegistry(2)
     registry.attach(tmp_path / "regions.json", fresh=True)
     obj = new_object(shm, 64)
-    registry.register("a", obj.key, 0, 8)
-    registry.register("b", obj.key, 8, 8)
+    registry.register("a", obj.key, 0, 8, APP_A)
+    registry.register("b", obj.key, 8, 8, APP_A)
     with pytest.raises(QuotaExceeded):
-        registry.register("c", obj.key, 16, 8)
+        registry.register("c", obj.key, 16, 8, APP_A)
     registry.detach(remove=True)

@@ -16,7 +16,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_server import __version__
-from tests.support.gateways import ThreadedGateway
+from tests.support.gateways import ThreadedGateway, gateway_settings
+from tests.support.shared_memory import TOKEN_A, two_apps
 from tests.support.triton_remote import TritonError, TritonRemote, tensor
 from tests.support.v2_models import two_heads
 
@@ -280,12 +281,23 @@ def test_statistics_move_with_the_same_accounting_as_metrics(
 
 
 def test_system_shared_memory_with_tritonclients_own_helpers(
-    triton: TritonRemote, model_root: Path
+    triton_worker: TritonRemote, model_root: Path, tmp_path: Path
 ) -> None:
-    """tritonclient.utils.shared_memory + register/infer/unregister, unchanged."""
-    x = batch((5, 3), seed=4)
-    k = np.arange(5, dtype=np.int64)
-    answer = triton.shm_infer("twoheads", [tensor("x", x), tensor("k", k)], output="doubled")
+    """tritonclient.utils.shared_memory + register/infer/unregister, unchanged but for
+    the app token each call carries (headers=)."""
+    tokens = two_apps(tmp_path)
+    running = ThreadedGateway(gateway_settings(model_root, shared_memory_app_tokens=tokens))
+    try:
+        triton_worker.connect(running.target)
+        x = batch((5, 3), seed=4)
+        k = np.arange(5, dtype=np.int64)
+        inputs = [tensor("x", x), tensor("k", k)]
+        answer = triton_worker.shm_infer("twoheads", inputs, output="doubled", token=TOKEN_A)
+        with pytest.raises(TritonError) as anonymous:
+            triton_worker.shm_infer("twoheads", inputs, output="doubled", token="not-a-token")
+        assert anonymous.value.status == "PERMISSION_DENIED"
+    finally:
+        running.stop()
     expected = run_onnx(model_root / "twoheads" / "1" / "model.onnx", {"x": x, "k": k})
     np.testing.assert_array_equal(answer["array"], expected["doubled"])
     assert answer["output"]["parameters"]["shared_memory_region"]["string_param"] == "result"
