@@ -73,12 +73,14 @@ async def push(
     metadata: tuple[tuple[str, str], ...] = (),
     chunk_size: int = CHUNK,
     identity: tuple[str, str] | None = None,
+    allow_older: bool = False,
 ) -> tuple[list[Any], int]:
     """Push ``bundle`` over ModelUpdate; returns (responses, bytes this call sent).
 
     ``stop_after_bytes`` ends the stream early (no commit), as a broken link would;
     ``corrupt_at`` flips one byte in transit; ``identity`` (name, version) goes in the
-    header instead of the bundle's own (for bundles whose manifest cannot be read).
+    header instead of the bundle's own (for bundles whose manifest cannot be read);
+    ``allow_older`` asks for a deliberate rollback past the signed sequence.
     """
     from edge_contracts.proto.edge.v1 import model_pb2
 
@@ -91,6 +93,7 @@ async def push(
         bundle_sha256=declared_sha or hashlib.sha256(data).hexdigest(),
         activation_mode=mode,
         source="test",
+        allow_older=allow_older,
     )
     if corrupt_at is not None:
         data[corrupt_at] ^= 0xFF
