@@ -219,6 +219,7 @@ class AsyncEdgeClient:
         mode: str = "activate",
         progress: PushProgress | None = None,
         source: str = "edge-client",
+        allow_older: bool = False,
     ) -> PushResult:
         """See :meth:`EdgeClient.push` (the same push client, over this asyncio channel)."""
         with translate_rpc_errors():
@@ -229,6 +230,7 @@ class AsyncEdgeClient:
                 metadata=self._auth,
                 source=source,
                 progress=progress,
+                allow_older=allow_older,
             )
 
     async def _predict(

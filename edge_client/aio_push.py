@@ -40,13 +40,14 @@ async def push_bundle_async(
     timeout: float = 600.0,
     chunk_bytes: int = CHUNK_BYTES,
     on_retry: RetryHook | None = None,
+    allow_older: bool = False,
 ) -> PushResult:
     """``edge_client.push.push_bundle`` for asyncio: the same arguments and result;
     raises ``grpc.RpcError`` (``grpc.aio.AioRpcError`` from the gateway) when final."""
     bundle = (
         path if isinstance(path, BundleFile) else await asyncio.to_thread(BundleFile.read, path)
     )
-    header = bundle.header(mode, source)
+    header = bundle.header(mode, source, allow_older)
     stub = model_pb2_grpc.ModelServiceStub(channel)
     call_metadata = metadata_for(token, metadata)
     retrying = Retrying(max_attempts, on_retry=on_retry)

@@ -201,6 +201,12 @@ def _add_push(commands: Any, shared: argparse.ArgumentParser) -> None:
         "--shadow", dest="mode", action="store_const", const="shadow",
         help="run it beside the active version on sampled traffic",
     )  # fmt: skip
+    p.add_argument(
+        "--allow-older",
+        action="store_true",
+        help="roll back on purpose: install even if its signed sequence is below the "
+        "gateway's highest (needs the management token; docs/security.md)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(command=_push, mode="activate")
@@ -259,7 +265,12 @@ def _models(client: EdgeClient, args: argparse.Namespace) -> int:
 
 def _push(client: EdgeClient, args: argparse.Namespace) -> int:
     bar = None if args.quiet else formatting.ProgressBar()
-    result = client.push(args.bundle, mode=args.mode, progress=bar.update if bar else None)
+    result = client.push(
+        args.bundle,
+        mode=args.mode,
+        progress=bar.update if bar else None,
+        allow_older=args.allow_older,
+    )
     if bar is not None:
         bar.close()
     if args.json:

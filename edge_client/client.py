@@ -227,11 +227,14 @@ class EdgeClient:
         mode: str = "activate",
         progress: PushProgress | None = None,
         source: str = "edge-client",
+        allow_older: bool = False,
     ) -> PushResult:
         """Upload a signed bundle over ModelUpdate (resuming after broken streams) and
         return the gateway's verdict: ACTIVE, STAGED, SHADOW or REJECTED with a reason.
 
-        ``mode`` is "activate", "stage" or "shadow".
+        ``mode`` is "activate", "stage" or "shadow". ``allow_older`` asks a gateway with
+        a trust root to install a bundle older (by signed sequence) than the one it has:
+        a deliberate rollback (docs/security.md).
         """
         with translate_rpc_errors():
             return push_bundle(
@@ -241,6 +244,7 @@ class EdgeClient:
                 token=self._token,
                 source=source,
                 progress=progress,
+                allow_older=allow_older,
             )
 
     def _predict(self, request: inference_pb2.PredictRequest, timeout: float | None) -> Prediction:

@@ -71,14 +71,17 @@ def push_bundle(
     timeout: float = 600.0,
     chunk_bytes: int = CHUNK_BYTES,
     on_retry: RetryHook | None = None,
+    allow_older: bool = False,
 ) -> PushResult:
     """Upload ``path`` and wait for the gateway's verdict; raises grpc.RpcError when final.
 
     ``timeout`` is the deadline of one attempt; ``progress`` sees every stage the
     gateway reports; ``on_retry`` sees each retryable failure before its backoff.
+    ``allow_older`` installs a bundle whose signed sequence is below the gateway's
+    highest (a deliberate rollback on a ``--trust-root`` gateway, docs/security.md).
     """
     bundle = path if isinstance(path, BundleFile) else BundleFile.read(path)
-    header = bundle.header(mode, source)
+    header = bundle.header(mode, source, allow_older)
     stub = model_pb2_grpc.ModelServiceStub(channel)
     call_metadata = metadata_for(token, metadata)
     retrying = Retrying(max_attempts, on_retry=on_retry)

@@ -146,7 +146,9 @@ class BundleFile:
         model, version = bundle_identity(path)
         return cls(path, model, version, path.stat().st_size, file_sha256(path))
 
-    def header(self, mode: str, source: str) -> model_pb2.ModelUpdateRequest:
+    def header(
+        self, mode: str, source: str, allow_older: bool = False
+    ) -> model_pb2.ModelUpdateRequest:
         return model_pb2.ModelUpdateRequest(
             header=model_pb2.ModelUpdateHeader(
                 model_name=self.model,
@@ -155,6 +157,7 @@ class BundleFile:
                 bundle_sha256=self.sha256,
                 activation_mode=MODES[mode],
                 source=source,
+                allow_older=allow_older,
             )
         )
 
