@@ -245,15 +245,15 @@ APP_A = Owner(fingerprint(TOKEN_A), os.getuid(), "a")
 def test_local_mode_refuses_callers_from_another_machine(tmp_path: Path) -> None:
     registry = SharedMemoryRegistry(4)
     access = SharedMemoryAccess(registry, "local", app_tokens={APP_A.credential: APP_A})
-    remote = access.for_caller(Caller("ipv4:192.168.1.20:40000"))  # type: ignore[arg-type]
+    remote = access.for_caller(Caller("ipv4:192.168.1.20:40000"))
     with pytest.raises(AccessDenied) as refused:
         remote()
     status = status_for(refused.value)
     assert status.code == grpc.StatusCode.PERMISSION_DENIED
     assert "192.168.1.20" in status.message and "--shared-memory on" in status.message
-    assert access.for_caller(Caller("ipv4:127.0.0.1:1"))().owner == APP_A  # type: ignore[arg-type]
+    assert access.for_caller(Caller("ipv4:127.0.0.1:1"))().owner == APP_A
     anyone = SharedMemoryAccess(registry, "on", app_tokens={APP_A.credential: APP_A})
-    assert anyone.for_caller(Caller("ipv4:10.1.1.1:1"))().owner == APP_A  # type: ignore[arg-type]
+    assert anyone.for_caller(Caller("ipv4:10.1.1.1:1"))().owner == APP_A
 
 
 def test_local_peers() -> None:
