@@ -1,4 +1,4 @@
-"""``model-tools`` bundle subcommands: keygen, package, sign, verify."""
+"""``model-tools`` bundle subcommands: keygen, keyring, package, sign, verify."""
 
 from __future__ import annotations
 
@@ -19,12 +19,53 @@ def _run_keygen(args: argparse.Namespace) -> int:
 
     public = args.pub or args.out.with_suffix(".pub")
     kid = keygen(args.out, public, force=args.force)
+    text = f"wrote {args.out} (keep it secret) and {public}; key id {kid}"
+    if args.root:
+        text = (
+            f"wrote root key {args.out} (keep it offline) and {public} (give it to gateways "
+            f"as --trust-root); key id {kid}"
+        )
     emit(
         args,
-        {"private_key": str(args.out), "public_key": str(public), "key_id": kid},
-        f"wrote {args.out} (keep it secret) and {public}; key id {kid}",
+        {"private_key": str(args.out), "public_key": str(public), "key_id": kid, "root": args.root},
+        text,
     )
     return 0
+
+
+def _run_keyring(args: argparse.Namespace) -> int:
+    from model_tools.trust_tools import update_keyring
+
+    result = update_keyring(
+        args.out,
+        args.root_key,
+        previous=args.previous,
+        add=args.add_key or (),
+        models=(args.models or "*").split(","),
+        remove=args.remove_key or (),
+        version=args.keyring_version,
+        expires_in_days=args.expires_in,
+        key_expires_in_days=args.key_expires_in,
+    )
+    ring = result.keyring
+    keys = ", ".join(f"{k.key_id} ({','.join(k.models)})" for k in ring.keys) or "none"
+    emit(
+        args,
+        result.to_dict(),
+        f"wrote {args.out}: keyring version {ring.version}, expires "
+        f"{result.to_dict()['expires']}; signing keys: {keys}",
+    )
+    return 0
+
+
+def _check_trust_options(args: argparse.Namespace) -> None:
+    if args.sequence is None and (args.keyring is not None or args.expires_in is not None):
+        raise ToolError(
+            "--keyring and --expires-in need --sequence N (the model's release number, "
+            "above the previous one's)"
+        )
+    if args.sequence is not None and args.key is None:
+        raise ToolError("--sequence needs --key: signed metadata must be signed")
 
 
 def _golden_inputs(args: argparse.Namespace) -> Any:
@@ -50,6 +91,7 @@ def _golden_inputs(args: argparse.Namespace) -> Any:
 def _run_package(args: argparse.Namespace) -> int:
     from model_tools.packaging import package_model
 
+    _check_trust_options(args)
     evaluation = None
     if args.evaluation is not None:
         require_file(args.evaluation, "evaluation file")
@@ -70,8 +112,13 @@ def _run_package(args: argparse.Namespace) -> int:
         golden_atol=args.golden_atol,
         evaluation=evaluation,
         breaking_change=args.breaking_change,
+        sequence=args.sequence,
+        expires_in_days=90 if args.expires_in is None else args.expires_in,
+        keyring=args.keyring,
     )
     signed = f"signed by key {result.key_id}" if result.key_id else "UNSIGNED (run sign)"
+    if args.sequence is not None:
+        signed += f", sequence {args.sequence}"
     emit(
         args,
         result.to_dict(),
@@ -95,6 +142,10 @@ def _run_verify(args: argparse.Namespace) -> int:
     from edge_contracts.bundle.signing import load_public_key
     from edge_contracts.bundle.verify import extract_verified, verify_bundle
 
+    if args.trust_root is not None:
+        return _verify_trusted(args)
+    if not args.trusted_key:
+        raise ToolError("give --trusted-key FILE (legacy) or --trust-root FILE")
     keys = [load_public_key(path) for path in args.trusted_key]
     if args.extract is not None:
         bundle = extract_verified(args.bundle, args.extract, keys, folder_mode=PUBLIC_DIR)
@@ -124,13 +175,82 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_trusted(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edge_contracts.atomic_files import PUBLIC_DIR
+    from edge_contracts.bundle.verify import extract_verified
+    from edge_contracts.trust.canonical import format_utc
+    from model_tools.trust_tools import verify_trusted
+
+    checked = verify_trusted(args.bundle, args.trust_root, args.keyring)
+    t, ring, m = checked.targets, checked.keyring, checked.bundle.manifest
+    if args.extract is not None:
+        key = Ed25519PublicKey.from_public_bytes(checked.public_key)
+        extract_verified(args.bundle, args.extract, [key], folder_mode=PUBLIC_DIR)
+    data = {
+        "bundle": str(args.bundle),
+        "valid": True,
+        "key_id": checked.bundle.key_id,
+        "name": m.name,
+        "version": m.version,
+        "sequence": t.sequence,
+        "expires": format_utc(t.expires),
+        "keyring_version": ring.version,
+        "keyring_expires": format_utc(ring.expires),
+        "files": {p: {"sha256": f.sha256, "size": f.size} for p, f in m.files.items()},
+        "extracted_to": str(args.extract) if args.extract else None,
+    }
+    text = (
+        f"OK: {args.bundle} is {m.name} version {m.version}, sequence {t.sequence}, "
+        f"expires {data['expires']}; signed by key {checked.bundle.key_id}, certified by "
+        f"keyring version {ring.version} (expires {data['keyring_expires']}); "
+        f"{len(m.files)} file(s) match the manifest"
+    )
+    emit(args, data, text)
+    return 0
+
+
+def _add_keyring_command(commands: Any) -> None:
+    p = commands.add_parser(
+        "keyring",
+        help="create or update a root-signed keyring of signing keys",
+        description="Write a keyring (docs/security.md): the --from keyring's keys, plus "
+        "--add-key, minus --remove-key, version bumped, signed with the root key.",
+    )
+    p.add_argument("--root-key", type=Path, required=True, help="root private key (offline)")
+    p.add_argument("--out", type=output_file, required=True, help="keyring file to write")
+    p.add_argument("--from", dest="previous", type=Path, help="keyring to start from")
+    p.add_argument(
+        "--add-key", type=Path, action="append", help="signing public key to certify (repeatable)"
+    )
+    p.add_argument("--models", help="models the added keys may sign, comma-separated (default *)")
+    p.add_argument(
+        "--remove-key", action="append", help="key id or public key file to revoke (repeatable)"
+    )
+    p.add_argument(
+        "--version",
+        dest="keyring_version",
+        type=int,
+        help="keyring version (default: the --from version + 1, or 1)",
+    )
+    p.add_argument("--expires-in", type=int, default=365, help="keyring lifetime in days")
+    p.add_argument("--key-expires-in", type=int, default=365, help="lifetime of added keys in days")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_run_keyring)
+
+
 def add_bundle_commands(commands: Any) -> None:
     p = commands.add_parser("keygen", help="create an Ed25519 signing key pair")
     p.add_argument("--out", type=output_file, required=True, help="private key file (PEM)")
     p.add_argument("--pub", type=output_file, help="public key file (default: <out>.pub)")
     p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument(
+        "--root", action="store_true", help="an offline root key that signs keyrings only"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_keygen)
+    _add_keyring_command(commands)
 
     p = commands.add_parser(
         "package",
@@ -161,6 +281,16 @@ def add_bundle_commands(commands: Any) -> None:
         action="store_true",
         help="mark the version as incompatible with the previous one",
     )
+    p.add_argument(
+        "--sequence",
+        type=int,
+        help="release number of this model, above the previous one's: adds signed targets "
+        "metadata that --trust-root gateways require",
+    )
+    p.add_argument(
+        "--expires-in", type=int, help="days until the signed metadata expires (default 90)"
+    )
+    p.add_argument("--keyring", type=Path, help="keyring to carry inside the bundle")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_package)
 
@@ -177,9 +307,10 @@ def add_bundle_commands(commands: Any) -> None:
         "--trusted-key",
         type=Path,
         action="append",
-        required=True,
-        help="trusted public key (repeatable)",
+        help="trusted public key (repeatable; legacy trust)",
     )
+    p.add_argument("--trust-root", type=Path, help="root public key: check keyring and targets")
+    p.add_argument("--keyring", type=Path, help="keyring to check with (default: the bundle's)")
     p.add_argument(
         "--extract", type=output_folder, help="after verifying, extract into this new folder"
     )

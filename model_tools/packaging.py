@@ -28,6 +28,7 @@ from model_tools.graph_stats import is_quantized
 from model_tools.manifest_io import find_manifest, producer_info
 from model_tools.onnx_model import fixed_batch_size, graph_signature, load_onnx
 from model_tools.sessions import open_session
+from model_tools.trust_tools import targets_signature
 
 __all__ = [
     "PackageResult",
@@ -125,8 +126,12 @@ def package_model(
     evaluation: dict[str, Any] | None = None,
     breaking_change: bool = False,
     created_at: str | None = None,
+    sequence: int | None = None,
+    expires_in_days: int = 90,
+    keyring: Path | None = None,
 ) -> PackageResult:
-    """Write a bundle for ``model``; signed when ``signing_key`` is given."""
+    """Write a bundle for ``model``; signed when ``signing_key`` is given, with signed
+    targets metadata (``sequence``, expiry, optionally the keyring) when ``sequence`` is."""
     proto = load_onnx(model)
     manifest = find_manifest(model, manifest_path)
     document: dict[str, Any] = dict(manifest) if manifest else {}
@@ -158,7 +163,17 @@ def package_model(
         raise ToolError(f"cannot build the bundle manifest: {exc}") from None
     key_id = None
     signature = None
-    if signing_key is not None:
+    if signing_key is not None and sequence is not None:
+        key_id, signature = targets_signature(
+            manifest_bytes,
+            signing_key,
+            name=document["name"],
+            version=document["version"],
+            sequence=sequence,
+            expires_in_days=expires_in_days,
+            keyring=keyring,
+        )
+    elif signing_key is not None:
         sig = sign_manifest(manifest_bytes, load_private_key(signing_key))
         key_id, signature = sig.key_id, sig.encode()
     write_bundle(output, manifest_bytes, payloads, signature)
