@@ -9,6 +9,7 @@ DEMO_ROOT := examples/models
 # the model root, and must never write into the git work tree.
 STATE ?= .state
 RUN_ROOT := $(STATE)/models
+SHM_APPS := $(STATE)/shm-apps
 HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
@@ -41,8 +42,13 @@ $(RUN_ROOT):
 	mkdir -p $(STATE)
 	cp -R $(DEMO_ROOT) $(RUN_ROOT).tmp && mv $(RUN_ROOT).tmp $(RUN_ROOT)
 
-run: $(VENV)/.runtime $(RUN_ROOT)  ## set up and serve a copy of the demo models (.state/models) on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
-	$(BIN)/edge-server --model-root $(RUN_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --trusted-keys examples/keys
+# One shared-memory app token for this user (docs/kserve-v2.md "System shared memory").
+$(SHM_APPS):
+	mkdir -p $(STATE)
+	umask 077 && printf 'demo %s %s\n' "$$(id -u)" "$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > $@.tmp && mv $@.tmp $@
+
+run: $(VENV)/.runtime $(RUN_ROOT) $(SHM_APPS)  ## set up and serve a copy of the demo models (.state/models) on 127.0.0.1:50051 (gRPC) and :8080 (HTTP)
+	$(BIN)/edge-server --model-root $(RUN_ROOT) --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --trusted-keys examples/keys --shared-memory-app-tokens $(SHM_APPS)
 
 # Node.js client used by tests/e2e/edge_server/v2/test_node.py (a second language against the V2 service).
 $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
@@ -97,6 +103,20 @@ bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> ben
 	@$(PIP) py-spy >/dev/null 2>&1 || echo "bench: py-spy unavailable: no profiles" >&2
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.footprint
+
+# The property tests (tests/unit/**/test_*_properties.py, tests/e2e/edge_server/test_http_properties.py)
+# under the Hypothesis `fuzz` profile (tests/support/fuzzing.py: thousands of examples each,
+# failures saved in .cache/hypothesis), then atheris (libFuzzer, coverage-guided) on the
+# bundle reader and the manifest parsers for FUZZ_SECONDS each (tests/fuzz/atheris_targets.py;
+# corpus and crash files in .cache/fuzz/). Long: not part of make test.
+FUZZ_SECONDS ?= 300
+PROPERTY_TESTS = $(wildcard tests/unit/*/test_*_properties.py tests/unit/*/*/test_*_properties.py tests/e2e/edge_server/test_*_properties.py)
+.PHONY: fuzz
+fuzz: $(VENV)/.dev  ## property tests with thousands of examples each, then atheris on the bundle reader and manifest parser (FUZZ_SECONDS=300 each)
+	EDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --timeout=3600 $(PROPERTY_TESTS)
+	mkdir -p .cache/fuzz
+	$(BIN)/python -m tests.fuzz.atheris_targets bundle -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -artifact_prefix=.cache/fuzz/
+	$(BIN)/python -m tests.fuzz.atheris_targets manifest -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -artifact_prefix=.cache/fuzz/
 
 # No Docker, no host binfmt_misc: a debootstrapped Debian bookworm arm64 userland (cached in
 # .cache/arm64) run by qemu-aarch64-static through a private binfmt_misc in a user namespace
