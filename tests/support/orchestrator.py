@@ -309,9 +309,14 @@ def _count_sessions(fleet: Fleet, gateway_id: str, gateway: Gateway) -> None:
 
 
 async def start_fleet(
-    root: Path, ids: list[str], trusted: Path, untrusting: tuple[str, ...] = ()
+    root: Path,
+    ids: list[str],
+    trusted: Path,
+    untrusting: tuple[str, ...] = (),
+    trust_root: Path | None = None,
 ) -> Fleet:
-    """Gateways serving gray 1 (a model root each); ``untrusting`` ones reject every bundle."""
+    """Gateways serving gray 1 (a model root each); ``untrusting`` ones reject every bundle.
+    With ``trust_root`` they check keyrings and signed targets instead of ``trusted``."""
     fleet = Fleet()
     for gateway_id in ids:
         model_root = root / gateway_id
@@ -319,7 +324,7 @@ async def start_fleet(
         (model_root / "gray" / "1" / "manifest.json").write_text(
             json.dumps({"name": "gray", "version": "1", **GRAY_MANIFEST})
         )
-        keys = () if gateway_id in untrusting else (trusted,)
+        keys = () if gateway_id in untrusting or trust_root else (trusted,)
         settings = Settings.from_values(
             model_root=model_root,
             host="127.0.0.1",
@@ -328,6 +333,7 @@ async def start_fleet(
             gateway_id=gateway_id,
             default_model="gray",
             trusted_keys=keys,
+            trust_root=trust_root,
             rollback_window_seconds=0,
             inference_workers=1,
             preprocess_workers=1,
@@ -351,9 +357,13 @@ async def stop_fleet(fleet: Fleet) -> None:
 
 @contextlib.asynccontextmanager
 async def running_fleet(
-    root: Path, ids: list[str], trusted: Path, untrusting: tuple[str, ...] = ()
+    root: Path,
+    ids: list[str],
+    trusted: Path,
+    untrusting: tuple[str, ...] = (),
+    trust_root: Path | None = None,
 ) -> AsyncIterator[Fleet]:
-    fleet = await start_fleet(root, ids, trusted, untrusting)
+    fleet = await start_fleet(root, ids, trusted, untrusting, trust_root)
     try:
         yield fleet
     finally:
