@@ -118,10 +118,21 @@ def numpy_dtype(datatype: str, where: str) -> np.dtype[np.generic]:
     return np.dtype(name)
 
 
+# A shape numpy can represent (it allows 64 dimensions and sizes below 2**63 bytes); far
+# beyond any model the gateway serves, but refused here as bad input, not as numpy's error.
+MAX_RANK = 32
+MAX_ELEMENTS = 1 << 40
+
+
 def _shape(tensor: InputTensor, where: str) -> tuple[int, ...]:
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"{where}: shape {list(shape)} has a negative dimension", where)
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"{where}: shape has {len(shape)} dimensions, at most {MAX_RANK}", where)
+    # Zero-sized dimensions included as 1: numpy refuses [0, 2**62, 2**62] as too big too.
+    if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
+        raise InvalidInput(f"{where}: shape {list(shape)} is larger than any tensor served", where)
     return shape
 
 

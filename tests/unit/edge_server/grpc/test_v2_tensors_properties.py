@@ -127,12 +127,6 @@ def test_wire_bytes_decode_or_raise_invalid_input(data: bytes) -> None:
     _decode(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge_server/grpc/v2_tensors.py reshapes to the request's shape unchecked: more "
-    "than 64 dimensions, or an empty shape whose other dimensions multiply past 2**63 "
-    "(e.g. [0, 2**62, 2**62]), raise numpy's ValueError instead of InvalidInput",
-)
 @example(shape=[1] * 65)
 @example(shape=[0, 2**62, 2**62])
 @example(shape=[0, 6, 6, 131, 5321495, 91880274])  # found by make fuzz (UINT32)
