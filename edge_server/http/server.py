@@ -49,9 +49,7 @@ class HttpEndpoint:
 
     async def start(self, host: str, port: int) -> None:
         # limit: the request head may not exceed MAX_REQUEST_HEAD (LimitOverrunError).
-        self._server = await asyncio.start_server(
-            self._handle, host, port, limit=MAX_REQUEST_HEAD
-        )
+        self._server = await asyncio.start_server(self._handle, host, port, limit=MAX_REQUEST_HEAD)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -98,7 +96,12 @@ class HttpEndpoint:
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            except asyncio.LimitOverrunError:
+                body = f"the request head is larger than {MAX_REQUEST_HEAD} bytes\n".encode()
+                await _write(writer, 431, "text/plain; charset=utf-8", body, head_only=False)
+                return
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
             parts = request_line.split()
             if len(parts) != 3:
@@ -107,15 +110,8 @@ class HttpEndpoint:
             else:
                 method, path, _ = parts
                 status, ctype, body = await self._route(method, path)
-            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                      503: "Service Unavailable"}[status]  # fmt: skip
-            header = (
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            ).encode("latin-1")
-            writer.write(header if method == "HEAD" else header + body)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            await _write(writer, status, ctype, body, head_only=method == "HEAD")
+        except (TimeoutError, asyncio.IncompleteReadError):
             pass
         except ConnectionError:
             pass
@@ -125,3 +121,24 @@ class HttpEndpoint:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+async def _write(
+    writer: asyncio.StreamWriter, status: int, ctype: str, body: bytes, head_only: bool
+) -> None:
+    header = (
+        f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1")
+    writer.write(header if head_only else header + body)
+    await writer.drain()
