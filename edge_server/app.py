@@ -41,6 +41,7 @@ from edge_server.listeners import (
     plan_listeners,
     reflected,
 )
+from edge_server.runtime import allocator
 from edge_server.runtime.open_files import raise_open_files_limit
 from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
@@ -137,6 +138,8 @@ class Gateway:
         return (
             # The kernel would otherwise hand a replica connections it can only answer
             # "loading": it joins the shared port once its models serve.
+            # Before any request: blocks freed after a flood go back to the system.
+            Step("allocator: fixed glibc mmap threshold", self._configure_allocator),
             Step("open-files limit", self._raise_open_files),
             Step("load models before joining the shared port", self._load_first, self.is_replica),
             Step("gRPC listener: inference, V2, health, reflection", self._start_main),
@@ -169,6 +172,9 @@ class Gateway:
             self.parts.inference_pool.shutdown(wait=False, cancel_futures=True)
             raise
         self._log_listening()
+
+    async def _configure_allocator(self) -> None:
+        allocator.configure()
 
     async def _raise_open_files(self) -> None:
         limit = raise_open_files_limit()

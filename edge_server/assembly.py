@@ -27,6 +27,8 @@ from edge_server.inference.statistics import StatisticsBook
 from edge_server.lifecycle.assembly import Lifecycle
 from edge_server.metrics import GatewayMetrics
 from edge_server.pull.agent import CloudLink
+from edge_server.runtime.allocator import Trimmer
+from edge_server.runtime.memory_budget import board_memory_bytes, memory_budget_bytes
 from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.runtime.priority import worker_pool
 from edge_server.scheduling.admission import AdmissionControl
@@ -89,8 +91,22 @@ def build_parts(settings: Settings, is_replica: bool) -> GatewayParts:
     nice = settings.runtime.worker_thread_nice
     preprocess_pool = worker_pool(settings.effective_preprocess_workers, "preprocess", nice)
     inference_pool = worker_pool(settings.effective_inference_workers, "inference", nice)
-    admission = AdmissionControl(models, settings.admission.max_queue_size)
     limits = settings.admission
+    budget = memory_budget_bytes(
+        limits.memory_budget_bytes,
+        limits.memory_budget_percent,
+        settings.effective_workers,
+        board_memory_bytes(),
+    )
+    admission = AdmissionControl(
+        models,
+        limits.max_queue_size,
+        budget,
+        on_memory_refused=lambda model: metrics.memory_refusals.labels(model).inc(),
+        # Memory freed after a flood goes back to the system (runtime/allocator.py).
+        on_drained=Trimmer().drained,
+    )
+    metrics.track_memory(budget, lambda: admission.bytes_in_use)
     runner = InferenceRunner(
         inference_pool,
         admission.queue_depth,

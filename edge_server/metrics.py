@@ -125,6 +125,13 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.memory_refusals = Counter(
+            "edge_memory_refusals",
+            "Calls refused because the memory budget was taken (also in "
+            "edge_overload_rejections when retryable) or smaller than the call",
+            ["model"],
+            registry=r,
+        )
         self.http_refused = Counter(
             "edge_http_refused_connections",
             "HTTP connections answered 503 at once because --http-max-connections were open",
@@ -230,6 +237,20 @@ class GatewayMetrics:
             lambda: float(http_connections())
         )
         Gauge("edge_http_max_connections", "The HTTP connection cap", registry=r).set(http_max)
+
+    def track_memory(self, budget_bytes: int, in_use: Callable[[], int]) -> None:
+        """The memory budget and the bytes reserved now (edge_server/scheduling/admission.py)."""
+        r = self.registry
+        Gauge(
+            "edge_memory_budget_bytes",
+            "Bytes calls in flight may reserve together (--memory-budget-bytes)",
+            registry=r,
+        ).set(budget_bytes)
+        Gauge(
+            "edge_memory_in_use_bytes",
+            "Bytes reserved by calls in flight now (payloads, decoded images, tensors)",
+            registry=r,
+        ).set_function(lambda: float(in_use()))
 
     def render(self) -> bytes:
         if self._depth_source is not None:

@@ -2,7 +2,9 @@
 
 Blocking work never runs on the event loop: decoding goes to the preprocess pool and
 ``session.run`` to the inference pool, so health checks and metrics answer while a
-model computes. Each model admits a bounded number of requests at once.
+model computes. Each model admits a bounded number of requests at once, and every
+call reserves the bytes it will hold (payload, decoded image, model input and output,
+edge_server/inference/footprint.py) from the gateway's memory budget before decoding.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.errors import (
     InferenceFailed,
     InvalidInput,
+)
+from edge_server.inference.footprint import (
+    PAYLOAD_COPIES,
+    image_bytes,
+    output_bytes,
+    pixels_bytes,
 )
 from edge_server.inference.postprocess import Classification, classify
 from edge_server.inference.preprocessing import pixels_to_tensor, preprocess_image
@@ -105,13 +113,36 @@ class Predictor:
         return self.admission.queue_depth(model_name)
 
     def admit(
-        self, model_name: str, model_version: str = "", deadline: float | None = None
+        self,
+        model_name: str,
+        model_version: str = "",
+        deadline: float | None = None,
+        footprint: Callable[[ServingModel], int] | None = None,
     ) -> contextlib.AbstractContextManager[ServingModel]:
-        """Resolve the version a request runs on and hold a slot in its model's queue.
+        """Resolve the version a request runs on, hold a slot in its model's queue and
+        reserve ``footprint(model)`` bytes of the memory budget.
 
         The version is fixed here: a hot swap during the request does not change it.
         """
-        return self.admission.slot(model_name, model_version, deadline)
+        return self.admission.slot(model_name, model_version, deadline, footprint)
+
+    def image_footprint(self, model: ServingModel, data: bytes) -> int:
+        """Bytes one encoded image holds until it is a model input row (never raises:
+        what cannot be decoded is refused by the decoder, as before)."""
+        plan = model.image_plan
+        return len(data) if plan is None else image_bytes(data, plan, self._max_pixels)
+
+    def footprint(self, model: ServingModel, request: PredictInput) -> int:
+        """Bytes a Predict call holds: its input as sent, what decoding it makes, the
+        model input and output."""
+        if request.image is not None:
+            return self.image_footprint(model, request.image) + output_bytes(model.outputs, 1)
+        tensor = request.tensor
+        if tensor is None:
+            return 0
+        if tensor.dtype == np.uint8 and model.image_plan is not None:
+            return pixels_bytes(tensor, model.image_plan) + output_bytes(model.outputs, 1)
+        return PAYLOAD_COPIES * tensor.nbytes + output_bytes(model.outputs, _rows(tensor))
 
     async def preprocess(self, model: ServingModel, image: bytes) -> np.ndarray:
         """Encoded image -> [1, ...] input batch, in the preprocess pool."""
@@ -129,7 +160,12 @@ class Predictor:
 
     async def predict(self, request: PredictInput) -> PredictOutput:
         received = time.perf_counter()
-        model = self.admission.take(request.model_name, request.model_version, request.deadline)
+        model, held = self.admission.take_with_bytes(
+            request.model_name,
+            request.model_version,
+            request.deadline,
+            functools.partial(self.footprint, request=request),
+        )
         try:
             plan = self.runner.plan(model)
             tensor = request.tensor
@@ -150,6 +186,7 @@ class Predictor:
             raise
         finally:
             self.admission.release(model, received)
+            self.admission.release_bytes(held)
         t = output.timings
         self.statistics.record_success(
             model.name,

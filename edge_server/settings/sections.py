@@ -192,6 +192,16 @@ class AdmissionSettings:
     max_image_pixels: int = setting(
         40_000_000, "largest decoded image, in pixels (decompression-bomb guard)"
     )
+    memory_budget_bytes: int = setting(
+        0,
+        "bytes that request payloads, decoded images and model inputs/outputs of all calls "
+        "in flight may hold together; a call that does not fit is refused at once with "
+        "RESOURCE_EXHAUSTED (0 = memory_budget_percent of the board's memory or cgroup "
+        "limit, per worker, kept within 64 MiB..4 GiB)",
+    )
+    memory_budget_percent: int = setting(
+        25, "share of the board's memory the automatic memory budget takes, percent"
+    )
 
     def problems(self) -> list[str]:
         found = []
@@ -207,6 +217,10 @@ class AdmissionSettings:
             found.append("inline_threshold_us must be 0..100000")
         if self.max_image_pixels < 1:
             found.append("max_image_pixels must be >= 1")
+        if self.memory_budget_bytes < 0:
+            found.append("memory_budget_bytes must be >= 0 (0 = automatic)")
+        if not 1 <= self.memory_budget_percent <= 90:
+            found.append("memory_budget_percent must be 1..90")
         return found
 
 

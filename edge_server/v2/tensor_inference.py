@@ -24,6 +24,7 @@ import numpy as np
 from edge_server.catalogue.serving import ServingModel
 from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InferenceFailed, InvalidInput
+from edge_server.inference.footprint import PAYLOAD_COPIES, output_bytes
 from edge_server.inference.predictor import Predictor, StageTimings
 from edge_server.v2.datatypes import describe_v2, v2_datatype
 
@@ -145,7 +146,10 @@ class TensorInference:
     async def infer(self, request: TensorRequest) -> TensorResult:
         received = time.perf_counter()
         admission = self._predictor.admit(
-            request.model_name, request.model_version, request.deadline
+            request.model_name,
+            request.model_version,
+            request.deadline,
+            lambda model: self._footprint(model, request),
         )
         with admission as model:
             try:
@@ -172,6 +176,23 @@ class TensorInference:
             postprocess_s=t.postprocess_us / 1e6,
         )
         return result
+
+    def _footprint(self, model: ServingModel, request: TensorRequest) -> int:
+        """Bytes the call holds: its inputs as sent, decoded images (all rows decode at
+        once), text copies, and the model outputs (never raises: checks come later)."""
+        total, rows = 0, 1
+        for tensor in request.inputs:
+            array = tensor.array
+            if array.ndim > 0:
+                rows = max(rows, int(array.shape[0]))
+            if array.dtype != object:
+                total += PAYLOAD_COPIES * array.nbytes  # the message and the array
+                continue
+            for element in array.reshape(-1):
+                if isinstance(element, bytes):
+                    total += self._predictor.image_footprint(model, element)
+                    total += 0 if model.image_plan is not None else len(element)  # str copy
+        return total + output_bytes(model.outputs, rows)
 
     async def _infer_admitted(
         self, model: ServingModel, request: TensorRequest, received: float

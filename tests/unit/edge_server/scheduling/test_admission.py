@@ -1,20 +1,29 @@
 """DrainEstimator: a model's drain pace measured from its own completions, with explicit
-clock values (``now``) so every interval is known exactly."""
+clock values (``now``) so every interval is known exactly; AdmissionControl's memory
+budget: bytes reserved by every call in flight, refused at once when they do not fit."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 
 import pytest
 
+from edge_server.catalogue.on_disk import DiskCatalogue
+from edge_server.catalogue.serving import ServingCatalogue
+from edge_server.errors import InvalidInput, Overloaded
+from edge_server.runtime.onnx_session import LoadedSession, SessionConfig
 from edge_server.scheduling.admission import (
     DEFAULT_HINT_MS,
     MAX_HINT_MS,
     MIN_HINT_MS,
     MIN_SAMPLES,
     SMOOTHING,
+    AdmissionControl,
     DrainEstimator,
 )
+from tests.support.model_factory import build_model_root
 
 
 def busy(
@@ -107,3 +116,110 @@ def test_without_now_the_performance_counter_is_used() -> None:
     wait = estimator.wait_s("m", 1)
     assert wait is not None
     assert 0 <= wait < 0.1
+
+
+# -- the memory budget: bytes reserved by every call in flight, all models together --
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> ServingCatalogue:
+    """A real catalogue with two real ONNX models loaded (gray, tensoronly)."""
+    root = build_model_root(tmp_path_factory.mktemp("models"))
+    catalogue = ServingCatalogue(
+        DiskCatalogue(root),
+        functools.partial(LoadedSession, config=SessionConfig(intra_op_threads=1)),
+    )
+    catalogue.discover()
+    asyncio.run(catalogue.load_all())
+    return catalogue
+
+
+def budgeted(
+    models: ServingCatalogue, budget: int, refused: list[str] | None = None
+) -> tuple[AdmissionControl, list[int]]:
+    drained: list[int] = []
+    admission = AdmissionControl(
+        models,
+        max_queue_size=8,
+        memory_budget_bytes=budget,
+        on_memory_refused=None if refused is None else refused.append,
+        on_drained=drained.append,
+    )
+    return admission, drained
+
+
+def test_reserved_bytes_are_counted_across_models_and_given_back(
+    models: ServingCatalogue,
+) -> None:
+    admission, drained = budgeted(models, 1000)
+    gray = admission.take("gray", "", None)
+    other = admission.take("tensoronly", "", None)
+    first = admission.reserve(gray, 600)
+    second = admission.reserve(other, 400)
+    assert (first, second, admission.bytes_in_use) == (600, 400, 1000)
+    admission.release_bytes(first)
+    assert admission.bytes_in_use == 400 and drained == []
+    admission.release_bytes(second)
+    assert admission.bytes_in_use == 0
+    assert drained == [1000]  # the peak since the last time nothing was reserved
+
+
+def test_a_call_that_does_not_fit_is_refused_at_once_with_a_retry_hint(
+    models: ServingCatalogue,
+) -> None:
+    refused: list[str] = []
+    admission, _ = budgeted(models, 1000, refused)
+    model = admission.take("gray", "", None)
+    admission.reserve(model, 700)
+    with pytest.raises(Overloaded) as error:
+        admission.reserve(model, 301)
+    assert error.value.retry_after_ms == DEFAULT_HINT_MS  # pace not measured yet
+    assert "memory budget of 0.0 MiB" in str(error.value)
+    assert admission.bytes_in_use == 700 and refused == ["gray"]
+    assert admission.reserve(model, 300) == 300  # exactly full still fits
+
+
+def test_a_call_larger_than_the_whole_budget_is_invalid(models: ServingCatalogue) -> None:
+    refused: list[str] = []
+    admission, _ = budgeted(models, 64 * 1024 * 1024, refused)
+    model = admission.take("gray", "", None)
+    with pytest.raises(InvalidInput) as error:
+        admission.reserve(model, 100 * 1024 * 1024)
+    assert str(error.value) == (
+        "this call needs about 100.0 MiB of memory (payload, decoded image, model input "
+        "and output), more than the gateway's whole memory budget of 64.0 MiB "
+        "(--memory-budget-bytes); send a smaller input"
+    )
+    assert admission.bytes_in_use == 0 and refused == ["gray"]
+
+
+def test_the_slot_gives_back_bytes_and_slot_when_the_block_raises(
+    models: ServingCatalogue,
+) -> None:
+    admission, drained = budgeted(models, 1000)
+    with pytest.raises(RuntimeError), admission.slot("gray", footprint=lambda _: 900):
+        assert admission.bytes_in_use == 900
+        assert admission.queue_depth("gray") == 1
+        raise RuntimeError("decode failed")
+    assert admission.bytes_in_use == 0 and admission.queue_depth("gray") == 0
+    assert drained == [900]
+
+
+def test_a_refused_reservation_gives_the_slot_back_without_a_completion(
+    models: ServingCatalogue,
+) -> None:
+    admission, _ = budgeted(models, 1000)
+    with admission.slot("gray", footprint=lambda _: 1000):
+        with pytest.raises(Overloaded):
+            admission.take_with_bytes("gray", "", None, lambda _: 1)
+        assert admission.queue_depth("gray") == 1  # only the call that fits
+    assert admission.queue_depth("gray") == 0
+    assert admission.drain.wait_s("gray", 1) is None  # one completion, not two
+
+
+def test_no_budget_reserves_nothing(models: ServingCatalogue) -> None:
+    admission, drained = budgeted(models, 0)
+    model = admission.take("gray", "", None)
+    assert admission.reserve(model, 10**12) == 0
+    admission.release_bytes(0)
+    assert admission.bytes_in_use == 0 and drained == []
