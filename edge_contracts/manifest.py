@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_contracts.errors import ManifestError
+from edge_contracts.json_limits import check_json_depth
 
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
+# As for a bundle's manifest.json (MAX_MANIFEST_BYTES, edge_contracts/bundle/format.py).
+MAX_SERVING_MANIFEST_BYTES = 1 << 20
 
 ColorMode = Literal["RGB", "L"]
 Layout = Literal["NCHW", "NHWC"]
@@ -234,7 +237,12 @@ def load_manifest(version_dir: Path) -> Manifest:
     manifest = Manifest()
     if path.is_file():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+            if len(raw) > MAX_SERVING_MANIFEST_BYTES:
+                raise ManifestError(f"{path} is {len(raw)} bytes, the limit is 1 MiB")
+            # Before json.loads: deep nesting would raise RecursionError, not ManifestError.
+            check_json_depth(raw, str(path), ManifestError)
+            data = json.loads(raw.decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"{path}: not valid JSON ({exc})") from None
         try:

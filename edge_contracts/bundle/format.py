@@ -10,7 +10,6 @@ orchestrator and model_tools all read bundles with this code.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from edge_contracts.errors import BundleError, ManifestError
+from edge_contracts.json_limits import loads_limited
 from edge_contracts.manifest import MANIFEST_FILE, Manifest, parse_manifest
 
 __all__ = [
@@ -136,14 +136,7 @@ def _parse_files(raw: Any) -> dict[str, BundleFile]:
 
 def parse_bundle_manifest(data: bytes) -> BundleManifest:
     """Decode and validate the bytes of a bundle's manifest.json."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise BundleError(
-            f"bundle manifest is {len(data)} bytes, the limit is {MAX_MANIFEST_BYTES}"
-        )
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"bundle manifest is not valid UTF-8 JSON ({exc})") from None
+    document = loads_limited(data, "bundle manifest", BundleError, MAX_MANIFEST_BYTES)
     if not isinstance(document, dict):
         raise BundleError("bundle manifest must be a JSON object")
     version = document.get("format_version")
