@@ -1,9 +1,13 @@
 """Reading and extracting bundle tar files with size and path-traversal guards.
 
-Only regular files with safe relative names are accepted (no links, devices,
-absolute paths or ``..``); the manifest and signature are size-limited and read
-into memory; payload files are streamed and hashed. Extraction writes into a
-temporary folder beside the target, checks every hash, fsyncs and renames.
+Only regular files and folders with safe relative names are accepted (no links,
+devices, fifos, sparse files, absolute paths or ``..``): a sparse member's holes
+would be written out as zeros, so a small upload could fill the disk. The manifest
+and signature are size- and depth-limited and read into memory; payload files are
+streamed and hashed, and extraction copies exactly the size the verified manifest
+declares, so the caller knows every byte it will write before the first one. It
+writes into a temporary folder beside the target, checks every hash, fsyncs and
+renames.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ from edge_contracts.bundle.format import (
     check_member_path,
 )
 from edge_contracts.errors import BundleError, IntegrityError
+from edge_contracts.json_limits import check_json_depth
 
 __all__ = [
     "DEFAULT_MAX_BUNDLE_BYTES",
     "BundleArchive",
+    "check_member_kind",
     "extract_files",
+    "extracted_bytes",
     "hash_member",
     "open_archive",
 ]
@@ -49,6 +56,47 @@ class BundleArchive:
     manifest_bytes: bytes
     signature_bytes: bytes | None
     members: Mapping[str, int]
+
+
+_KINDS = {
+    tarfile.SYMTYPE: "a symbolic link",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.CHRTYPE: "a character device",
+    tarfile.BLKTYPE: "a block device",
+    tarfile.FIFOTYPE: "a fifo",
+    tarfile.CONTTYPE: "a contiguous file",
+    tarfile.GNUTYPE_SPARSE: "a sparse file",
+}
+
+
+def check_member_kind(member: tarfile.TarInfo) -> None:
+    """Refuse anything but a plain regular file or a folder.
+
+    tarfile counts GNU sparse members (type ``S``, and PAX ``GNU.sparse.*`` headers on
+    an ordinary type ``0``) as regular files (``isfile()``), so the type byte, the parsed
+    sparse map and the PAX keys are all checked. Other PAX keys that tarfile applies
+    (``path``, ``size``) are already reflected in the name and size checked by callers.
+    """
+    if member.type == tarfile.DIRTYPE:
+        return
+    sparse_keys = [k for k in member.pax_headers if k.startswith("GNU.sparse")]
+    if member.sparse is not None or sparse_keys or member.type == tarfile.GNUTYPE_SPARSE:
+        kind = "a sparse file"
+    elif member.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        if "linkpath" not in member.pax_headers:
+            return
+        kind = "a file with a PAX linkpath"
+    else:
+        kind = _KINDS.get(member.type, f"of tar type {member.type!r}")
+    raise BundleError(
+        f"bundle member {member.name!r} is {kind}, not a regular file; a bundle holds only "
+        "regular files and folders"
+    )
+
+
+def extracted_bytes(files: Mapping[str, BundleFile], extra: Mapping[str, bytes]) -> int:
+    """Bytes ``extract_files`` writes for these arguments (known before it writes any)."""
+    return sum(entry.size for entry in files.values()) + sum(len(d) for d in extra.values())
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
@@ -86,10 +134,9 @@ def open_archive(path: Path, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundl
         try:
             for member in tar:
                 name = check_member_path(member.name.rstrip("/") if member.isdir() else member.name)
+                check_member_kind(member)
                 if member.isdir():
                     continue
-                if not member.isfile():
-                    raise BundleError(f"bundle member {name!r} is not a regular file")
                 if name in members:
                     raise BundleError(f"bundle member {name!r} appears twice")
                 if len(members) >= MAX_FILES + 2:
@@ -106,13 +153,18 @@ def open_archive(path: Path, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundl
             raise BundleError(f"{path}: corrupt tar ({exc})") from None
     if manifest_bytes is None:
         raise BundleError(f"{path} has no {MANIFEST_FILE}; not a model bundle")
+    # Before any json.loads (the signature is decoded before the manifest is trusted).
+    check_json_depth(manifest_bytes, "bundle manifest", BundleError)
+    if signature_bytes is not None:
+        check_json_depth(signature_bytes, "bundle signature", IntegrityError)
     return BundleArchive(path, manifest_bytes, signature_bytes, members)
 
 
 def _copy_hashing(source: IO[bytes], target: IO[bytes] | None, limit: int) -> tuple[str, int]:
+    """Copy at most ``limit`` bytes (one more is read to tell a longer member apart)."""
     digest = hashlib.sha256()
     size = 0
-    while chunk := source.read(_CHUNK):
+    while chunk := source.read(min(_CHUNK, limit - size + 1)):
         size += len(chunk)
         if size > limit:
             raise IntegrityError(f"member is larger than the {limit} bytes the manifest declares")
@@ -122,11 +174,19 @@ def _copy_hashing(source: IO[bytes], target: IO[bytes] | None, limit: int) -> tu
     return digest.hexdigest(), size
 
 
-def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+def _member(tar: tarfile.TarFile, name: str, size: int | None = None) -> IO[bytes]:
+    """The member's stream, after its kind (and, given ``size``, its declared size) check."""
     try:
-        handle = tar.extractfile(name)
+        member = tar.getmember(name)
     except KeyError:
         raise IntegrityError(f"bundle lacks {name!r}, which its manifest lists") from None
+    check_member_kind(member)
+    if size is not None and member.size != size:
+        raise IntegrityError(
+            f"{name} is {member.size} bytes in the tar, the manifest says {size}: "
+            "the bundle was modified"
+        )
+    handle = tar.extractfile(member)
     if handle is None:
         raise BundleError(f"bundle member {name!r} is not a regular file")
     return handle
@@ -156,7 +216,8 @@ def extract_files(
     """Extract ``files`` (hash-checked) plus in-memory ``extra`` files into a new folder.
 
     ``destination`` must not exist; it appears complete or not at all, with
-    ``folder_mode`` minus the umask.
+    ``folder_mode`` minus the umask. It writes exactly ``extracted_bytes(files, extra)``
+    bytes: a member whose tar size differs from the manifest is refused before any copy.
     """
     if destination.exists():
         raise BundleError(f"{destination} already exists; refusing to overwrite it")
@@ -167,7 +228,7 @@ def extract_files(
             for name, entry in sorted(files.items()):
                 target = staging / check_member_path(name)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with _member(tar, name) as source, target.open("wb") as out:
+                with _member(tar, name, entry.size) as source, target.open("wb") as out:
                     digest, size = _copy_hashing(source, out, entry.size)
                     out.flush()
                     os.fsync(out.fileno())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_contracts.atomic_files import remove_tree, rename_dir_atomic
-from edge_contracts.bundle.archive import extract_files, open_archive
+from edge_contracts.bundle.archive import extract_files, extracted_bytes, open_archive
 from edge_contracts.bundle.format import MANIFEST_FILE, SIGNATURE_FILE, parse_bundle_manifest
 from edge_server.catalogue.on_disk import VersionOnDisk, is_valid_name
 from edge_server.catalogue.serving import ServingCatalogue, ServingModel, warm_up
@@ -211,6 +211,11 @@ class UpdateSession:
                 header, public_reason(str(exc), label, self.upload.path, staging, root)
             )
             return
+        except Exception:  # a bug: still no leftovers, still a ledger entry; the log has it
+            remove_tree(staging)
+            self.upload.discard()
+            updater.reject(header, "the gateway failed while checking this bundle; see its log")
+            raise
         final = model_dir / header.version
         if final.exists():  # an earlier copy that never made it into the ledger
             remove_tree(final)
@@ -264,6 +269,8 @@ class UpdateSession:
                 f"bundle holds {manifest.name} version {manifest.version}, but the push header "
                 f"says {self.header.name} version {self.header.version}"
             )
+        # Counted from the verified sizes before the first byte is written.
+        self._updater.uploads.reserve_extraction(extracted_bytes(manifest.files, extras))
         extract_files(bundle_path, staging, manifest.files, extras)
         return bundle
 

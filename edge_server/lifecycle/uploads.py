@@ -3,13 +3,19 @@
 A partial upload is a file named after the model, version and bundle sha256, so a
 new stream for the same bundle continues where the last one broke; bytes are only
 appended at the current end. Limits are checked before any byte is written.
+
+A partial upload survives a restart (the next push of the same bundle resumes it),
+but not forever: one untouched for STALE_UPLOAD_SECONDS is removed at start and
+whenever a new upload begins, so an abandoned push cannot hold the quota.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +23,9 @@ from edge_server.errors import InvalidInput, QuotaExceeded, UpdateRejected
 
 INCOMING_DIR = ".incoming"
 MAX_CHUNK_BYTES = 1 << 20
+STALE_UPLOAD_SECONDS = 24 * 3600
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,10 +107,49 @@ class Upload:
 
 
 class UploadArea:
-    def __init__(self, model_root: Path, limits: UploadLimits) -> None:
+    """``.incoming`` under the model root; built once at start, when it drops stale uploads."""
+
+    def __init__(
+        self, model_root: Path, limits: UploadLimits, stale_after: float = STALE_UPLOAD_SECONDS
+    ) -> None:
         self.model_root = model_root
         self.folder = model_root / INCOMING_DIR
         self.limits = limits
+        self.stale_after = stale_after
+        self.remove_stale()
+
+    def remove_stale(self) -> list[Path]:
+        """Remove files in ``.incoming`` untouched for ``stale_after`` seconds; return them."""
+        if not self.folder.is_dir():
+            return []
+        cutoff = time.time() - self.stale_after
+        removed = []
+        for entry in self.folder.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed.append(entry)
+            except FileNotFoundError:
+                continue
+        for entry in removed:
+            logger.warning(
+                "removed %s: a partial upload untouched for %g s", entry, self.stale_after
+            )
+        return removed
+
+    def reserve_extraction(self, size: int) -> None:
+        """QuotaExceeded unless ``size`` more bytes (an extraction, counted from the verified
+        manifest's sizes) fit the quota and the disk. Call before writing any of them."""
+        used = tree_size(self.model_root)
+        if used + size > self.limits.disk_quota_bytes:
+            raise QuotaExceeded(
+                f"the bundle extracts to {size} bytes but the model root uses {used} of its "
+                f"{self.limits.disk_quota_bytes}-byte quota; remove old versions or raise "
+                "--disk-quota-bytes"
+            )
+        free = shutil.disk_usage(self.model_root).free
+        if size > free:
+            raise QuotaExceeded(f"the bundle extracts to {size} bytes but the disk has {free} free")
 
     def begin(self, name: str, version: str, size: int, sha256: str) -> Upload:
         """Open (or resume) the upload; RESOURCE_EXHAUSTED before writing when it cannot fit."""
@@ -111,6 +159,7 @@ class UploadArea:
                 f"{self.limits.max_bundle_bytes} (--max-bundle-bytes)"
             )
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.remove_stale()
         upload = Upload(self.folder / f"{name}--{version}--{sha256[:32]}.part", size, sha256)
         # Room for the rest of the bundle plus its extracted copy.
         needed = (size - upload.offset) + size
