@@ -3,7 +3,8 @@
 1. The ONNX signature matches what the bundle manifest declares.
 2. It is compatible with the active version (same input/output names, dtypes and
    fixed dimensions) unless the manifest declares ``breaking_change: true``.
-3. Golden samples shipped in the bundle reproduce their expected outputs.
+3. Golden samples shipped in the bundle reproduce their expected outputs (read within
+   the limits in edge_contracts/bundle/golden.py, run a few rows at a time).
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_contracts.bundle.golden import compare_golden, load_golden
+from edge_contracts.bundle.golden import (
+    GOLDEN_BATCH_ROWS,
+    compare_golden,
+    golden_batches,
+    load_golden,
+)
 from edge_contracts.manifest import MANIFEST_FILE
 from edge_server.catalogue.serving import ServingModel
 from edge_server.catalogue.tensor_specs import TensorSpec
@@ -73,6 +79,14 @@ def check_compatible(new: ServingModel, active: ServingModel) -> None:
                 )
 
 
+def _batch_rows(model: ServingModel) -> int:
+    """Rows per session.run: small slices when every input's batch axis is dynamic; a
+    model exported with a fixed batch can only run its samples whole (model_tools
+    packages exactly one batch for it, model_tools/packaging.py golden_count)."""
+    dynamic = all(spec.has_dynamic_batch for spec in model.inputs)
+    return GOLDEN_BATCH_ROWS if dynamic else 0
+
+
 def check_golden(model: ServingModel, folder: Path, description: Any) -> None:
     if description is None:
         return
@@ -82,17 +96,23 @@ def check_golden(model: ServingModel, folder: Path, description: Any) -> None:
         golden = load_golden(folder / description["path"], description)
     except BundleError as exc:
         raise UpdateRejected(str(exc)) from None  # it names the file and the problem
-    feeds = {name: np.ascontiguousarray(value) for name, value in golden.inputs.items()}
-    try:
-        results = model.session.run(feeds)
-    except Exception as exc:
-        raise UpdateRejected(f"golden inputs do not run through the model: {exc}") from None
-    actual = {spec.name: value for spec, value in zip(model.outputs, results, strict=True)}
-    problems = compare_golden(golden, actual)
-    if problems:
-        raise UpdateRejected(
-            "golden samples do not reproduce their expected outputs: " + "; ".join(problems)
-        )
+    # In slices, so the model's activations for all samples are never held at once.
+    for start, part in golden_batches(golden, _batch_rows(model)):
+        feeds = {name: np.ascontiguousarray(value) for name, value in part.inputs.items()}
+        try:
+            results = model.session.run(feeds)
+        except Exception as exc:
+            raise UpdateRejected(f"golden inputs do not run through the model: {exc}") from None
+        actual = {spec.name: value for spec, value in zip(model.outputs, results, strict=True)}
+        problems = compare_golden(part, actual)
+        if problems:
+            where = ""
+            if part is not golden:  # sliced: every array has a first dimension
+                where = f" (samples {start}..{start + len(next(iter(part.inputs.values()))) - 1})"
+            raise UpdateRejected(
+                f"golden samples do not reproduce their expected outputs{where}: "
+                + "; ".join(problems)
+            )
 
 
 def validate_model(model: ServingModel, folder: Path, active: ServingModel | None) -> None:
