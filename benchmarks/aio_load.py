@@ -60,7 +60,13 @@ def summary(latencies: list[float], errors: dict[str, int], duration: float) -> 
 
 
 async def closed_loop(
-    target: str, method: str, request: bytes, concurrency: int, duration: float, warmup: float
+    target: str,
+    method: str,
+    request: bytes,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -82,7 +88,7 @@ async def closed_loop(
             if sent >= stop_at:
                 return
             try:
-                reply = await call(request, timeout=30)
+                reply = await call(request, timeout=30, metadata=metadata or None)
                 code = "OK"
             except grpc.aio.AioRpcError as err:
                 code = err.code().name
@@ -158,14 +164,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-d", "--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop: calls per second")
+    parser.add_argument(
+        "--header", action="append", default=[], help="KEY:VALUE metadata on every call"
+    )
     args = parser.parse_args(argv)
     request = args.request.read_bytes()
+    metadata = tuple(
+        (key.strip().lower(), value.strip())
+        for key, _, value in (item.partition(":") for item in args.header)
+    )
     if args.rate > 0:
         result = asyncio.run(open_loop(args.target, args.method, request, args.rate, args.duration))
     else:
         result = asyncio.run(
             closed_loop(
-                args.target, args.method, request, args.concurrency, args.duration, args.warmup
+                args.target,
+                args.method,
+                request,
+                args.concurrency,
+                args.duration,
+                args.warmup,
+                metadata,
             )
         )
     json.dump(result, sys.stdout)

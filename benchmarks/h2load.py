@@ -56,6 +56,7 @@ def run(
     streams_per_client: int = 1,
     rps_per_client: float | None = None,
     timeout: float | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> H2Result:
     """Closed loop: ``concurrency`` connections, each with ``streams_per_client`` calls
     in flight; with ``rps_per_client`` each connection paces its requests instead."""
@@ -90,6 +91,8 @@ def run(
     ]
     if rps_per_client is not None:
         command += ["--rps", f"{rps_per_client:g}"]
+    for key, value in headers:
+        command += ["-H", f"{key}: {value}"]
     output = subprocess.run(
         command,
         capture_output=True,

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 KINDS = ("image", "tensor", "v2", "v2-shm")
 SHM_REGION = "bench-input"
 SHM_PREFIX = "/edge-bench-"  # the v2-shm payloads' /dev/shm objects
+# The app credential the bench gateway knows (--shared-memory-app-tokens, written by
+# write_app_tokens): registering and using a region needs it (docs/kserve-v2.md).
+BENCH_SHM_TOKEN = "edge-bench-shm-app-token-0123456789"
+SHM_METADATA = (("authorization", f"Bearer {BENCH_SHM_TOKEN}"),)
 
 
 def v2_available() -> bool:
@@ -57,6 +62,7 @@ class Payload:
     message: bytes  # serialized request
     shm_key: str = ""  # v2-shm: the /dev/shm object to register as SHM_REGION
     shm_size: int = 0
+    headers: tuple[tuple[str, str], ...] = ()  # metadata every call of this payload sends
 
     @property
     def frame(self) -> bytes:
@@ -133,7 +139,15 @@ def _shared_memory_payload(model: models.BenchModel, row: np.ndarray) -> Payload
             "shared_memory_byte_size": pb.InferParameter(int64_param=row.nbytes),
         },
     )
-    return Payload(model.name, "v2-shm", MODEL_INFER, infer.SerializeToString(), key, row.nbytes)
+    return Payload(
+        model.name,
+        "v2-shm",
+        MODEL_INFER,
+        infer.SerializeToString(),
+        key,
+        row.nbytes,
+        SHM_METADATA,
+    )
 
 
 def remove_shared_objects() -> None:
@@ -155,13 +169,16 @@ def prepare(target: str, payload: Payload) -> None:
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         stub.SystemSharedMemoryUnregister(
-            pb.SystemSharedMemoryUnregisterRequest(name=SHM_REGION), timeout=10
+            pb.SystemSharedMemoryUnregisterRequest(name=SHM_REGION),
+            timeout=10,
+            metadata=payload.headers,
         )
         stub.SystemSharedMemoryRegister(
             pb.SystemSharedMemoryRegisterRequest(
                 name=SHM_REGION, key=payload.shm_key, byte_size=payload.shm_size
             ),
             timeout=10,
+            metadata=payload.headers,
         )
 
 
@@ -187,3 +204,13 @@ def response_bounds(payload: Payload, good_response: bytes) -> tuple[int, int]:
     for name in ("preprocess_us", "queue_us", "inference_us", "postprocess_us", "total_us"):
         setattr(high.timings, name, (1 << 28) - 1)  # 4-byte varints: up to 268 s
     return 5 + low.ByteSize(), 5 + high.ByteSize()
+
+
+def write_app_tokens(folder: Path) -> Path:
+    """The --shared-memory-app-tokens file of a bench gateway: this user may register
+    the v2-shm payloads' regions with BENCH_SHM_TOKEN (mode 600, as the gateway demands)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "shm-app-tokens"
+    path.write_text(f"bench {os.getuid()} {BENCH_SHM_TOKEN}\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path

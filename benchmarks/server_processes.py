@@ -17,6 +17,7 @@ import collections
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -26,6 +27,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks import payloads
 from benchmarks.cpu_accounting import child_pids, rss_mb
 from benchmarks.gateway_workers import reap_replicas, sum_rss_mb, worker_count
 
@@ -59,6 +61,9 @@ class GatewayProcess:
             "0",
             "--log-level",
             "INFO",
+            # The v2-shm payloads register their region with this app credential.
+            "--shared-memory-app-tokens",
+            str(payloads.write_app_tokens(Path(tempfile.mkdtemp(prefix="edge-bench-")))),
             *(extra_args or []),
         ]
         self.extra_args = list(extra_args or [])

@@ -38,7 +38,7 @@ def probe(gateway: Server, payload: Payload) -> bytes:
     """One call with a real client: the answer must be OK; returns the response bytes."""
     with grpc.insecure_channel(gateway.target) as channel:
         call = channel.unary_unary(payload.method)
-        reply: bytes = call(payload.message, timeout=30)
+        reply: bytes = call(payload.message, timeout=30, metadata=payload.headers or None)
     return reply
 
 
@@ -80,6 +80,7 @@ def _aio(
             str(duration),
             "--warmup",
             str(warmup),
+            *(arg for key, value in payload.headers for arg in ("--header", f"{key}:{value}")),
         ),
         check=True,
         capture_output=True,
@@ -107,13 +108,29 @@ def measure(
     counted = before is not None  # the naive reference server has no counters
     if not counted and generator == "h2load" and warmup > 0:
         # Warm up apart, so the DATA bytes of the measured run belong to its calls only.
-        h2load.run(gateway.target, payload.method, payload.frame, concurrency, warmup, 0, scratch)
+        h2load.run(
+            gateway.target,
+            payload.method,
+            payload.frame,
+            concurrency,
+            warmup,
+            0,
+            scratch,
+            headers=payload.headers,
+        )
         warmup = 0.0
     meter = CpuMeter(getattr(gateway, "pids", None) or gateway.pid)
     checks: list[str] = []
     if generator == "h2load":
         h2 = h2load.run(
-            gateway.target, payload.method, payload.frame, concurrency, duration, warmup, scratch
+            gateway.target,
+            payload.method,
+            payload.frame,
+            concurrency,
+            duration,
+            warmup,
+            scratch,
+            headers=payload.headers,
         )
         cpu = meter.stop()
         row: dict[str, Any] = {
