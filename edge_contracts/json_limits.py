@@ -66,5 +66,7 @@ def loads_limited(
     check_json_depth(data, what, error, limit)
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError, not just JSONDecodeError: an integer literal beyond Python's digit limit
+    # (sys.get_int_max_str_digits) raises a plain ValueError.
+    except (UnicodeDecodeError, ValueError) as exc:
         raise error(f"{what} is not valid UTF-8 JSON ({exc})") from None

@@ -115,7 +115,7 @@ def _number_list(value: Any, what: str) -> tuple[float, ...]:
     items = value if isinstance(value, list) else [value]
     try:
         numbers = tuple(float(v) for v in items)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float
         raise ManifestError(
             f"{what} must be a number or a list of numbers, got {value!r}"
         ) from None
@@ -243,7 +243,8 @@ def load_manifest(version_dir: Path) -> Manifest:
             # Before json.loads: deep nesting would raise RecursionError, not ManifestError.
             check_json_depth(raw, str(path), ManifestError)
             data = json.loads(raw.decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError covers JSONDecodeError and an integer beyond Python's digit limit.
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ManifestError(f"{path}: not valid JSON ({exc})") from None
         try:
             manifest = parse_manifest(data)

@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BUNDLE_BYTES = 4 << 30
+# Files plus the folders that hold them: the payload files (MAX_FILES), manifest and
+# signature, and room for a folder per file.
+MAX_MEMBERS = 2 * MAX_FILES + 2
 _CHUNK = 1 << 20
 
 
@@ -104,7 +107,7 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         return tarfile.open(path, mode="r:")
     except FileNotFoundError:
         raise BundleError(f"bundle not found: {path}") from None
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, ValueError) as exc:  # ValueError: a bad sparse map
         raise BundleError(f"{path} is not an uncompressed tar bundle ({exc})") from None
 
 
@@ -129,12 +132,16 @@ def open_archive(path: Path, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundl
     members: dict[str, int] = {}
     manifest_bytes: bytes | None = None
     signature_bytes: bytes | None = None
-    total = 0
+    total = seen = 0
     with _open_tar(path) as tar:
         try:
             for member in tar:
                 name = check_member_path(member.name.rstrip("/") if member.isdir() else member.name)
                 check_member_kind(member)
+                # Folders count too: tarfile keeps every member's header in memory.
+                seen += 1
+                if seen > MAX_MEMBERS:
+                    raise BundleError(f"bundle has more than {MAX_MEMBERS} members")
                 if member.isdir():
                     continue
                 if name in members:
@@ -149,7 +156,7 @@ def open_archive(path: Path, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundl
                     manifest_bytes = _read_small(tar, member, MAX_MANIFEST_BYTES)
                 elif name == SIGNATURE_FILE:
                     signature_bytes = _read_small(tar, member, MAX_SIGNATURE_BYTES)
-        except tarfile.TarError as exc:
+        except (tarfile.TarError, ValueError) as exc:  # ValueError: a malformed sparse map
             raise BundleError(f"{path}: corrupt tar ({exc})") from None
     if manifest_bytes is None:
         raise BundleError(f"{path} has no {MANIFEST_FILE}; not a model bundle")

@@ -158,7 +158,11 @@ def parse_bundle_manifest(data: bytes) -> BundleManifest:
     if not isinstance(breaking, bool):
         raise BundleError("bundle manifest 'breaking_change' must be true or false")
     golden = document.get("golden")
-    if golden is not None and (not isinstance(golden, dict) or golden.get("path") not in files):
+    if golden is not None and (
+        not isinstance(golden, dict)
+        or not isinstance(golden.get("path"), str)
+        or golden["path"] not in files
+    ):
         raise BundleError("bundle manifest 'golden' must be an object whose 'path' is in 'files'")
     created_at = document.get("created_at", "")
     return BundleManifest(

@@ -254,8 +254,10 @@ def load_golden(path: Path, description: Mapping[str, Any]) -> GoldenSamples:
     try:
         atol = float(description.get("atol", 1e-3))
         rtol = float(description.get("rtol", 1e-3))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float
         raise BundleError("golden atol/rtol must be numbers") from None
+    if not (math.isfinite(atol) and math.isfinite(rtol)) or atol < 0 or rtol < 0:
+        raise BundleError(f"golden atol/rtol must be finite and >= 0, got {atol}, {rtol}")
     return GoldenSamples(inputs, outputs, atol, rtol)
 
 

@@ -78,12 +78,6 @@ def test_preprocessing_and_batching_take_any_json(value: Any) -> None:
             parse(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge_contracts/manifest.py _number_list catches TypeError/ValueError but float() of "
-    "an integer above ~1.8e308 (valid JSON) raises OverflowError: a manifest with "
-    '"mean": 1000...0 (309+ digits) escapes as OverflowError, not ManifestError',
-)
 @example(field="mean", number=HUGE)
 @given(st.sampled_from(["mean", "std", "scale"]), st.integers(min_value=2**1024, max_value=HUGE))
 def test_huge_integers_in_number_fields_are_manifest_errors(field: str, number: int) -> None:
@@ -155,19 +149,12 @@ def test_manifest_file_bytes_load_or_raise_manifest_error(data: bytes) -> None:
     _load_from_bytes(data)
 
 
-@pytest.mark.xfail(strict=False, reason="being fixed: JSON depth limit in load_manifest")
 @example(data=b"[" * 100_000)
 @given(st.integers(1000, 50_000).map(lambda n: b'{"labels": ' + b"[" * n))
 def test_deep_manifest_file_is_a_manifest_error(data: bytes) -> None:
     _load_from_bytes(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_manifest (edge_contracts/json_limits.py loads_limited) catches only "
-    "JSONDecodeError, but json.loads raises a plain ValueError for an integer of more than "
-    "4300 digits (sys.get_int_max_str_digits): it escapes instead of ManifestError",
-)
 @example(data=b'{"x": ' + b"1" * 4301 + b"}")
 @given(st.integers(4301, 20_000).map(lambda n: b"[" + b"7" * n + b"]"))
 def test_long_integer_literal_is_a_manifest_error(data: bytes) -> None:

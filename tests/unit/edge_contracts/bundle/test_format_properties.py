@@ -72,12 +72,6 @@ def test_any_json_value_parses_or_raises_bundle_error(value: Any) -> None:
     _parse_or_reject(json.dumps(value).encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge_contracts/bundle/format.py parse_bundle_manifest tests "
-    "`golden.get('path') not in files` (a dict): a JSON array or object as golden.path "
-    "raises TypeError (unhashable type), not BundleError",
-)
 @example(path=[])
 @given(st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=2), st.none()))
 def test_unhashable_golden_path_is_a_bundle_error(path: Any) -> None:
@@ -86,12 +80,6 @@ def test_unhashable_golden_path_is_a_bundle_error(path: Any) -> None:
         parse_bundle_manifest(json_bytes(document))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_bundle_manifest (edge_contracts/json_limits.py loads_limited) catches only "
-    "JSONDecodeError, but json.loads raises a plain ValueError for an integer literal of "
-    "more than 4300 digits: it escapes instead of BundleError",
-)
 @example(digits=4301)
 @given(st.integers(4301, 100_000))
 def test_long_integer_literal_is_a_bundle_error(digits: int) -> None:
@@ -99,7 +87,6 @@ def test_long_integer_literal_is_a_bundle_error(digits: int) -> None:
         parse_bundle_manifest(b'{"format_version": ' + b"1" * digits + b"}")
 
 
-@pytest.mark.xfail(strict=False, reason="being fixed: JSON depth limit in parse_bundle_manifest")
 @example(depth=100_000)
 @given(st.integers(1000, 200_000))
 def test_deep_nesting_is_a_bundle_error(depth: int) -> None:

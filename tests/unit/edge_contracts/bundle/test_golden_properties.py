@@ -69,11 +69,6 @@ def test_small_npy_headers_load_or_raise(
     _load(folder, _npz_with_header(text.encode().ljust(118) + b"\n"))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="being fixed: golden sample caps (a 400-byte .npy header may declare a shape "
-    "of GiBs; numpy 2.4.6 reads before it allocates, so this passes today)",
-)
 @example(count=1 << 28)
 @given(st.integers(1 << 24, 1 << 30))
 def test_huge_declared_shape_is_refused_without_allocating_it(folder: Path, count: int) -> None:
@@ -81,12 +76,6 @@ def test_huge_declared_shape_is_refused_without_allocating_it(folder: Path, coun
     _load(folder, _npz_with_header(text.encode().ljust(118) + b"\n"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge_contracts/bundle/golden.py load_golden catches TypeError/ValueError around "
-    "float(atol/rtol), but float() of an integer above ~1.8e308 (valid JSON in the "
-    "manifest's golden block) raises OverflowError, not BundleError",
-)
 @example(tolerance=10**400)
 @given(st.integers(2**1024, 10**500))
 def test_huge_integer_tolerance_is_a_bundle_error(folder: Path, tolerance: int) -> None:
