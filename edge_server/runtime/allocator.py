@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -112,6 +113,9 @@ class Trimmer:
 
     def _start(self) -> None:
         self._last = time.monotonic()
+        # Refused calls leave their payloads in exception/traceback cycles, which only the
+        # cycle collector frees; collect the young generations first so trim returns them.
+        gc.collect(1)
         task = asyncio.get_running_loop().run_in_executor(None, self._trim)
         task.add_done_callback(self._done)
 

@@ -115,14 +115,14 @@ async def test_a_flood_of_large_pngs_stays_within_the_budget(gateway: ServerProc
         assert list(reply.top_k) == list(expected.top_k)
     assert max(health_s) < 1.0, f"health took {max(health_s):.2f} s during the flood"
     # The budget bounds what calls hold; the margin is what gRPC holds before Python sees
-    # a call: every message of the flood received at once, 64 MB, twice over (the wire
-    # buffer and the parsed message).
-    margin = 2 * CALLS * len(images[0]) // MIB
+    # a call: every message of the flood received at once, 64 MB, up to three times over
+    # (the wire buffer, the parsed message, the bytes Python takes from it). Measured peaks
+    # were 139-169 MiB over baseline, the same with the budget out of the way: arrival is
+    # bounded by --max-concurrent-rpcs and --max-message-bytes, not by the budget.
+    margin = 3 * CALLS * len(images[0]) // MIB
     print(f"RSS MiB: baseline {baseline}, peak {peak}, after {after}; {len(refused)} refused")
     assert peak - baseline < BUDGET // MIB + margin, (baseline, peak, after)
-    # Back near baseline, not at the flood's size (glibc kept 330 MB of a 32-call flood
-    # before edge_server/runtime/allocator.py). What stays, about 50 MiB measured, is not
-    # free malloc memory (a malloc_trim from a debugger returns nothing more): gRPC's
-    # connection buffers and caches, reused by the next flood. The budget plus 32 MiB
-    # bounds it with room for noise.
-    assert after - baseline < BUDGET // MIB + 32, (baseline, peak, after)
+    # Back at baseline (glibc kept 330 MB of a 32-call flood before
+    # edge_server/runtime/allocator.py; refused calls' payloads stayed in exception cycles
+    # until the trimmer collected them: 87 MiB over baseline then, 2-5 MiB now).
+    assert after - baseline < 24, (baseline, peak, after)
