@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edge_contracts.bundle.format import MAX_SIGNATURE_BYTES
 from edge_contracts.errors import BundleError, IntegrityError
+from edge_contracts.json_limits import check_json_depth
 
 __all__ = [
     "ALGORITHM",
@@ -164,6 +165,7 @@ def decode_signature(data: bytes) -> Signature:
     """Parse the ``signature`` member; raises IntegrityError when malformed."""
     if len(data) > MAX_SIGNATURE_BYTES:
         raise IntegrityError("signature file is too large")
+    check_json_depth(data, "bundle signature", IntegrityError)  # before json.loads recurses
     try:
         document = json.loads(data.decode("utf-8"))
         algorithm, kid = document["algorithm"], document["key_id"]

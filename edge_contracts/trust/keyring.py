@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from edge_contracts.errors import BundleError, IntegrityError
+from edge_contracts.json_limits import check_json_depth
 from edge_contracts.trust.canonical import (
     b64decode,
     b64encode,
@@ -125,6 +126,7 @@ def parse_envelope(data: bytes, where: str = "keyring") -> dict[str, Any]:
     """The envelope from JSON bytes (a keyring.json file)."""
     if len(data) > MAX_KEYRING_BYTES:
         raise BundleError(f"{where} is {len(data)} bytes; a keyring is at most 64 KiB")
+    check_json_depth(data, where, BundleError)  # before json.loads recurses
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

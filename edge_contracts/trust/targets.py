@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from edge_contracts.errors import BundleError, IntegrityError
+from edge_contracts.json_limits import check_json_depth
 from edge_contracts.trust.canonical import (
     b64decode,
     b64encode,
@@ -113,6 +114,7 @@ def sign_with_targets(
 
 def decode_signed_targets(data: bytes) -> SignedTargets | None:
     """The trust part of a ``signature`` member; None for a legacy member without targets."""
+    check_json_depth(data, "bundle signature", IntegrityError)  # before json.loads recurses
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -52,7 +52,6 @@ def test_signature_round_trips(key_id: str, raw: bytes) -> None:
     assert decode_signature(signature.encode()) == signature
 
 
-@pytest.mark.xfail(strict=False, reason="being fixed: JSON depth limit in decode_signature")
 @example(depth=3000)
 @given(st.integers(1000, 4090))
 def test_deep_nesting_within_the_size_limit_is_an_integrity_error(depth: int) -> None:
