@@ -22,6 +22,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _GatewayAdmission:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GatewayAdmissionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GatewayAdmission.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GATEWAY_ADMISSION_UNSPECIFIED: _GatewayAdmission.ValueType  # 0
+    """Not set."""
+    GATEWAY_ADMISSION_PENDING: _GatewayAdmission.ValueType  # 1
+    """Enrolled; its calls are refused until an operator admits it."""
+    GATEWAY_ADMISSION_ADMITTED: _GatewayAdmission.ValueType  # 2
+    """Enrolled and admitted: its calls are served."""
+
+class GatewayAdmission(_GatewayAdmission, metaclass=_GatewayAdmissionEnumTypeWrapper):
+    """GatewayAdmission says whether an enrolled gateway may act yet."""
+
+GATEWAY_ADMISSION_UNSPECIFIED: GatewayAdmission.ValueType  # 0
+"""Not set."""
+GATEWAY_ADMISSION_PENDING: GatewayAdmission.ValueType  # 1
+"""Enrolled; its calls are refused until an operator admits it."""
+GATEWAY_ADMISSION_ADMITTED: GatewayAdmission.ValueType  # 2
+"""Enrolled and admitted: its calls are served."""
+Global___GatewayAdmission: _TypeAlias = GatewayAdmission  # noqa: Y015
+
 class _StatusEventKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -81,6 +105,70 @@ HARD_EXAMPLE_REASON_LOW_CONFIDENCE: HardExampleReason.ValueType  # 1
 HARD_EXAMPLE_REASON_SHADOW_DISAGREEMENT: HardExampleReason.ValueType  # 2
 """A shadow version disagreed with the active one."""
 Global___HardExampleReason: _TypeAlias = HardExampleReason  # noqa: Y015
+
+@_typing.final
+class EnrollRequest(_message.Message):
+    """EnrollRequest asks for a gateway credential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_ID_FIELD_NUMBER: _builtins.int
+    ENROLLMENT_TOKEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_VERSION_FIELD_NUMBER: _builtins.int
+    gateway_id: _builtins.str
+    """Id the gateway wants, unique in the fleet (1-128 letters, digits, '.',
+    '_', ':' or '-').
+    """
+    enrollment_token: _builtins.str
+    """Enrollment token from `edge-orchestrator enrollment-tokens create`; empty
+    only on an orchestrator that has no enrollment token at all.
+    """
+    gateway_version: _builtins.str
+    """Software version of the gateway."""
+    def __init__(
+        self,
+        *,
+        gateway_id: _builtins.str = ...,
+        enrollment_token: _builtins.str = ...,
+        gateway_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollment_token", b"enrollment_token", "gateway_id", b"gateway_id", "gateway_version", b"gateway_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnrollRequest: _TypeAlias = EnrollRequest  # noqa: Y015
+
+@_typing.final
+class EnrollResponse(_message.Message):
+    """EnrollResponse carries the gateway's credential, shown only this once."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_ID_FIELD_NUMBER: _builtins.int
+    GATEWAY_SECRET_FIELD_NUMBER: _builtins.int
+    ADMISSION_FIELD_NUMBER: _builtins.int
+    gateway_id: _builtins.str
+    """The gateway id the secret is bound to."""
+    gateway_secret: _builtins.str
+    """Secret to send as `authorization: Bearer <secret>` from now on."""
+    admission: Global___GatewayAdmission.ValueType
+    """Whether the gateway may act at once or awaits an operator."""
+    def __init__(
+        self,
+        *,
+        gateway_id: _builtins.str = ...,
+        gateway_secret: _builtins.str = ...,
+        admission: Global___GatewayAdmission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission", b"admission", "gateway_id", b"gateway_id", "gateway_secret", b"gateway_secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnrollResponse: _TypeAlias = EnrollResponse  # noqa: Y015
 
 @_typing.final
 class RunningModel(_message.Message):

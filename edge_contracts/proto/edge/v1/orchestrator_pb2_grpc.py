@@ -30,6 +30,10 @@ class OrchestratorServiceStub:
     versions it should run, downloads their bundles, reports what it runs, and
     sends its prediction results (aggregates, and hard examples when a model's
     privacy policy allows them) back to the cloud.
+
+    Every call but Enroll carries the gateway's own credential as
+    `authorization: Bearer <gateway secret>`; the gateway_id of the request must
+    be the one the secret was issued for (PERMISSION_DENIED otherwise).
     """
 
     def __init__(self, channel):
@@ -38,6 +42,11 @@ class OrchestratorServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Enroll = channel.unary_unary(
+                '/edge.v1.OrchestratorService/Enroll',
+                request_serializer=edge_dot_v1_dot_orchestrator__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=edge_dot_v1_dot_orchestrator__pb2.EnrollResponse.FromString,
+                _registered_method=True)
         self.Subscribe = channel.unary_stream(
                 '/edge.v1.OrchestratorService/Subscribe',
                 request_serializer=edge_dot_v1_dot_orchestrator__pb2.SubscribeRequest.SerializeToString,
@@ -65,7 +74,24 @@ class OrchestratorServiceServicer:
     versions it should run, downloads their bundles, reports what it runs, and
     sends its prediction results (aggregates, and hard examples when a model's
     privacy policy allows them) back to the cloud.
+
+    Every call but Enroll carries the gateway's own credential as
+    `authorization: Bearer <gateway secret>`; the gateway_id of the request must
+    be the one the secret was issued for (PERMISSION_DENIED otherwise).
     """
+
+    def Enroll(self, request, context):
+        """Enroll trades an enrollment token (created by an operator) for a secret
+        bound to one gateway id. The secret is returned once and only its hash is
+        kept; the gateway stores it and sends it on every other call. A gateway
+        id that is enrolled already is refused (ALREADY_EXISTS) until an operator
+        removes it. The new gateway is admitted at once when the token allows
+        it, else it waits (PERMISSION_DENIED on its calls) until an operator
+        admits it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Subscribe(self, request, context):
         """Subscribe opens a long-lived stream: the gateway says who it is and what it
@@ -102,6 +128,11 @@ class OrchestratorServiceServicer:
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=edge_dot_v1_dot_orchestrator__pb2.EnrollRequest.FromString,
+                    response_serializer=edge_dot_v1_dot_orchestrator__pb2.EnrollResponse.SerializeToString,
+            ),
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
                     request_deserializer=edge_dot_v1_dot_orchestrator__pb2.SubscribeRequest.FromString,
@@ -135,7 +166,38 @@ class OrchestratorService:
     versions it should run, downloads their bundles, reports what it runs, and
     sends its prediction results (aggregates, and hard examples when a model's
     privacy policy allows them) back to the cloud.
+
+    Every call but Enroll carries the gateway's own credential as
+    `authorization: Bearer <gateway secret>`; the gateway_id of the request must
+    be the one the secret was issued for (PERMISSION_DENIED otherwise).
     """
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edge.v1.OrchestratorService/Enroll',
+            edge_dot_v1_dot_orchestrator__pb2.EnrollRequest.SerializeToString,
+            edge_dot_v1_dot_orchestrator__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Subscribe(request,

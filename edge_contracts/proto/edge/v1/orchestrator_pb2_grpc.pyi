@@ -31,12 +31,25 @@ class OrchestratorServiceStub:
     versions it should run, downloads their bundles, reports what it runs, and
     sends its prediction results (aggregates, and hard examples when a model's
     privacy policy allows them) back to the cloud.
+
+    Every call but Enroll carries the gateway's own credential as
+    `authorization: Bearer <gateway secret>`; the gateway_id of the request must
+    be the one the secret was issued for (PERMISSION_DENIED otherwise).
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OrchestratorServiceAsyncStub: ...
+    Enroll: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.EnrollRequest, _orchestrator_pb2.EnrollResponse]
+    """Enroll trades an enrollment token (created by an operator) for a secret
+    bound to one gateway id. The secret is returned once and only its hash is
+    kept; the gateway stores it and sends it on every other call. A gateway
+    id that is enrolled already is refused (ALREADY_EXISTS) until an operator
+    removes it. The new gateway is admitted at once when the token allows
+    it, else it waits (PERMISSION_DENIED on its calls) until an operator
+    admits it.
+    """
     Subscribe: _grpc.UnaryStreamMultiCallable[_orchestrator_pb2.SubscribeRequest, _orchestrator_pb2.SubscribeResponse]
     """Subscribe opens a long-lived stream: the gateway says who it is and what it
     runs; the orchestrator answers with the desired versions for it whenever
@@ -59,9 +72,22 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     versions it should run, downloads their bundles, reports what it runs, and
     sends its prediction results (aggregates, and hard examples when a model's
     privacy policy allows them) back to the cloud.
+
+    Every call but Enroll carries the gateway's own credential as
+    `authorization: Bearer <gateway secret>`; the gateway_id of the request must
+    be the one the secret was issued for (PERMISSION_DENIED otherwise).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Enroll: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.EnrollRequest, _orchestrator_pb2.EnrollResponse]  # type: ignore[assignment]
+    """Enroll trades an enrollment token (created by an operator) for a secret
+    bound to one gateway id. The secret is returned once and only its hash is
+    kept; the gateway stores it and sends it on every other call. A gateway
+    id that is enrolled already is refused (ALREADY_EXISTS) until an operator
+    removes it. The new gateway is admitted at once when the token allows
+    it, else it waits (PERMISSION_DENIED on its calls) until an operator
+    admits it.
+    """
     Subscribe: _aio.UnaryStreamMultiCallable[_orchestrator_pb2.SubscribeRequest, _orchestrator_pb2.SubscribeResponse]  # type: ignore[assignment]
     """Subscribe opens a long-lived stream: the gateway says who it is and what it
     runs; the orchestrator answers with the desired versions for it whenever
@@ -83,7 +109,26 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     versions it should run, downloads their bundles, reports what it runs, and
     sends its prediction results (aggregates, and hard examples when a model's
     privacy policy allows them) back to the cloud.
+
+    Every call but Enroll carries the gateway's own credential as
+    `authorization: Bearer <gateway secret>`; the gateway_id of the request must
+    be the one the secret was issued for (PERMISSION_DENIED otherwise).
     """
+
+    @_abc_1.abstractmethod
+    def Enroll(
+        self,
+        request: _orchestrator_pb2.EnrollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.EnrollResponse, _abc.Awaitable[_orchestrator_pb2.EnrollResponse]]:
+        """Enroll trades an enrollment token (created by an operator) for a secret
+        bound to one gateway id. The secret is returned once and only its hash is
+        kept; the gateway stores it and sends it on every other call. A gateway
+        id that is enrolled already is refused (ALREADY_EXISTS) until an operator
+        removes it. The new gateway is admitted at once when the token allows
+        it, else it waits (PERMISSION_DENIED on its calls) until an operator
+        admits it.
+        """
 
     @_abc_1.abstractmethod
     def Subscribe(
