@@ -9,19 +9,30 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud_orchestrator.cli.output import emit, json_flag, table, when
+from cloud_orchestrator.errors import InvalidRequest
 
 __all__ = ["ROLLOUT_COMMANDS", "add_rollout_commands"]
 
 
 def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("deploy", "roll a version out to gateways, wave by wave")
-    p.add_argument("name")
-    p.add_argument("version", help="a published version, or latest")
+    p.add_argument("name", nargs="?")
+    p.add_argument("version", nargs="?", help="a published version, or latest")
+    p.add_argument("--gateways", metavar="SELECTOR", help="all, KEY=VALUE[,KEY!=VALUE], id=A|B")
     p.add_argument(
-        "--gateways", required=True, metavar="SELECTOR", help="all, KEY=VALUE[,KEY!=VALUE], id=A|B"
+        "--retry-failed",
+        metavar="ROLLOUT_ID",
+        help="run a halted or finished rollout again for its FAILED, SKIPPED and "
+        "ROLLED_BACK gateways (instead of NAME VERSION --gateways)",
     )
     p.add_argument("--strategy", default="all", help="all | canary:N | waves:1,10%%,50%%,100%%")
     p.add_argument("--max-parallel", type=int, default=4, metavar="K")
+    p.add_argument(
+        "--rate",
+        default="0",
+        metavar="N/min",
+        help="start at most N gateways per minute (also N/s, N/h; default: no limit)",
+    )
     p.add_argument(
         "--max-failures",
         default="0",
@@ -61,8 +72,9 @@ def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser])
 def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> str:
     lines = [
         f"rollout {record.id}: {record.model_name} version {record.version} -> {record.selector}",
-        f"  strategy {record.strategy}, max parallel {record.max_parallel}, max failures "
-        f"{record.max_failures}, watch {record.watch_seconds:g} s",
+        f"  strategy {record.strategy}, max parallel {record.max_parallel}"
+        + (f", rate {record.rate_per_minute:g}/min" if record.rate_per_minute else "")
+        + f", max failures {record.max_failures}, watch {record.watch_seconds:g} s",
         f"  state {record.state}, wave {min(record.current_wave + 1, record.wave_count)} of "
         f"{record.wave_count}" + (f", owner {record.owner}" if record.owner else ""),
     ]
@@ -97,21 +109,33 @@ def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> s
 
 def cmd_deploy(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.app import default_instance_id
+    from cloud_orchestrator.rollouts.pacing import parse_rate
     from cloud_orchestrator.rollouts.progress import ProgressObserver
     from cloud_orchestrator.rollouts.runner import RunnerConfig
 
     owner = default_instance_id()
-    record = orch.rollouts.create(
-        args.name,
-        args.version,
-        args.gateways,
-        args.strategy,
-        args.max_parallel,
-        args.max_failures,
-        args.watch_seconds,
-        created_by=owner,
-        lease_seconds=0.0 if args.detach else args.lease_seconds,
-    )
+    lease = 0.0 if args.detach else args.lease_seconds
+    if args.retry_failed:
+        if args.name or args.version or args.gateways:
+            raise InvalidRequest("--retry-failed ROLLOUT_ID takes no NAME, VERSION or --gateways")
+        record = orch.rollouts.retry_failed(args.retry_failed, owner, lease)
+    else:
+        if not (args.name and args.version and args.gateways):
+            raise InvalidRequest(
+                "deploy needs NAME VERSION --gateways SELECTOR (or --retry-failed ROLLOUT_ID)"
+            )
+        record = orch.rollouts.create(
+            args.name,
+            args.version,
+            args.gateways,
+            args.strategy,
+            args.max_parallel,
+            args.max_failures,
+            args.watch_seconds,
+            created_by=owner,
+            lease_seconds=lease,
+            rate_per_minute=parse_rate(args.rate),
+        )
     if args.detach:
         emit(
             args,
@@ -145,7 +169,7 @@ def cmd_rollouts(orch: Any, args: argparse.Namespace) -> int:
                     r.version,
                     r.strategy,
                     r.state,
-                    f"{sum(t.state == 'SUCCEEDED' for t in r.targets)}/{len(r.targets)}",
+                    f"{r.succeeded}/{r.total}",
                     when(r.created_at),
                 )
                 for r in records

@@ -22,6 +22,7 @@ from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.rollouts.gateway_control import BundleRef
 from cloud_orchestrator.rollouts.observer import RolloutObserver
+from cloud_orchestrator.rollouts.pacing import RatePacer
 from cloud_orchestrator.rollouts.plan import FailureThreshold
 from cloud_orchestrator.rollouts.store import (
     TERMINAL_TARGET_STATES,
@@ -170,17 +171,18 @@ class RolloutRunner:
         owner = self.config.owner
         try:
             info = await asyncio.to_thread(self.registry.version, record.model_name, record.version)
-            path = await asyncio.to_thread(self.registry.bundle_path, info)
+            blocks = await asyncio.to_thread(self.registry.bundle_source, info)
         except NotFound as exc:
             await asyncio.to_thread(self.store.finish, record.id, owner, "HALTED", str(exc))
             return
-        bundle = BundleRef(path, info.model, info.version, info.sha256, info.size_bytes)
+        bundle = BundleRef(blocks, info.model, info.version, info.sha256, info.size_bytes)
         threshold = FailureThreshold.parse(record.max_failures)
+        pacer = RatePacer(record.rate_per_minute)  # one pace across all waves
         for wave in range(record.current_wave, record.wave_count):
             self.observer.on_wave(record.id, wave, record.wave_count)
             current = await asyncio.to_thread(self.store.get, record.id)
             targets = [t for t in current.targets if t.wave == wave]
-            await self._run_wave(record, bundle, targets, threshold)
+            await self._run_wave(record, bundle, targets, threshold, pacer)
             current = await asyncio.to_thread(self.store.get, record.id)
             targets = [t for t in current.targets if t.wave == wave]
             failed = [t for t in targets if t.state == "FAILED"]
@@ -207,15 +209,18 @@ class RolloutRunner:
         bundle: BundleRef,
         targets: list[TargetRecord],
         threshold: FailureThreshold,
+        pacer: RatePacer,
     ) -> None:
-        """Deploy the wave's unfinished gateways, at most K at a time; once the wave has
-        more failures than allowed, the gateways not started yet are skipped."""
+        """Deploy the wave's unfinished gateways, at most K at a time and no faster than
+        the rollout's rate; once the wave has more failures than allowed, the gateways not
+        started yet are skipped."""
         failures = sum(t.state == "FAILED" for t in targets)
         gate = asyncio.Semaphore(record.max_parallel)
 
         async def deploy(target: TargetRecord) -> None:
             nonlocal failures
             async with gate:
+                await pacer.wait()
                 if threshold.exceeded(failures, len(targets)):
                     await self.targets.set_state(
                         record, target.gateway_id, "SKIPPED", "wave halted"

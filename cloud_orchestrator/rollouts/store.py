@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 
 from cloud_orchestrator.errors import InvalidRequest, LeaseLost, NotFound
 from cloud_orchestrator.fleet.store import Fleet, Selector
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.rollouts.plan import FailureThreshold, Strategy, plan_waves
+from cloud_orchestrator.rollouts.records import (
+    RolloutRecord,
+    RolloutSummary,
+    TargetRecord,
+    record_from_rows,
+)
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import Rollout, RolloutEvent, RolloutTarget
 
@@ -37,89 +41,9 @@ ACTIVE_STATES = ("PENDING", "RUNNING")
 TERMINAL_TARGET_STATES = ("SUCCEEDED", "FAILED", "ROLLED_BACK", "SKIPPED")
 
 
-@dataclass(frozen=True)
-class TargetRecord:
-    gateway_id: str
-    wave: int
-    state: str
-    previous_version: str
-    attempts: int
-    bytes_sent: int
-    reason: str
-    updated_at: float
-    pushed_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class RolloutRecord:
-    id: str
-    model_name: str
-    version: str
-    selector: str
-    strategy: str
-    max_parallel: int
-    max_failures: str
-    watch_seconds: float
-    state: str
-    current_wave: int
-    wave_count: int
-    owner: str
-    lease_expires_at: float
-    created_by: str
-    created_at: float
-    updated_at: float
-    reason: str
-    targets: tuple[TargetRecord, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["targets"] = [t.to_dict() for t in self.targets]
-        return data
-
-
 def _execute(session: Any, statement: Any) -> CursorResult[Any]:
     """An UPDATE whose rowcount the caller checks (compare-and-set)."""
     return cast(CursorResult[Any], session.execute(statement))
-
-
-def _target(row: RolloutTarget) -> TargetRecord:
-    return TargetRecord(
-        row.gateway_id,
-        row.wave,
-        row.state,
-        row.previous_version,
-        row.attempts,
-        row.bytes_sent,
-        row.reason,
-        row.updated_at,
-        row.pushed_by,
-    )
-
-
-def _record(row: Rollout, targets: Sequence[RolloutTarget] = ()) -> RolloutRecord:
-    return RolloutRecord(
-        id=row.id,
-        model_name=row.model_name,
-        version=row.version,
-        selector=row.selector,
-        strategy=row.strategy,
-        max_parallel=row.max_parallel,
-        max_failures=row.max_failures,
-        watch_seconds=row.watch_seconds,
-        state=row.state,
-        current_wave=row.current_wave,
-        wave_count=row.wave_count,
-        owner=row.owner,
-        lease_expires_at=row.lease_expires_at,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        reason=row.reason,
-        targets=tuple(_target(t) for t in sorted(targets, key=lambda t: (t.wave, t.gateway_id))),
-    )
 
 
 class RolloutStore:
@@ -139,6 +63,7 @@ class RolloutStore:
         watch_seconds: float = 10.0,
         created_by: str = "",
         lease_seconds: float = 0.0,
+        rate_per_minute: float = 0.0,
     ) -> RolloutRecord:
         """Plan the waves now (the fleet as it is) and persist the rollout as PENDING, or
         already claimed by ``created_by`` when ``lease_seconds`` is given (so a `serve`
@@ -151,6 +76,8 @@ class RolloutStore:
             raise InvalidRequest("--max-parallel must be at least 1")
         if watch_seconds < 0:
             raise InvalidRequest("--watch-seconds must be >= 0")
+        if rate_per_minute < 0:
+            raise InvalidRequest("--rate must be positive (or 0 for no rate limit)")
         gateways = self.fleet.gateways(parsed_selector)
         if not gateways:
             raise InvalidRequest(
@@ -180,6 +107,7 @@ class RolloutStore:
                     created_at=now,
                     updated_at=now,
                     reason="",
+                    rate_per_minute=rate_per_minute,
                 )
             )
             session.flush()
@@ -213,20 +141,80 @@ class RolloutStore:
             targets = session.scalars(
                 select(RolloutTarget).where(RolloutTarget.rollout_id == rollout_id)
             ).all()
-            return _record(row, targets)
+            return record_from_rows(row, targets)
 
-    def recent(self, limit: int = 50) -> list[RolloutRecord]:
+    def recent(self, limit: int = 50) -> list[RolloutSummary]:
+        """The newest rollouts with their targets counted by state in the database (one
+        query for all of them: a listing stays fast with 10,000 targets a rollout)."""
         with self.db.session() as session:
             rows = session.scalars(
                 select(Rollout).order_by(Rollout.created_at.desc()).limit(limit)
             ).all()
-            result = []
-            for row in rows:
-                targets = session.scalars(
-                    select(RolloutTarget).where(RolloutTarget.rollout_id == row.id)
-                ).all()
-                result.append(_record(row, targets))
-            return result
+            counts: dict[str, dict[str, int]] = {row.id: {} for row in rows}
+            if rows:
+                grouped = session.execute(
+                    select(RolloutTarget.rollout_id, RolloutTarget.state, func.count())
+                    .where(RolloutTarget.rollout_id.in_(list(counts)))
+                    .group_by(RolloutTarget.rollout_id, RolloutTarget.state)
+                )
+                for rollout_id, state, count in grouped:
+                    counts[rollout_id][state] = int(count)
+            return [
+                RolloutSummary(
+                    row.id,
+                    row.model_name,
+                    row.version,
+                    row.strategy,
+                    row.state,
+                    row.created_at,
+                    counts[row.id],
+                )
+                for row in rows
+            ]
+
+    def retry_failed(self, rollout_id: str, owner: str, lease_seconds: float) -> RolloutRecord:
+        """Put a finished or halted rollout's FAILED, SKIPPED and ROLLED_BACK targets back
+        to PENDING and the rollout back to its first wave with such a target; claimed by
+        ``owner`` when ``lease_seconds`` > 0 (else an `edge-orchestrator serve` runs it)."""
+        now = time.time()
+        retry = ("FAILED", "SKIPPED", "ROLLED_BACK")
+        with self.db.session() as session:
+            row = session.get(Rollout, rollout_id)
+            if row is None:
+                raise NotFound(f"no rollout {rollout_id!r}")
+            if row.state in ACTIVE_STATES:
+                raise InvalidRequest(
+                    f"rollout {rollout_id} is {row.state}: wait for it to end or cancel it "
+                    f"(`edge-orchestrator rollout {rollout_id} --cancel`) before retrying"
+                )
+            waves = session.scalars(
+                select(RolloutTarget.wave).where(
+                    RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry)
+                )
+            ).all()
+            if not waves:
+                raise InvalidRequest(f"rollout {rollout_id} has no failed gateway to retry")
+            session.execute(
+                update(RolloutTarget)
+                .where(RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry))
+                .values(state="PENDING", reason="", updated_at=now)
+            )
+            row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
+            row.current_wave = min(waves)
+            row.owner = owner if lease_seconds > 0 else ""
+            row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
+            row.reason = ""
+            row.updated_at = now
+            session.add(
+                RolloutEvent(
+                    rollout_id=rollout_id,
+                    owner=owner or "cli",
+                    kind="RETRY",
+                    detail=f"{len(waves)} gateways back to PENDING from wave {min(waves) + 1}",
+                    at=now,
+                )
+            )
+        return self.get(rollout_id)
 
     # -- ownership --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_orchestrator.storage.models import Base
@@ -66,6 +66,7 @@ class Database:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
                 )
             Base.metadata.create_all(connection)
+            _add_missing_columns(connection)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -79,3 +80,28 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, for logs."""
         return self.engine.url.render_as_string(hide_password=True)
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    """Additive schema changes: ``create_all`` makes missing tables but never alters an
+    existing one, so a column added to a model since the database was made is added here
+    (each such column has a ``server_default``, so existing rows get a value)."""
+    inspector = inspect(connection)
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if column.server_default is None and not column.nullable:
+                raise RuntimeError(
+                    f"column {table.name}.{column.name} is new but has no server_default"
+                )
+            kind = column.type.compile(dialect=connection.dialect)
+            default = ""
+            if column.server_default is not None:
+                default = f" DEFAULT {column.server_default.arg}"  # type: ignore[attr-defined]
+            connection.execute(
+                text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}")
+            )

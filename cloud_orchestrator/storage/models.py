@@ -162,6 +162,9 @@ class Rollout(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
+    # Targets started per minute at most (0: only --max-parallel paces the rollout).
+    # server_default: storage/db.py adds the column to databases made before it existed.
+    rate_per_minute: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class RolloutTarget(Base):
