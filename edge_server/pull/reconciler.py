@@ -4,9 +4,13 @@ A missing version is downloaded into the same resumable upload that ModelUpdate
 uses (``ModelUpdater.session`` -> ``append`` -> ``commit``), so it is verified
 (sha256, Ed25519 signature, ONNX load, warm-up, compatibility, golden samples) and
 activated exactly as a push would be. A broken download resumes from the bytes
-already stored. A version the gateway rejected or rolled back is not tried again
-until the desired state names something else (for a rolled-back version: or a new
-rollout of it); the local store keeps serving whatever happens to the cloud.
+already stored. A version the gateway refused (REJECTED: a bad bundle, or one the
+trust checks of edge_server/lifecycle/freshness.py turn down) is terminal for the
+desired entry that asked for it: it is neither fetched nor reported again until the
+desired state changes (it stops naming the version, or a new rollout asks for it, which
+gets a fresh check and a fresh report). A rolled-back version is not tried again in the
+rollout it was rolled back under. The local store keeps serving whatever happens to the
+cloud.
 """
 
 from __future__ import annotations
@@ -71,7 +75,9 @@ class Reconciler:
         self._desired: tuple[DesiredVersion, ...] = ()
         self._wake = asyncio.Event()
         self._backoff: dict[tuple[str, str], tuple[Backoff, float]] = {}
-        self._refused: set[tuple[str, str, str]] = set()  # (model, version, sha256)
+        # (model, version) -> the (sha256, rollout id) of the desired entry it was refused
+        # under; None once the desired state stopped naming it, so the next ask is new.
+        self._refused_under: dict[tuple[str, str], tuple[str, str] | None] = {}
         # (model, version) -> the rollout that asked for it when it was rolled back
         self._rolled_back_in: dict[tuple[str, str], str] = {}
         activator.on_rolled_back.append(self._on_rolled_back)
@@ -88,6 +94,10 @@ class Reconciler:
         if tuple(desired) != self._desired:
             self._desired = tuple(desired)
             self._backoff.clear()  # a new desired state is worth an immediate attempt
+            named = {(d.model, d.version) for d in desired}
+            for key in self._refused_under:
+                if key not in named:
+                    self._refused_under[key] = None
             logger.info(
                 "desired state: %s",
                 ", ".join(f"{d.model}={d.version}" for d in desired) or "nothing",
@@ -124,23 +134,28 @@ class Reconciler:
         same = record is not None and (
             not record.sha256 or not desired.sha256 or record.sha256 == desired.sha256
         )
+        key = (desired.model, desired.version)
+        asked = (desired.sha256, desired.rollout_id)
+        if key in self._refused_under:
+            if self._refused_under[key] == asked:
+                return True  # refused and reported; wait for the desired state to change
+        elif record is not None and same and record.state is VersionState.REJECTED:
+            # Refused before this process started: as if refused under this entry, so a
+            # restart does not fetch it again, but a new rollout of it does.
+            self._refused_under[key] = asked
+            return True
         if record is not None and same:
-            if record.state is VersionState.REJECTED:
-                return True  # reported already; wait for a different desired version
             if record.state is VersionState.ROLLED_BACK:
                 # Not again in the rollout it was rolled back under (that would flap), but a
                 # new rollout of the same version is an explicit redeploy: activate it. One
                 # rolled back before this process started counts as rolled back in the
                 # rollout first seen asking for it.
-                key = (desired.model, desired.version)
                 return self._rolled_back_in.setdefault(key, desired.rollout_id) == (
                     desired.rollout_id
                 )
             if record.state in _DONE_STATES[desired.mode] and desired.mode is not Mode.ACTIVATE:
                 return True
-        if (desired.model, desired.version, desired.sha256) in self._refused:
-            return True
-        pending = self._backoff.get((desired.model, desired.version))
+        pending = self._backoff.get(key)
         return pending is not None and time.monotonic() < pending[1]
 
     async def converge(self, desired: DesiredVersion) -> None:
@@ -162,7 +177,9 @@ class Reconciler:
         self._backoff.pop(key, None)
         self._rolled_back_in.pop(key, None)
         if outcome is not None and outcome.stage is Stage.REJECTED:
-            self._refused.add((desired.model, desired.version, desired.sha256))
+            self._refused_under[key] = (desired.sha256, desired.rollout_id)
+        else:
+            self._refused_under.pop(key, None)
         if outcome is not None:
             self._emit(desired, _EVENT_KINDS.get(outcome.stage, "FAILED"), outcome.reason)
 
