@@ -6,7 +6,10 @@ Pillow's ``Image.open`` is not that cheap on hostile input (a PNG's zTXt/iCCP ch
 before the pixels are inflated, a JPEG's APP segments read), so the image size comes
 from the fixed header fields of each accepted format instead: PNG IHDR, GIF logical
 screen, BMP info header, WebP VP8/VP8L/VP8X, and the JPEG SOF found by walking at most
-``MAX_JPEG_SEGMENTS`` segment lengths without reading their data. Width x height is
+``MAX_JPEG_SEGMENTS`` segment lengths without reading their data. PNG and JPEG are
+walked the way Pillow walks them, up to the image data, since Pillow sizes the image
+from the *last* IHDR or SOF before it: a small first header followed by a large one
+must not be charged as the small one. Width x height is
 capped by ``max_image_pixels`` (a bigger image is refused by the decoder anyway).
 
 An image whose size cannot be read this way is charged as the largest image allowed;
@@ -23,6 +26,7 @@ charged at that scale.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -32,8 +36,13 @@ import numpy as np
 from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.inference.preprocessing import ImagePlan
 
-MAX_JPEG_SEGMENTS = 64  # real files have a handful before SOF; beyond: size unknown
+MAX_JPEG_SEGMENTS = 64  # real files have a handful before SOS; beyond: size unknown
+MAX_PNG_CHUNKS = 64  # the same bound for the chunks before IDAT
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
+_JPEG_SOS = 0xDA
+# Markers Pillow reads no length after (JPG, RSTn, SOI, EOI, JPGn); below 0xC0 it stops.
+_JPEG_BARE = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})
+_FILL = re.compile(rb"\xff+")
 PAYLOAD_COPIES = 2  # the request message and the bytes object read from it
 _WIDE = 4  # bytes a pixel of Pillow's RGB/RGBA/CMYK/I/F images
 
@@ -50,28 +59,67 @@ def _header(width: int, height: int, pixel_bytes: int, jpeg: bool = False) -> Im
 
 
 def _png(data: bytes) -> ImageHeader | None:
-    if len(data) < 26 or data[12:16] != b"IHDR":
-        return None
-    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
-    gray_or_palette = color in (0, 3)
-    pixel = (2 if depth == 16 else 1) if gray_or_palette else _WIDE
-    return _header(width, height, pixel)
+    """The last IHDR before IDAT or IEND, chunk lengths skipped without reading data."""
+    found: ImageHeader | None = None
+    at = 8
+    for _ in range(MAX_PNG_CHUNKS):
+        if at + 8 > len(data):
+            return None
+        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if kind in (b"IDAT", b"IEND"):
+            return found
+        if kind == b"IHDR":
+            if length < 13:
+                return None  # Pillow refuses it
+            width, height, depth, color = struct.unpack(">IIBB", data[at + 8 : at + 18])
+            gray_or_palette = color in (0, 3)
+            pixel = (2 if depth == 16 else 1) if gray_or_palette else _WIDE
+            found = _header(width, height, pixel)
+        at += 12 + length  # length, type, data, CRC
+    return None
 
 
 def _jpeg(data: bytes) -> ImageHeader | None:
+    """The last SOF before SOS. As in Pillow: bytes other than 0xFF between segments are
+    skipped, so are 0xFF fill bytes and an escaped 0xFF00; a segment's length counts at
+    least its own two bytes."""
+    found: ImageHeader | None = None
     at = 2
     for _ in range(MAX_JPEG_SEGMENTS):
-        while at < len(data) and data[at] == 0xFF:  # fill bytes before a marker
-            at += 1
-        if at + 8 > len(data):
+        at = data.find(b"\xff", at)
+        fill = _FILL.match(data, at) if at >= 0 else None
+        if fill is None or fill.end() + 2 >= len(data):
             return None
+        at = fill.end()
         marker = data[at]
+        if marker == 0x00 or marker in _JPEG_BARE:
+            at += 1
+            continue
+        if marker < 0xC0:
+            return None  # Pillow: "no marker found"
+        if marker == _JPEG_SOS:
+            return found
+        length = int.from_bytes(data[at + 1 : at + 3], "big")
         if marker in _JPEG_SOF:
             height, width, components = struct.unpack(">HHB", data[at + 4 : at + 9])
-            return _header(width, height, 1 if components == 1 else _WIDE, jpeg=True)
-        (length,) = struct.unpack(">H", data[at + 1 : at + 3])
-        at += 1 + length
+            found = _header(width, height, 1 if components == 1 else _WIDE, jpeg=True)
+        at += 1 + max(2, length)
     return None
+
+
+def _bmp(data: bytes) -> ImageHeader | None:
+    """The info header as Pillow reads it (OS/2 1.x: 16-bit sides;
+    later headers: 32-bit, a height whose top byte is 0xFF meaning top-down)."""
+    size = int.from_bytes(data[14:18], "little")
+    if size == 12:
+        width, height, _, bits = struct.unpack("<HHHH", data[18:26])
+    elif size in (40, 52, 56, 64, 108, 124):
+        width, height, _, bits = struct.unpack("<IIHH", data[18:30])
+        if data[25] == 0xFF:
+            height = 2**32 - height
+    else:
+        return None
+    return _header(width, height, 1 if bits <= 8 else _WIDE)
 
 
 def _webp(data: bytes) -> ImageHeader | None:
@@ -101,8 +149,7 @@ def read_header(data: bytes) -> ImageHeader | None:
             width, height = struct.unpack("<HH", data[6:10])
             return _header(width, height, _WIDE)  # frames may turn RGB(A) in Pillow
         if data.startswith(b"BM") and len(data) >= 30:
-            width, height, _, bits = struct.unpack("<iiHH", data[18:30])
-            return _header(abs(width), abs(height), 1 if bits <= 8 else _WIDE)
+            return _bmp(data)
         if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
             return _webp(data)
     except struct.error:
@@ -144,7 +191,8 @@ def image_bytes(data: bytes, plan: ImagePlan, max_pixels: int) -> int:
     else:
         width, height, pixel_bytes, jpeg = header
         scale = _draft_scale(header, plan) if jpeg else 1
-        pixels = min(max_pixels, (width // scale) * (height // scale))
+        # libjpeg rounds a scaled side up
+        pixels = min(max_pixels, -(-width // scale) * -(-height // scale))
     converted = 1 if plan.color_mode == "L" else _WIDE
     conversion = pixels * converted if converted != pixel_bytes else 0
     payload = PAYLOAD_COPIES * len(data)
