@@ -40,9 +40,9 @@ def _cgroup_limit(proc: Path, cgroup_root: Path) -> int | None:
             for candidate in (folder / "memory.max", cgroup_root / "memory.max"):
                 try:
                     value = candidate.read_text().strip()
-                except OSError:
+                    return None if value == "max" else int(value)
+                except (OSError, ValueError):  # absent, or not a limit we can read
                     continue
-                return None if value == "max" else int(value)
     return None
 
 
