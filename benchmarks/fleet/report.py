@@ -1,0 +1,137 @@
+"""The issue's fleet targets judged on a run (like benchmarks/target_verdicts.py does for
+the gateway), and the Markdown section of bench-results/fleet.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["markdown", "verdicts"]
+
+SUBSCRIBE_SECONDS = 60.0
+IDLE_CORES, IDLE_MB = 0.15, 600.0
+ASSIGN_P99_SECONDS, ASSIGN_MAX_SECONDS = 3.0, 10.0
+
+
+def _verdict(name: str, met: bool, measured: str) -> dict[str, Any]:
+    return {"target": name, "met": met, "measured": measured}
+
+
+def verdicts(run: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    """Targets at ``size`` gateways (10,000; the largest size of a quick run)."""
+    sub = run.get("subscribe", {}).get(str(size), {})
+    got = sub.get("subscribed", 0)
+    seconds = sub.get("seconds_all")
+    measured = (
+        f"{got}/{size} in {seconds} s"
+        if seconds is not None
+        else f"{got}/{size} after {sub.get('timeout', '?')} s"
+        if sub
+        else "not tried"
+    )
+    out = [
+        _verdict(
+            f"{size} subscribed within {SUBSCRIBE_SECONDS:.0f} s",
+            seconds is not None and seconds <= SUBSCRIBE_SECONDS,
+            measured,
+        )
+    ]
+    idle = run.get("idle", {}).get(str(size), {})
+    cores, mb = idle.get("max_replica_cores"), idle.get("max_replica_rss_mb")
+    out.append(
+        _verdict(
+            f"idle < {IDLE_CORES} core and < {IDLE_MB:.0f} MB per orchestrator "
+            f"with {size} subscribed",
+            got == size and cores is not None and cores < IDLE_CORES and mb < IDLE_MB,
+            f"{cores} core, {mb} MB with {got} subscribed" if idle else "not measured",
+        )
+    )
+    assign = run.get("assign", {})
+    fleet = assign.get("expected", 0)
+    within3, within10 = assign.get("within_3s", 0), assign.get("within_10s", 0)
+    latency = assign.get("latency", {})
+    out.append(
+        _verdict(
+            f"assign reaches 99 % of {size} within {ASSIGN_P99_SECONDS:.0f} s, all within "
+            f"{ASSIGN_MAX_SECONDS:.0f} s",
+            fleet == size and within3 >= 0.99 * size and within10 == size,
+            f"on {fleet} gateways: {within3} within 3 s, {within10} within 10 s, "
+            f"p50 {latency.get('p50')} s p99 {latency.get('p99')} s max {latency.get('max')} s"
+            if assign
+            else "not measured",
+        )
+    )
+    return out
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
+    if "error" in run:
+        return [f"| {name} | error | {run['error']} |"]
+    rows = []
+    for size, sub in run.get("subscribe", {}).items():
+        idle = run.get("idle", {}).get(size, {})
+        rows.append(
+            f"| {name} | subscribe {size} | {sub.get('subscribed')}/{size} subscribed, "
+            f"all in {_cell(sub.get('seconds_all'))} s (timeout {sub.get('timeout')} s), "
+            f"p50 {_cell(sub.get('delays', {}).get('p50'))} s; reconnects "
+            f"{sub.get('reconnects')}; simulator {sub.get('simulator_cores')} core; server fds "
+            f"{sub.get('server_fds')} |"
+        )
+        rows.append(
+            f"| {name} | idle at {size} | {idle.get('cores')} core total, per replica "
+            f"{[r.get('cores') for r in idle.get('replicas', [])]} core, "
+            f"{[r.get('rss_mb') for r in idle.get('replicas', [])]} MB |"
+        )
+    assign, fetch, res = run.get("assign", {}), run.get("fetch", {}), run.get("results", {})
+    lat = assign.get("latency", {})
+    rows.append(
+        f"| {name} | assign to {assign.get('expected')} | seen by {lat.get('count')}: p50 "
+        f"{_cell(lat.get('p50'))} s, p99 {_cell(lat.get('p99'))} s, max {_cell(lat.get('max'))} s;"
+        f" {assign.get('within_3s')} within 3 s, {assign.get('within_10s')} within 10 s |"
+    )
+    secs = fetch.get("seconds", {})
+    rows.append(
+        f"| {name} | fetch {fetch.get('bundle_bytes', 0) >> 20} MB x {fetch.get('expected')} | "
+        f"{fetch.get('fetched')} fetched ({fetch.get('sha256_ok')} sha256 ok, "
+        f"{fetch.get('sha256_bad')} bad), {fetch.get('interrupted')} cut and "
+        f"{fetch.get('resumed')} resumed, {fetch.get('reported')} reported; done p50 "
+        f"{_cell(secs.get('p50'))} s, max {_cell(secs.get('max'))} s |"
+    )
+    growth = res.get("db_bytes_after", 0) - res.get("db_bytes_before", 0)
+    rows.append(
+        f"| {name} | results from {res.get('gateways')} | {res.get('acked')}/"
+        f"{res.get('sent_batches_expected')} batches in {res.get('seconds')} s "
+        f"({res.get('batches_per_second')}/s); DB +{growth} "
+        f"bytes ({_cell(res.get('db_growth_per_batch'))} per batch) |"
+    )
+    return rows
+
+
+def markdown(document: dict[str, Any]) -> str:
+    lines = [
+        "## Fleet scale",
+        "",
+        f"Source: {document.get('source')}; sizes {document.get('sizes')}"
+        f"{' (quick)' if document.get('quick') else ''}; heartbeat "
+        f"{document.get('heartbeat_seconds')} s.",
+        "",
+        "| backend | phase | result |",
+        "|---|---|---|",
+    ]
+    for name, run in document.get("backends", {}).items():
+        lines += _backend_rows(name, run)
+    lines += [
+        "",
+        "### Targets",
+        "",
+        "| backend | target | verdict | measured |",
+        "|---|---|---|---|",
+    ]
+    for name, items in document.get("verdicts", {}).items():
+        for item in items:
+            verdict = "met" if item["met"] else "**missed**"
+            lines.append(f"| {name} | {item['target']} | {verdict} | {item['measured']} |")
+    return "\n".join(lines) + "\n"

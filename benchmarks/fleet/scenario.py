@@ -1,0 +1,249 @@
+"""One backend's run: orchestrator(s), published bundles, then the phases in order, each
+bounded by a timeout: subscribe N (several sizes), idle CPU and RSS, assign to every
+gateway, a 4 MB bundle fetched with resume, feedback batches."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.fleet.bundles import Publisher
+from benchmarks.fleet.driver import SimulatorProcess
+from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes
+from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand
+
+__all__ = ["Config", "run_backend"]
+
+
+@dataclass(frozen=True)
+class Config:
+    sizes: tuple[int, ...] = (500, 2_000, 10_000)
+    fetchers: int = 1_000
+    bundle_bytes: int = 4 << 20
+    interrupt_fraction: float = 0.2
+    batches_per_gateway: int = 2
+    idle_seconds: float = 20.0
+    ramp_seconds: float = 2.0
+    channels: int = 4
+    heartbeat_seconds: float = 10.0
+    subscribe_timeout: float = 120.0
+    assign_timeout: float = 60.0
+    fetch_timeout: float = 180.0
+    results_timeout: float = 120.0
+    source: Path | None = None
+
+
+def _idle(
+    orchestrators: list[Orchestrator], sim: SimulatorProcess, seconds: float
+) -> dict[str, Any]:
+    found: list[dict[str, float]] = [{} for _ in orchestrators]
+
+    def measure(i: int) -> None:
+        found[i] = orchestrators[i].idle_usage(seconds)
+
+    sim_before = sim.cpu_seconds()
+    threads = [threading.Thread(target=measure, args=(i,)) for i in range(len(orchestrators))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 10)
+    return {
+        "replicas": found,
+        "cores": round(sum(f.get("cores", 0.0) for f in found), 3),
+        "max_replica_cores": max(f.get("cores", 0.0) for f in found),
+        "max_replica_rss_mb": max(f.get("rss_mb", 0.0) for f in found),
+        "simulator_cores": round((sim.cpu_seconds() - sim_before) / seconds, 3),
+    }
+
+
+def _fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def _subscribe(
+    cfg: Config,
+    sim: SimulatorProcess,
+    size: int,
+    orchestrators: list[Orchestrator],
+    running: dict[str, list[str]],
+) -> dict[str, Any]:
+    sim.call(60, cmd="stop")
+    timeout = min(cfg.subscribe_timeout, 30.0 + size * 0.009)
+    before = sim.cpu_seconds()
+    began = time.monotonic()
+    answer = sim.call(
+        timeout + 60,
+        cmd="start",
+        count=size,
+        ramp=cfg.ramp_seconds,
+        cohort_a=cfg.fetchers,
+        running=running,
+        timeout=timeout,
+    )
+    spent = time.monotonic() - began
+    answer["timeout"] = timeout
+    answer["simulator_cores"] = round((sim.cpu_seconds() - before) / spent, 3)
+    answer["server_fds"] = [_fds(o.pid) for o in orchestrators if o.alive()]
+    return answer
+
+
+def _phases(
+    cfg: Config,
+    db: str,
+    artifacts: Path,
+    orchestrators: list[Orchestrator],
+    command: OrchestratorCommand,
+    sim: SimulatorProcess,
+    small: dict[str, str],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"subscribe": {}, "idle": {}}
+    running = {"fleet-small": ["1", small["1"]]}
+    reached = 0
+    for size in cfg.sizes:
+        result = out["subscribe"][str(size)] = _subscribe(cfg, sim, size, orchestrators, running)
+        out["idle"][str(size)] = _idle(orchestrators, sim, cfg.idle_seconds)
+        if not result.get("complete"):
+            break
+        reached = size
+    if reached != cfg.sizes[-1] and reached:
+        # Later phases on the largest fleet that subscribed in full (the record says so).
+        _subscribe(cfg, sim, reached, orchestrators, running)
+    fleet = reached or cfg.sizes[0]
+    out["work_fleet"] = fleet
+
+    # The assign is one CLI call on the shared database (what an operator does); the
+    # clock starts when it prints, after its commit.
+    began = time.time()
+    since = command.run_timed(
+        "assign", "fleet-small", "--gateways", "all", "--version", "2", db=db, artifacts=artifacts
+    )
+    assign = sim.call(
+        cfg.assign_timeout + 30,
+        cmd="seen",
+        model="fleet-small",
+        version="2",
+        since=since,
+        timeout=cfg.assign_timeout,
+        cohort=None,
+    )
+    assign.update(gateways=fleet, cli_seconds=round(since - began, 2))
+    out["assign"] = assign
+
+    sim.call(
+        30, cmd="policy", fetch_models=["fleet-big"], interrupt_fraction=cfg.interrupt_fraction
+    )
+    since = command.run_timed(
+        "assign",
+        "fleet-big",
+        "--gateways",
+        "cohort=a",
+        "--version",
+        "1",
+        db=db,
+        artifacts=artifacts,
+    )
+    fetch = sim.call(
+        cfg.fetch_timeout + 30,
+        cmd="fetched",
+        model="fleet-big",
+        version="1",
+        since=since,
+        timeout=cfg.fetch_timeout,
+        cohort="a",
+    )
+    fetch["bundle_bytes"] = cfg.bundle_bytes
+    out["fetch"] = fetch
+
+    size_before = database_bytes(db)
+    results = sim.call(
+        cfg.results_timeout + 30,
+        cmd="results",
+        batches=cfg.batches_per_gateway,
+        timeout=cfg.results_timeout,
+    )
+    time.sleep(1.0)
+    results["db_bytes_before"], results["db_bytes_after"] = size_before, database_bytes(db)
+    results["db_growth_per_batch"] = (
+        round((results["db_bytes_after"] - size_before) / results["acked"])
+        if results.get("acked")
+        else None
+    )
+    out["results"] = results
+    return out
+
+
+def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dict[str, Any]:
+    """``sqlite`` (one orchestrator) or ``postgresql`` (two replicas sharing one database)."""
+    work = Path(tempfile.mkdtemp(prefix=f"edge-fleet-{backend}-"))
+    command = OrchestratorCommand(cfg.source)
+    postgres: ThrowawayPostgres | None = None
+    orchestrators: list[Orchestrator] = []
+    sim: SimulatorProcess | None = None
+    started = time.monotonic()
+    try:
+        if backend == "postgresql":
+            postgres = ThrowawayPostgres()
+            db = postgres.fresh_database()
+        else:
+            db = f"sqlite:///{work / 'orchestrator.db'}"
+        artifacts = work / "artifacts"
+        publisher = Publisher(work / "keys")
+        small: dict[str, str] = {}
+        for name, version, size in (
+            ("fleet-small", "1", 64 << 10),
+            ("fleet-small", "2", 64 << 10),
+            ("fleet-big", "1", cfg.bundle_bytes),
+        ):
+            bundle = publisher.bundle(name, version, size)
+            command.run(
+                "publish",
+                str(bundle),
+                "--trusted-keys",
+                str(publisher.public_key),
+                db=db,
+                artifacts=artifacts,
+            )
+            if name == "fleet-small":
+                import hashlib
+
+                small[version] = hashlib.sha256(bundle.read_bytes()).hexdigest()
+        command.run(
+            "assign",
+            "fleet-small",
+            "--gateways",
+            "all",
+            "--version",
+            "1",
+            db=db,
+            artifacts=artifacts,
+        )
+        token = secrets.token_urlsafe(24)
+        token_file = work / "fleet.token"
+        token_file.write_text(token + "\n")
+        serve = ("--heartbeat-seconds", str(cfg.heartbeat_seconds))
+        for _ in range(2 if backend == "postgresql" else 1):
+            orchestrators.append(Orchestrator(command, db, artifacts, token_file, *serve))
+        sim = SimulatorProcess([o.target for o in orchestrators], f"token:{token}", cfg.channels)
+        result = _phases(cfg, db, artifacts, orchestrators, command, sim, small)
+        result["replicas"] = len(orchestrators)
+        result["orchestrator_alive"] = [o.alive() for o in orchestrators]
+        return result
+    finally:
+        if sim is not None:
+            sim.stop()
+        for orchestrator in orchestrators:
+            orchestrator.stop()
+            if keep_logs is not None:
+                keep_logs.mkdir(parents=True, exist_ok=True)
+                log = keep_logs / f"fleet-{backend}-orchestrator-{orchestrator.pid}.log"
+                log.write_text("".join(orchestrator.log[-200:]))
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"fleet: {backend} done in {time.monotonic() - started:.0f} s", flush=True)

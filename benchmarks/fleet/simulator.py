@@ -1,0 +1,238 @@
+"""The fleet simulator process: N simulated gateways (benchmarks/fleet/gateway.py) as
+multiplexed gRPC streams over a few channels, driven by JSON commands on stdin, one JSON
+answer per command on stdout.
+
+``python -m benchmarks.fleet.simulator --targets HOST:PORT[,HOST:PORT] --auth token:T``;
+gateway i uses channel i mod (channels x targets), so two replicas share the fleet evenly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+
+from benchmarks.fleet.auth import GatewayAuth, auth_from_spec
+from benchmarks.fleet.gateway import Policy, SimulatedGateway
+from benchmarks.fleet.processes import raise_nofile
+
+__all__ = ["Simulator", "percentiles"]
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per channel, not shared
+]
+
+
+def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"count": 0, "p50": None, "p99": None, "max": None}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"count": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 3)}
+
+
+class Simulator:
+    def __init__(self, targets: list[str], channels_per_target: int, auth: GatewayAuth) -> None:
+        self.channels = [
+            grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            for _ in range(channels_per_target)
+            for target in targets
+        ]
+        self.auth = auth
+        self.policy = Policy()
+        self.gateways: list[SimulatedGateway] = []
+        self.cohorts: dict[str, list[SimulatedGateway]] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def _members(self, cohort: str | None) -> list[SimulatedGateway]:
+        return self.gateways if not cohort else self.cohorts.get(cohort, [])
+
+    def stats(self) -> dict[str, Any]:
+        errors: dict[str, int] = {}
+        for gateway in self.gateways:
+            for key, count in gateway.errors.items():
+                errors[key] = errors.get(key, 0) + count
+        return {"reconnects": sum(g.reconnects for g in self.gateways), "errors": errors}
+
+    async def _until(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def start(
+        self, count: int, ramp: float, cohort_a: int, running: dict[str, list[str]], timeout: float
+    ) -> dict[str, Any]:
+        """``count`` gateways dialing within ``ramp`` s; answers once all are subscribed."""
+        began = time.time()
+        base = len(self.gateways)
+        for i in range(base, base + count):
+            cohort = "a" if i < cohort_a else "b"
+            gateway = SimulatedGateway(
+                f"gw-{i:05d}",
+                {"site": f"s{i % 10}", "cohort": cohort, "fleet": "sim"},
+                {m: (v[0], v[1]) for m, v in running.items()},
+                self.channels[i % len(self.channels)],
+                self.auth,
+                self.policy,
+            )
+            self.gateways.append(gateway)
+            self.cohorts.setdefault(cohort, []).append(gateway)
+            self.tasks.append(asyncio.create_task(gateway.run(random.uniform(0, ramp))))
+        timeline: list[list[float]] = []
+        started = self.gateways[base:]
+
+        def all_in() -> bool:
+            subscribed = sum(1 for g in started if g.subscribed_at)
+            elapsed = time.time() - began
+            if not timeline or elapsed - timeline[-1][0] >= 1.0:
+                timeline.append([round(elapsed, 1), subscribed])
+            return subscribed == count
+
+        complete = await self._until(all_in, timeout)
+        delays = [g.subscribed_at - began for g in started if g.subscribed_at]
+        return {
+            "requested": count,
+            "subscribed": len(delays),
+            "complete": complete,
+            "seconds_all": round(max(delays), 2) if complete and delays else None,
+            "delays": percentiles(delays),
+            "timeline": timeline,
+            **self.stats(),
+        }
+
+    async def stop(self) -> dict[str, Any]:
+        stats = self.stats()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        self.gateways.clear()
+        self.cohorts.clear()
+        return stats
+
+    async def seen(
+        self, model: str, version: str, since: float, timeout: float, cohort: str | None
+    ) -> dict[str, Any]:
+        """Latency from ``since`` until each gateway saw ``model`` ``version`` desired."""
+        members, key = self._members(cohort), (model, version)
+        complete = await self._until(lambda: all(key in g.seen for g in members), timeout)
+        latencies = [max(0.0, g.seen[key] - since) for g in members if key in g.seen]
+        within = lambda s: sum(1 for x in latencies if x <= s)  # noqa: E731
+        return {
+            "expected": len(members),
+            "complete": complete,
+            "latency": percentiles(latencies),
+            "within_3s": within(3.0),
+            "within_10s": within(10.0),
+            **self.stats(),
+        }
+
+    async def fetched(
+        self, model: str, version: str, since: float, timeout: float, cohort: str | None
+    ) -> dict[str, Any]:
+        members, key = self._members(cohort), (model, version)
+        complete = await self._until(lambda: all(key in g.reported for g in members), timeout)
+        fetches = [g.fetches[key] for g in members if key in g.fetches]
+        done = [f for f in fetches if f.done_at]
+        return {
+            "expected": len(members),
+            "complete": complete,
+            "fetched": len(done),
+            "sha256_ok": sum(1 for f in done if f.ok),
+            "sha256_bad": sum(1 for f in done if not f.ok),
+            "interrupted": sum(f.interrupted for f in fetches),
+            "resumed": sum(len(f.resumed_from) for f in fetches),
+            "resumed_offsets": sorted({o for f in fetches for o in f.resumed_from})[:5],
+            "bytes": sum(f.bytes for f in fetches),
+            "reported": sum(1 for g in members if key in g.reported),
+            "seconds": percentiles(f.done_at - since for f in done),
+            **self.stats(),
+        }
+
+    async def results(self, batches: int, timeout: float) -> dict[str, Any]:
+        """Arm every gateway with ``batches``; each sends them on its next heartbeats."""
+        before = sum(g.results_acked for g in self.gateways)
+        for gateway in self.gateways:
+            gateway.results_left += batches
+        began = time.time()
+        complete = await self._until(
+            lambda: all(g.results_left <= 0 for g in self.gateways), timeout
+        )
+        acked = sum(g.results_acked for g in self.gateways) - before
+        spent = time.time() - began
+        return {
+            "gateways": len(self.gateways),
+            "sent_batches_expected": batches * len(self.gateways),
+            "acked": acked,
+            "complete": complete,
+            "seconds": round(spent, 2),
+            "batches_per_second": round(acked / spent, 1) if spent else None,
+            **self.stats(),
+        }
+
+    async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        name = command.pop("cmd")
+        if name == "start":
+            return await self.start(**command)
+        if name == "stop":
+            return await self.stop()
+        if name == "policy":
+            self.policy.fetch_models = set(command.get("fetch_models", []))
+            self.policy.interrupt_fraction = float(command.get("interrupt_fraction", 0.0))
+            self.policy.batches_per_call = int(command.get("batches_per_call", 2))
+            return {"ok": True}
+        if name == "seen":
+            return await self.seen(**command)
+        if name == "fetched":
+            return await self.fetched(**command)
+        if name == "results":
+            return await self.results(**command)
+        raise ValueError(f"unknown command {name!r}")
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    simulator = Simulator(args.targets.split(","), args.channels, auth_from_spec(args.auth))
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or line.strip() == '{"cmd": "quit"}':
+            break
+        try:
+            answer = await simulator.handle(json.loads(line))
+        except Exception as err:  # one bad command must not lose the fleet
+            answer = {"error": f"{type(err).__name__}: {err}"}
+        print(json.dumps(answer), flush=True)
+    await simulator.stop()
+    for channel in simulator.channels:
+        await channel.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet.simulator")
+    parser.add_argument("--targets", required=True, help="HOST:PORT[,HOST:PORT...]")
+    parser.add_argument("--channels", type=int, default=4, help="channels per target")
+    parser.add_argument("--auth", default="", help="token:FLEET_TOKEN (benchmarks/fleet/auth.py)")
+    args = parser.parse_args()
+    raise_nofile()
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
