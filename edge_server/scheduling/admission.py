@@ -77,6 +77,17 @@ class DrainEstimator:
         return int(min(MAX_HINT_MS, max(MIN_HINT_MS, wait * 500)))
 
 
+@dataclass(eq=False)
+class Reservation:
+    """Bytes one call holds in the memory budget; giving it back twice is harmless."""
+
+    nbytes: int
+    released: bool = False
+
+
+_NOTHING = Reservation(0, released=True)
+
+
 class AdmissionControl:
     """Per-model queue slots: resolve the version a request runs on and refuse what
     cannot be served in time (RESOURCE_EXHAUSTED with a retry hint).
@@ -144,7 +155,7 @@ class AdmissionControl:
         so the drain pace is not skewed by calls that were never served."""
         self._in_flight[model.name] -= 1
 
-    def reserve(self, model: ServingModel, nbytes: int) -> int:
+    def reserve(self, model: ServingModel, nbytes: int) -> Reservation:
         """Reserve ``nbytes`` of the memory budget for one call of ``model``.
 
         Refused at once with Overloaded (RESOURCE_EXHAUSTED + retry hint) when the
@@ -154,7 +165,7 @@ class AdmissionControl:
         """
         budget = self.memory_budget
         if budget <= 0:
-            return 0
+            return _NOTHING
         if nbytes > budget:
             self._refused(model)
             raise InvalidInput(
@@ -174,19 +185,22 @@ class AdmissionControl:
         self.bytes_in_use += nbytes
         if self.bytes_in_use > self._peak_bytes:
             self._peak_bytes = self.bytes_in_use
-        return nbytes
+        return Reservation(nbytes)
 
-    def release_bytes(self, nbytes: int) -> None:
-        if not nbytes:
+    def release_bytes(self, held: Reservation) -> None:
+        """Give a reservation back; a second call for the same one changes nothing (a
+        double release must never make room other calls still hold)."""
+        if held.released:
             return
-        self.bytes_in_use -= nbytes
+        held.released = True
+        self.bytes_in_use -= held.nbytes
         if self.bytes_in_use == 0:
             peak, self._peak_bytes = self._peak_bytes, 0
             if self._on_drained is not None:
                 self._on_drained(peak)
 
     @contextlib.contextmanager
-    def reserved(self, model: ServingModel, nbytes: int) -> Iterator[int]:
+    def reserved(self, model: ServingModel, nbytes: int) -> Iterator[Reservation]:
         """``reserve`` and ``release_bytes`` around a block, released on any exit."""
         held = self.reserve(model, nbytes)
         try:
@@ -204,7 +218,7 @@ class AdmissionControl:
         model_version: str,
         deadline: float | None,
         footprint: Callable[[ServingModel], int],
-    ) -> tuple[ServingModel, int]:
+    ) -> tuple[ServingModel, Reservation]:
         """``take``, then ``reserve`` what ``footprint`` says the call holds; a refused
         reservation gives the slot back. Release with ``release`` and ``release_bytes``."""
         model = self.take(model_name, model_version, deadline)

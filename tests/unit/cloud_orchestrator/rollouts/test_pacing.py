@@ -35,9 +35,11 @@ async def test_starts_are_spaced_by_the_rate_even_when_asked_at_once() -> None:
         started.append(time.monotonic())
 
     await asyncio.gather(*(start() for _ in range(5)))
-    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
-    assert all(gap >= 0.09 for gap in gaps), gaps
-    assert started[-1] - started[0] < 0.6
+    # Start i is due 0.1 s x i after the first; a late wake-up never delays the ones after
+    # it (the schedule, not the wake-ups, sets the pace), so check against the schedule.
+    offsets = [moment - started[0] for moment in started]
+    assert all(offset >= 0.1 * i - 0.005 for i, offset in enumerate(offsets)), offsets
+    assert offsets[-1] < 1.0
 
 
 async def test_no_rate_means_no_wait() -> None:

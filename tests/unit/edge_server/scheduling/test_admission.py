@@ -156,7 +156,7 @@ def test_reserved_bytes_are_counted_across_models_and_given_back(
     other = admission.take("tensoronly", "", None)
     first = admission.reserve(gray, 600)
     second = admission.reserve(other, 400)
-    assert (first, second, admission.bytes_in_use) == (600, 400, 1000)
+    assert (first.nbytes, second.nbytes, admission.bytes_in_use) == (600, 400, 1000)
     admission.release_bytes(first)
     assert admission.bytes_in_use == 400 and drained == []
     admission.release_bytes(second)
@@ -176,7 +176,7 @@ def test_a_call_that_does_not_fit_is_refused_at_once_with_a_retry_hint(
     assert error.value.retry_after_ms == DEFAULT_HINT_MS  # pace not measured yet
     assert "memory budget of 0.0 MiB" in str(error.value)
     assert admission.bytes_in_use == 700 and refused == ["gray"]
-    assert admission.reserve(model, 300) == 300  # exactly full still fits
+    assert admission.reserve(model, 300).nbytes == 300  # exactly full still fits
 
 
 def test_a_call_larger_than_the_whole_budget_is_invalid(models: ServingCatalogue) -> None:
@@ -220,6 +220,7 @@ def test_a_refused_reservation_gives_the_slot_back_without_a_completion(
 def test_no_budget_reserves_nothing(models: ServingCatalogue) -> None:
     admission, drained = budgeted(models, 0)
     model = admission.take("gray", "", None)
-    assert admission.reserve(model, 10**12) == 0
-    admission.release_bytes(0)
+    held = admission.reserve(model, 10**12)
+    assert held.nbytes == 0
+    admission.release_bytes(held)
     assert admission.bytes_in_use == 0 and drained == []

@@ -110,12 +110,6 @@ def test_a_cancelled_call_gives_its_bytes_back(models: ServingCatalogue) -> None
     assert run.admission.bytes_in_use == 0 and run.drained == [800]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AdmissionControl.release_bytes is neither idempotent nor documented as "
-    "once-only: releasing the same reservation twice drives bytes_in_use below 0, "
-    "after which calls holding more than the budget are admitted",
-)
 def test_a_reservation_released_twice_does_not_enlarge_the_budget(
     models: ServingCatalogue,
 ) -> None:
