@@ -103,6 +103,15 @@ bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> ben
 	@$(PIP) py-spy >/dev/null 2>&1 || echo "bench: py-spy unavailable: no profiles" >&2
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.footprint
+	$(MAKE) --no-print-directory bench-fleet
+
+# The fleet simulator (benchmarks/fleet/): simulated pull gateways, multiplexed over a few
+# channels, against edge-orchestrator on SQLite (one process) and on a throwaway PostgreSQL
+# (two replicas): subscribe 500/2,000/10,000, idle CPU and RSS, assign latency, a 4 MB bundle
+# fetched with resume, feedback batches. FLEET_ARGS=--quick (or BENCH_ARGS=--quick): smoke run.
+.PHONY: bench-fleet
+bench-fleet: $(VENV)/.dev postgres-server  ## fleet scale: simulated gateways vs edge-orchestrator -> bench-results/fleet.json, fleet.md
+	$(BIN)/python -m benchmarks.fleet $(BENCH_ARGS) $(FLEET_ARGS)
 
 # The property tests (tests/unit/**/test_*_properties.py, tests/e2e/edge_server/test_http_properties.py)
 # under the Hypothesis `fuzz` profile (tests/support/fuzzing.py: thousands of examples each,

@@ -41,7 +41,7 @@ def _source_label(source: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", allow_abbrev=False)
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 and 200 gateways")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--sizes", default="", help="gateway counts, such as 500,2000,10000")
