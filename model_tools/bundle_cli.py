@@ -129,11 +129,25 @@ def _run_package(args: argparse.Namespace) -> int:
 
 
 def _run_sign(args: argparse.Namespace) -> int:
-    from model_tools.bundle_keys import sign_bundle
+    from model_tools.trust_tools import resign_bundle
 
-    kid = sign_bundle(args.bundle, args.key, args.output)
+    _check_trust_options(args)
+    kid = resign_bundle(
+        args.bundle,
+        args.key,
+        args.output,
+        sequence=args.sequence,
+        expires_in_days=90 if args.expires_in is None else args.expires_in,
+        keyring=args.keyring,
+        legacy=args.legacy,
+    )
     target = args.output or args.bundle
-    emit(args, {"bundle": str(target), "key_id": kid}, f"signed {target} with key {kid}")
+    what = f", sequence {args.sequence}" if args.sequence is not None else " (legacy signature)"
+    emit(
+        args,
+        {"bundle": str(target), "key_id": kid, "sequence": args.sequence},
+        f"signed {target} with key {kid}{what}",
+    )
     return 0
 
 
@@ -240,6 +254,19 @@ def _add_keyring_command(commands: Any) -> None:
     p.set_defaults(handler=_run_keyring)
 
 
+def _add_targets_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sequence",
+        type=int,
+        help="release number of this model, above the previous one's: adds signed targets "
+        "metadata that --trust-root gateways require",
+    )
+    p.add_argument(
+        "--expires-in", type=int, help="days until the signed metadata expires (default 90)"
+    )
+    p.add_argument("--keyring", type=Path, help="keyring to carry inside the bundle")
+
+
 def add_bundle_commands(commands: Any) -> None:
     p = commands.add_parser("keygen", help="create an Ed25519 signing key pair")
     p.add_argument("--out", type=output_file, required=True, help="private key file (PEM)")
@@ -281,23 +308,26 @@ def add_bundle_commands(commands: Any) -> None:
         action="store_true",
         help="mark the version as incompatible with the previous one",
     )
-    p.add_argument(
-        "--sequence",
-        type=int,
-        help="release number of this model, above the previous one's: adds signed targets "
-        "metadata that --trust-root gateways require",
-    )
-    p.add_argument(
-        "--expires-in", type=int, help="days until the signed metadata expires (default 90)"
-    )
-    p.add_argument("--keyring", type=Path, help="keyring to carry inside the bundle")
+    _add_targets_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_package)
 
-    p = commands.add_parser("sign", help="(re-)sign a bundle")
+    p = commands.add_parser(
+        "sign",
+        help="(re-)sign a bundle",
+        description="Re-sign a bundle. With --sequence (and --keyring) the signature carries "
+        "signed targets metadata, as package writes it (docs/security.md); a bundle that "
+        "carries targets needs --keyring, or --legacy to drop them on purpose.",
+    )
     p.add_argument("bundle", type=Path)
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("-o", "--output", type=output_file, help="write here instead of in place")
+    _add_targets_options(p)
+    p.add_argument(
+        "--legacy",
+        action="store_true",
+        help="a legacy signature only, dropping any targets metadata (sequence, expiry)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_run_sign)
 

@@ -33,12 +33,14 @@ from edge_contracts.trust.targets import (
     sign_with_targets,
     verify_targets,
 )
+from model_tools.bundle_keys import legacy_signer, sign_bundle
 from model_tools.errors import ToolError, require_file
 
 __all__ = [
     "KeyringResult",
     "TrustedVerification",
     "read_keyring",
+    "resign_bundle",
     "targets_signature",
     "update_keyring",
     "verify_trusted",
@@ -154,6 +156,55 @@ def targets_signature(
         keyring=envelope,
     )
     return kid, member
+
+
+def resign_bundle(
+    bundle: Path,
+    signing_key: Path,
+    output: Path | None = None,
+    *,
+    sequence: int | None = None,
+    expires_in_days: int = 90,
+    keyring: Path | None = None,
+    legacy: bool = False,
+) -> str:
+    """Re-sign ``bundle``; returns the key id. With ``sequence`` the new signature carries
+    signed targets (and ``keyring`` when given), as ``model-tools package`` writes them.
+
+    A bundle that carries targets is re-signed only with ``keyring`` or, explicitly,
+    ``legacy``: a legacy signature alone would drop its sequence and expiry, and
+    --trust-root gateways refuse such a bundle (docs/security.md).
+    """
+    if legacy and (sequence is not None or keyring is not None):
+        raise ToolError("--legacy writes a legacy signature only; drop --keyring and --sequence")
+    if keyring is None and not legacy:
+        existing = open_archive(bundle).signature_bytes
+        signed = decode_signed_targets(existing) if existing is not None else None
+        if signed is not None:
+            raise ToolError(
+                f"{bundle} carries signed targets metadata (sequence "
+                f"{signed.targets.get('sequence')}); signing it without --keyring FILE "
+                "--sequence N would drop that freshness metadata and --trust-root gateways "
+                "would refuse the bundle: pass --keyring and --sequence, or --legacy for a "
+                "legacy signature only"
+            )
+    if sequence is None:
+        return sign_bundle(bundle, signing_key, output, legacy_signer)
+
+    def with_targets(
+        key: Path, manifest_bytes: bytes, name: str, version: str
+    ) -> tuple[str, bytes]:
+        return targets_signature(
+            manifest_bytes,
+            key,
+            name=name,
+            version=version,
+            sequence=sequence,
+            expires_in_days=expires_in_days,
+            keyring=keyring,
+        )
+
+    return sign_bundle(bundle, signing_key, output, with_targets)
 
 
 @dataclass(frozen=True)
