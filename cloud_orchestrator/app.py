@@ -14,8 +14,10 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud_orchestrator.feedback.store import FeedbackStore
+from cloud_orchestrator.fleet.identity import Identities
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.registry.artifacts import ArtifactStore
 from cloud_orchestrator.registry.store import Registry
@@ -27,6 +29,9 @@ from cloud_orchestrator.rollouts.runner import (
 )
 from cloud_orchestrator.rollouts.store import RolloutStore
 from cloud_orchestrator.storage.db import Database
+
+if TYPE_CHECKING:  # grpc is imported only by `serve`
+    from cloud_orchestrator.grpc.auth import GatewayGuard
 
 __all__ = ["Orchestrator", "ServeOptions", "default_instance_id", "serve"]
 
@@ -45,6 +50,7 @@ class Orchestrator:
         self.registry = Registry(self.db, self.artifacts)
         self.fleet = Fleet(self.db, self.registry)
         self.feedback = FeedbackStore(self.db)
+        self.identities = Identities(self.db)
         self.rollouts = RolloutStore(self.db, self.registry, self.fleet)
 
     def runner(
@@ -77,24 +83,52 @@ class ServeOptions:
     desired_poll_seconds: float = 1.0
     run_rollouts: bool = True
     shutdown_grace_seconds: float = 5.0
+    # Per pull gateway (cloud_orchestrator/fleet/limits.py): calls per second and burst
+    # per method, and what it may store per UTC day.
+    rate_per_second: float = 2.0
+    rate_burst: int = 30
+    result_bytes_per_day: int = 64 * 1024 * 1024
+    events_per_day: int = 10_000
+
+
+def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayGuard:
+    """The per-gateway credential check, rate limits and quotas of OrchestratorService."""
+    from cloud_orchestrator.fleet.limits import Quotas, RateLimiter, UsageLedger
+    from cloud_orchestrator.grpc.auth import GatewayGuard
+
+    identities = Identities(orchestrator.db, options.gateway_token)
+    if not options.gateway_token and not identities.tokens():
+        logger.warning(
+            "open enrollment: no --gateway-token-file and no enrollment token, so any client "
+            "that reaches this port may enroll a new gateway id (ids already enrolled stay "
+            "bound to their own secrets); `edge-orchestrator enrollment-tokens create` ends it"
+        )
+    quotas = Quotas(options.result_bytes_per_day, options.events_per_day)
+    return GatewayGuard(
+        identities,
+        orchestrator.fleet,
+        RateLimiter(options.rate_per_second, options.rate_burst),
+        UsageLedger(orchestrator.db, quotas),
+    )
 
 
 async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio.Event) -> None:
     from cloud_orchestrator.grpc.server import OrchestratorServer
     from cloud_orchestrator.grpc.servicer import OrchestratorServicer
 
+    guard = gateway_guard(orchestrator, options)
     servicer = OrchestratorServicer(
         orchestrator.fleet,
         orchestrator.registry,
         orchestrator.feedback,
         heartbeat_seconds=options.heartbeat_seconds,
+        guard=guard,
         desired_poll_seconds=options.desired_poll_seconds,
     )
     server = OrchestratorServer(
         servicer,
         options.host,
         options.port,
-        options.gateway_token,
         options.tls_cert,
         options.tls_key,
     )

@@ -25,7 +25,21 @@ class InvalidRequest(OrchestratorError):
 
 
 class Unauthenticated(OrchestratorError):
-    """A gateway called without the fleet token."""
+    """A gateway called without a credential, or with one this orchestrator never issued."""
+
+
+class CredentialRefused(OrchestratorError):
+    """A known credential may not do this: another gateway's id, pending admission,
+    rejected, revoked, or an enrollment token that is revoked or used up."""
+
+
+class LimitReached(OrchestratorError):
+    """A gateway called too often or stored too much; ``retry_after_ms`` says when it may
+    try again (sent as the retry hint by edge_contracts/status.py)."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = max(1, int(retry_after_ms))
 
 
 class BundleRefused(OrchestratorError):
@@ -47,6 +61,8 @@ status.register(
         InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
         Conflict: grpc.StatusCode.ALREADY_EXISTS,
         Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+        CredentialRefused: grpc.StatusCode.PERMISSION_DENIED,
+        LimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
         BundleRefused: grpc.StatusCode.FAILED_PRECONDITION,
         GatewayError: grpc.StatusCode.UNAVAILABLE,
     }

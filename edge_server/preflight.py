@@ -26,6 +26,10 @@ def check_settings_files(settings: Settings) -> None:
     for flag, token_file in (
         ("--management-token-file", settings.server.management_token_file),
         ("--orchestrator-token-file", settings.cloud.orchestrator_token_file),
+        (
+            "--orchestrator-enrollment-token-file",
+            settings.cloud.orchestrator_enrollment_token_file,
+        ),
     ):
         if token_file is not None:
             check_token_file(flag, token_file)

@@ -5,7 +5,8 @@ Results go to stdout (``--json`` where scripts read them). A mistake is one line
 stderr, ``edge-orchestrator: error: ...``, with exit status 2 when the command could
 not start (arguments, the cloud extra, the database) and 1 when it ran and failed
 (``cli.errors``). The subcommands live in ``cli.registry`` (publish, models,
-versions), ``cli.fleet`` (gateways, assign), ``cli.rollouts`` (deploy, rollouts,
+versions), ``cli.fleet`` (gateways, assign), ``cli.identity`` (enrollment-tokens;
+gateways identities, admit, reject, revoke), ``cli.rollouts`` (deploy, rollouts,
 rollout), ``cli.serve`` (serve) and ``cli.feedback`` (feedback, export-hard-examples).
 """
 
@@ -23,6 +24,7 @@ from cloud_orchestrator import __version__
 from cloud_orchestrator.cli.errors import CLOUD_EXTRA, missing_cloud_module, one_line, report
 from cloud_orchestrator.cli.feedback import FEEDBACK_COMMANDS, add_feedback_commands
 from cloud_orchestrator.cli.fleet import FLEET_COMMANDS, add_fleet_commands
+from cloud_orchestrator.cli.identity import IDENTITY_COMMANDS, add_identity_commands
 from cloud_orchestrator.cli.registry import REGISTRY_COMMANDS, add_registry_commands
 from cloud_orchestrator.cli.rollouts import ROLLOUT_COMMANDS, add_rollout_commands
 from cloud_orchestrator.cli.serve import SERVE_COMMANDS, add_serve_command
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_registry_commands(command)
     add_fleet_commands(command, common)
+    add_identity_commands(command, common)
     add_rollout_commands(command)
     add_serve_command(command)
     add_feedback_commands(command)
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     **REGISTRY_COMMANDS,
     **FLEET_COMMANDS,
+    **IDENTITY_COMMANDS,
     **ROLLOUT_COMMANDS,
     **SERVE_COMMANDS,
     **FEEDBACK_COMMANDS,

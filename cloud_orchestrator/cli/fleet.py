@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud_orchestrator.cli.identity import IDENTITY_ACTIONS, add_identity_actions, identity_action
 from cloud_orchestrator.cli.inputs import read_ca_file, read_token_file
 from cloud_orchestrator.cli.output import ago, emit, json_flag, table
 
@@ -35,8 +36,11 @@ def add_fleet_commands(
     r.add_argument("--token", default="", help="management token (prefer --token-file)")
     r.add_argument("--ca", type=Path, default=None, help="PEM CA of its TLS certificate")
     json_flag(r)
-    rm = gw.add_parser("remove", help="forget a gateway", parents=[common])
+    rm = gw.add_parser(
+        "remove", help="forget a gateway and its credential (it may enroll again)", parents=[common]
+    )
     rm.add_argument("gateway_id")
+    add_identity_actions(gw, common)
 
     p = command("assign", "standing desired version for matching pull-mode gateways")
     p.add_argument("name")
@@ -60,6 +64,19 @@ def _register(orch: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(orch: Any, gateway_id: str) -> int:
+    from cloud_orchestrator.errors import NotFound
+
+    forgot = orch.identities.forget(gateway_id)
+    try:
+        orch.fleet.remove(gateway_id)
+    except NotFound:
+        if not forgot:  # neither in the inventory nor enrolled
+            raise
+    print(f"removed gateway {gateway_id}")
+    return 0
+
+
 def cmd_gateways(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.fleet.store import Selector
 
@@ -67,9 +84,9 @@ def cmd_gateways(orch: Any, args: argparse.Namespace) -> int:
     if action == "register":
         return _register(orch, args)
     if action == "remove":
-        orch.fleet.remove(args.gateway_id)
-        print(f"removed gateway {args.gateway_id}")
-        return 0
+        return _remove(orch, args.gateway_id)
+    if action in IDENTITY_ACTIONS:
+        return identity_action(orch, args)
     rows = []
     data = []
     color = sys.stdout.isatty() and not args.json

@@ -27,7 +27,8 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         "--gateway-token-file",
         type=Path,
         default=None,
-        help="file with the fleet token gateways must send",
+        help="file with a fleet-wide enrollment token that admits at once (what gateways "
+        "configured with --orchestrator-token send); prefer `enrollment-tokens create`",
     )
     p.add_argument("--tls-cert", type=Path, default=None)
     p.add_argument("--tls-key", type=Path, default=None)
@@ -42,6 +43,47 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
     p.add_argument("--heartbeat-seconds", type=float, default=10.0)
     p.add_argument("--desired-poll-seconds", type=float, default=1.0)
     p.add_argument("--no-rollouts", action="store_true", help="serve gateways only")
+    limits = _limit_defaults()
+    p.add_argument(
+        "--rate-per-second",
+        type=float,
+        default=limits.rate_per_second,
+        help="calls per second each pull gateway may make per method, on average",
+    )
+    p.add_argument(
+        "--rate-burst", type=int, default=limits.rate_burst, help="calls at once beyond the rate"
+    )
+    p.add_argument(
+        "--result-bytes-per-day",
+        type=int,
+        default=limits.result_bytes_per_day,
+        help="result bytes each gateway may store per UTC day",
+    )
+    p.add_argument(
+        "--events-per-day",
+        type=int,
+        default=limits.events_per_day,
+        help="status events each gateway may store per UTC day",
+    )
+
+
+def _limit_defaults() -> Any:
+    """Defaults of the gateway limits, without importing the app (SQLAlchemy) for --help."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        rate_per_second=2.0,
+        rate_burst=30,
+        result_bytes_per_day=64 * 1024 * 1024,
+        events_per_day=10_000,
+    )
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    if args.rate_per_second <= 0 or args.rate_burst < 1:
+        raise InvalidRequest("--rate-per-second must be > 0 and --rate-burst >= 1")
+    if args.result_bytes_per_day < 1 or args.events_per_day < 1:
+        raise InvalidRequest("--result-bytes-per-day and --events-per-day must be >= 1")
 
 
 def _gateway_token(args: argparse.Namespace) -> str:
@@ -66,6 +108,7 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.app import ServeOptions, serve
 
     _check_tls(args)
+    _check_limits(args)
     options = ServeOptions(
         host=args.host,
         port=args.port,
@@ -78,6 +121,10 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
         heartbeat_seconds=args.heartbeat_seconds,
         desired_poll_seconds=args.desired_poll_seconds,
         run_rollouts=not args.no_rollouts,
+        rate_per_second=args.rate_per_second,
+        rate_burst=args.rate_burst,
+        result_bytes_per_day=args.result_bytes_per_day,
+        events_per_day=args.events_per_day,
     )
 
     async def run() -> None:

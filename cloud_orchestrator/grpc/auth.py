@@ -1,37 +1,171 @@
-"""Fleet token on OrchestratorService: ``authorization: Bearer <token>`` metadata.
+"""Each pull gateway's own credential on OrchestratorService.
 
-Without a configured token the service is open (a warning is logged at start-up);
-answers are given before the servicer runs (edge_contracts/credentials.py).
+``GatewayGuard`` is the one check every servicer method makes first (inside its
+``@rpc_boundary``, so refusals go through the status table): the call's
+``authorization: Bearer <gateway secret>`` must belong to the gateway id the request
+names, that gateway must be admitted (cloud_orchestrator/fleet/identity.py), and it
+must be within its rate limit and storage quotas (cloud_orchestrator/fleet/limits.py).
+``Enroll`` is the only method that takes no gateway secret: it is how a gateway gets one.
+
+``recheck_on_heartbeat`` ends an open Subscribe stream of a gateway revoked since it
+subscribed: the credential is looked up again before each heartbeat, one indexed read
+per gateway per heartbeat interval, so no revocation needs to reach this process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Protocol, cast
 
-from edge_contracts.credentials import REFUSAL_CODES, BearerTokenInterceptor
+import grpc
 
-__all__ = ["FleetTokenInterceptor"]
+from cloud_orchestrator.errors import CredentialRefused, NotFound, Unauthenticated
+from cloud_orchestrator.fleet.identity import ADMITTED, Enrolled, Identities, check_gateway_id
+from cloud_orchestrator.fleet.limits import RateLimiter, UsageLedger
+from cloud_orchestrator.fleet.store import Fleet
+from cloud_orchestrator.grpc import converters
+from edge_contracts.proto.edge.v1 import orchestrator_pb2
+
+__all__ = ["GatewayGuard", "recheck_on_heartbeat"]
 
 logger = logging.getLogger(__name__)
 
-_PREFIX = "/edge.v1.OrchestratorService/"
+_BEARER = "bearer "
 
 
-def _log_refusal(method: str, reason: str) -> None:
-    logger.warning("refused %s: %s", method, REFUSAL_CODES[reason].name)
+def _secret(context: grpc.aio.ServicerContext, method: str) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key != "authorization" or not isinstance(value, str):
+            continue
+        secret = value[len(_BEARER) :].strip()
+        if value[: len(_BEARER)].lower() == _BEARER and secret:
+            return secret
+    raise Unauthenticated(
+        f"{method}: send metadata 'authorization: Bearer <gateway secret>'; a gateway gets "
+        "its secret by enrolling (edge-server --orchestrator-enrollment-token-file)"
+    )
 
 
-class FleetTokenInterceptor(BearerTokenInterceptor):
-    """Refuses OrchestratorService calls without the fleet's bearer token."""
+class GatewayGuard:
+    def __init__(
+        self, identities: Identities, fleet: Fleet, limiter: RateLimiter, usage: UsageLedger
+    ) -> None:
+        self.identities = identities
+        self._fleet = fleet
+        self._limiter = limiter
+        self._usage = usage
 
-    def __init__(self, token: str) -> None:
-        super().__init__(
-            token,
-            protects=lambda method: method.startswith(_PREFIX),
-            missing_message=lambda method: (
-                f"{method}: send metadata 'authorization: Bearer <fleet token>' "
-                "(edge-server --orchestrator-token)"
-            ),
-            invalid_message=lambda method: f"{method}: wrong fleet token",
-            on_failure=_log_refusal,
+    async def caller(
+        self,
+        context: grpc.aio.ServicerContext,
+        gateway_id: str | None,
+        method: str,
+        rate_limited: bool = True,
+    ) -> str:
+        """The admitted gateway id behind this call's credential, which must be
+        ``gateway_id`` (None: whichever gateway it is, for streams that name it later)."""
+        if gateway_id is not None:
+            check_gateway_id(gateway_id)
+        secret = _secret(context, method)
+        try:
+            info = await asyncio.to_thread(self.identities.authorize, secret, gateway_id)
+        except (Unauthenticated, CredentialRefused) as exc:
+            logger.warning("refused %s for %r: %s", method, (gateway_id or "")[:64], exc)
+            raise
+        if rate_limited:
+            self._limiter.take(info.gateway_id, method)
+        return info.gateway_id
+
+    async def subscribe(
+        self, context: grpc.aio.ServicerContext, request: orchestrator_pb2.SubscribeRequest
+    ) -> str:
+        gateway_id = await self.caller(context, request.gateway_id, "Subscribe")
+        converters.check_subscribe(request)
+        return gateway_id
+
+    async def fetch(
+        self, context: grpc.aio.ServicerContext, request: orchestrator_pb2.FetchModelRequest
+    ) -> str:
+        """The caller, who may fetch only a version its desired state names."""
+        gateway_id = await self.caller(context, request.gateway_id, "FetchModel")
+        wanted = (request.model_name, request.model_version)
+
+        def assigned() -> bool:
+            try:
+                gateway = self._fleet.gateway(gateway_id)
+            except NotFound:  # enrolled, never subscribed: nothing is assigned to it
+                return False
+            return any((d.model_name, d.version) == wanted for d in self._fleet.desired(gateway))
+
+        if not await asyncio.to_thread(assigned):
+            raise CredentialRefused(
+                f"{request.model_name[:128]} version {request.model_version[:128]} is not in "
+                f"the desired state of gateway {gateway_id}; a gateway fetches only the "
+                "versions assigned to it"
+            )
+        return gateway_id
+
+    async def report_status(
+        self, context: grpc.aio.ServicerContext, request: orchestrator_pb2.ReportStatusRequest
+    ) -> str:
+        gateway_id = await self.caller(context, request.gateway_id, "ReportStatus")
+        converters.to_reported_models(request.models)
+        converters.to_reported_events(request.events)
+        if request.events:
+            await asyncio.to_thread(self._usage.charge, gateway_id, 0, len(request.events))
+        return gateway_id
+
+    async def charge_results(self, gateway_id: str, batch_bytes: int) -> None:
+        await asyncio.to_thread(self._usage.charge, gateway_id, batch_bytes, 0)
+
+    async def enroll(
+        self, context: grpc.aio.ServicerContext, request: orchestrator_pb2.EnrollRequest
+    ) -> Enrolled:
+        check_gateway_id(request.gateway_id)
+        converters.check_text("gateway_version", request.gateway_version, 64)
+        grant = await asyncio.to_thread(self.identities.grant, request.enrollment_token)
+        # Per enrollment token: a leaked fleet-wide token registers ids slowly, not by
+        # the hundred per second.
+        self._limiter.take(f"enrollment token {grant.token_id}", "Enroll")
+        enrolled = await asyncio.to_thread(self.identities.enroll, grant, request.gateway_id)
+        if enrolled.state == ADMITTED:
+            await asyncio.to_thread(self.admitted, enrolled.gateway_id, request.gateway_version)
+        logger.info(
+            "gateway %s enrolled with %s: %s", enrolled.gateway_id, grant.token_id, enrolled.state
         )
+        return enrolled
+
+    def admitted(self, gateway_id: str, gateway_version: str = "") -> None:
+        """Put an admitted gateway in the fleet inventory, with its token's labels."""
+        labels = self.identities.token_labels(gateway_id)
+        self._fleet.hello(gateway_id, labels, gateway_version)
+
+
+class _Guarded(Protocol):
+    guard: GatewayGuard
+
+
+def recheck_on_heartbeat(method: Callable[..., AsyncIterator[Any]]) -> Any:
+    """Wrap a Subscribe method: before each heartbeat leaves, the caller's credential
+    is checked again, so a revoked gateway's stream ends with PERMISSION_DENIED."""
+
+    @functools.wraps(method)
+    async def stream(
+        self: _Guarded, request: orchestrator_pb2.SubscribeRequest, context: Any
+    ) -> AsyncIterator[Any]:
+        # An async generator method (the Subscribe stream), closed here when we stop.
+        responses = cast(AsyncGenerator[Any, None], method(self, request, context))
+        try:
+            async for response in responses:
+                if response.HasField("heartbeat"):
+                    await self.guard.caller(
+                        context, request.gateway_id, "Subscribe", rate_limited=False
+                    )
+                yield response
+        finally:
+            await responses.aclose()
+
+    return stream

@@ -9,7 +9,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cloud_orchestrator.errors import InvalidRequest
-from cloud_orchestrator.grpc.auth import FleetTokenInterceptor
 from cloud_orchestrator.grpc.servicer import OrchestratorServicer
 from edge_contracts.cli.ports import listen_error, probe_bind
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -29,7 +28,6 @@ class OrchestratorServer:
         servicer: OrchestratorServicer,
         host: str,
         port: int,
-        token: str = "",
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
     ) -> None:
@@ -37,13 +35,9 @@ class OrchestratorServer:
         refused = probe_bind(host, port) if port else None
         if refused is not None:
             raise _cannot_listen(host, port, refused)
-        interceptors = [FleetTokenInterceptor(token)] if token else []
-        if not token:
-            logger.warning(
-                "no --gateway-token: any client that reaches this port may subscribe as a gateway"
-            )
+        # No interceptor: each method checks its caller's own credential first
+        # (cloud_orchestrator/grpc/auth.py), since the gateway id is in the request.
         self._server = grpc.aio.server(
-            interceptors=interceptors,
             options=[
                 ("grpc.max_send_message_length", 8 * 1024 * 1024),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),

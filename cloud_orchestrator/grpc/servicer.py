@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from cloud_orchestrator.errors import InvalidRequest
+from cloud_orchestrator.errors import CredentialRefused, InvalidRequest
 from cloud_orchestrator.feedback.store import FeedbackStore
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
+from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
 from cloud_orchestrator.registry.store import Registry
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
@@ -32,17 +33,35 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         feedback: FeedbackStore,
         heartbeat_seconds: float = 10.0,
         desired_poll_seconds: float = 1.0,
+        *,
+        guard: GatewayGuard,
     ) -> None:
         self._fleet = fleet
         self._registry = registry
         self._feedback = feedback
+        self.guard = guard  # every method's first call (grpc/auth.py)
         self._heartbeat = heartbeat_seconds
         self._poll = desired_poll_seconds
 
     @rpc_boundary
+    async def Enroll(
+        self, request: orchestrator_pb2.EnrollRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.EnrollResponse:
+        enrolled = await self.guard.enroll(context, request)
+        return orchestrator_pb2.EnrollResponse(
+            gateway_id=enrolled.gateway_id,
+            gateway_secret=enrolled.secret,
+            admission=orchestrator_pb2.GatewayAdmission.Value(
+                f"GATEWAY_ADMISSION_{enrolled.state}"
+            ),
+        )
+
+    @rpc_boundary
+    @recheck_on_heartbeat
     async def Subscribe(
         self, request: orchestrator_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse]:
+        await self.guard.subscribe(context, request)  # identity, rate and field limits
         gateway_id = request.gateway_id
         await asyncio.to_thread(
             self._fleet.hello, gateway_id, dict(request.labels), request.gateway_version
@@ -84,6 +103,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def FetchModel(
         self, request: orchestrator_pb2.FetchModelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.FetchModelResponse]:
+        await self.guard.fetch(context, request)  # identity, rate, only versions assigned
         info = await asyncio.to_thread(
             self._registry.version, request.model_name, request.model_version
         )
@@ -111,6 +131,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def ReportStatus(
         self, request: orchestrator_pb2.ReportStatusRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ReportStatusResponse:
+        await self.guard.report_status(context, request)  # identity, rate, event quota
         stored = await asyncio.to_thread(
             self._fleet.report,
             request.gateway_id,
@@ -125,13 +146,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         request_iterator: AsyncIterator[orchestrator_pb2.ReportResultsRequest],
         context: grpc.aio.ServicerContext,
     ) -> orchestrator_pb2.ReportResultsResponse:
+        caller = await self.guard.caller(context, None, "ReportResults")
         acknowledged: list[str] = []
         async for request in request_iterator:
             if not request.batch.batch_id or not request.gateway_id:
                 raise InvalidRequest("every batch needs a batch_id and a gateway_id")
+            if request.gateway_id != caller:
+                raise CredentialRefused(
+                    f"the credential belongs to gateway {caller}, not to "
+                    f"{request.gateway_id[:64]!r}: a gateway reports only its own results"
+                )
             if len(acknowledged) >= MAX_BATCHES_PER_CALL:
                 raise InvalidRequest(f"at most {MAX_BATCHES_PER_CALL} batches per call")
             batch = converters.to_batch(request.gateway_id, request.batch)
+            await self.guard.charge_results(caller, request.batch.ByteSize())
             await asyncio.to_thread(self._feedback.store, batch)
             acknowledged.append(batch.batch_id)
         return orchestrator_pb2.ReportResultsResponse(acknowledged_batch_ids=acknowledged)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -26,11 +27,14 @@ __all__ = [
     "Assignment",
     "Base",
     "DesiredPin",
+    "EnrollmentToken",
     "FeedbackAggregate",
     "FeedbackBatch",
     "Gateway",
     "GatewayEvent",
+    "GatewayIdentity",
     "GatewayModel",
+    "GatewayUsage",
     "HardExampleRow",
     "Model",
     "ModelVersion",
@@ -248,3 +252,44 @@ class HardExampleRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     captured_at: Mapped[float] = mapped_column(Float)
+
+
+class EnrollmentToken(Base):
+    """What an operator hands to gateways so they may enroll (cloud_orchestrator/fleet/
+    identity.py); only the token's sha256 is kept."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    one_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_admit: Mapped[bool] = mapped_column(Boolean, default=False)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class GatewayIdentity(Base):
+    """A pull gateway's own credential (the sha256 of its secret) and its admission."""
+
+    __tablename__ = "gateway_identities"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))  # PENDING ADMITTED REJECTED REVOKED
+    enrollment_token_id: Mapped[str] = mapped_column(String(32), default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the token's
+    enrolled_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class GatewayUsage(Base):
+    """What a gateway stored per UTC day, against its quotas (results bytes, events)."""
+
+    __tablename__ = "gateway_usage"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # UNIX time // 86400
+    result_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    events: Mapped[int] = mapped_column(BigInteger, default=0)

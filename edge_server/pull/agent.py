@@ -57,6 +57,7 @@ class CloudLink:
             settings.effective_gateway_id,
             settings.effective_orchestrator_token,
             settings.cloud.orchestrator_ca,
+            identity_file=settings.orchestrator_identity_file,
         )
         self.reconciler = Reconciler(
             manager,
@@ -191,6 +192,7 @@ class CloudLink:
         backoff = Backoff(0.5, 30.0)
         while True:
             try:
+                await self.client.ensure_identity(__version__)  # once; then kept on disk
                 stream = self.client.subscribe(
                     self.settings.cloud.gateway_labels, __version__, self.reconciler.running()
                 )

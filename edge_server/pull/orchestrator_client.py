@@ -3,11 +3,20 @@
 Converts between protobuf and the plain types in ``edge_server.pull.types`` and
 turns every gRPC failure into ``CloudUnavailable``. A subscription that hears
 nothing (not even a heartbeat) for three heartbeat intervals is treated as dead.
+
+Identity: on first contact the gateway enrolls (``Enroll`` with the enrollment token)
+and keeps the secret it gets in ``identity_file`` (written crash-safe, mode 600); every
+later call, after restarts too, sends that secret. A secret the orchestrator does not
+know (UNAUTHENTICATED: its database was reset, or an operator removed the gateway) is
+dropped, so the next attempt enrolls again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +24,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from edge_contracts.atomic_files import write_bytes_atomic
 from edge_contracts.proto.edge.v1 import (
     model_pb2,
     orchestrator_pb2,
@@ -28,6 +38,8 @@ from edge_server.lifecycle.updater import Mode
 from edge_server.pull.types import DesiredVersion, RunningModel, StatusEvent
 
 __all__ = ["OrchestratorClient"]
+
+logger = logging.getLogger(__name__)
 
 _MODES = {
     model_pb2.ACTIVATION_MODE_UNSPECIFIED: Mode.ACTIVATE,
@@ -124,9 +136,13 @@ class OrchestratorClient:
         token: str = "",
         ca_file: Path | None = None,
         call_timeout: float = 20.0,
+        identity_file: Path | None = None,
     ) -> None:
+        """``token`` is the enrollment token; ``identity_file`` keeps the secret it buys."""
         self.target = target
         self.gateway_id = gateway_id
+        self._enrollment_token = token
+        self._identity_file = identity_file
         options = [
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
@@ -140,13 +156,73 @@ class OrchestratorClient:
         else:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._metadata: tuple[tuple[str, str], ...] | None = None
         self._timeout = call_timeout
+        self._load_identity()
+
+    @property
+    def enrolled(self) -> bool:
+        return self._metadata is not None
+
+    def _load_identity(self) -> None:
+        if self._identity_file is None or not self._identity_file.exists():
+            return
+        try:
+            stored = json.loads(self._identity_file.read_text(encoding="utf-8"))
+            if stored.get("gateway_id") == self.gateway_id and stored.get("secret"):
+                self._metadata = (("authorization", f"Bearer {stored['secret']}"),)
+            else:
+                logger.warning(
+                    "%s holds the identity of gateway %r, not %r: enrolling again",
+                    self._identity_file, stored.get("gateway_id"), self.gateway_id,
+                )  # fmt: skip
+        except (OSError, ValueError, AttributeError) as exc:
+            logger.warning("cannot read %s (%s): enrolling again", self._identity_file, exc)
+
+    async def ensure_identity(self, gateway_version: str) -> None:
+        """Enroll unless a secret is held already; raises CloudUnavailable on failure."""
+        if self._metadata is not None:
+            return
+        request = orchestrator_pb2.EnrollRequest(
+            gateway_id=self.gateway_id,
+            enrollment_token=self._enrollment_token,
+            gateway_version=gateway_version,
+        )
+        try:
+            reply = await self._stub.Enroll(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._unavailable("Enroll", err) from None
+        if self._identity_file is not None:
+            document = {"gateway_id": reply.gateway_id, "orchestrator": self.target,
+                        "secret": reply.gateway_secret}  # fmt: skip
+            # Before the secret is used: a crash now leaves it on disk, never half of it.
+            await asyncio.to_thread(
+                write_bytes_atomic, self._identity_file, json.dumps(document).encode(), 0o600
+            )
+        self._metadata = (("authorization", f"Bearer {reply.gateway_secret}"),)
+        admission = orchestrator_pb2.GatewayAdmission.Name(reply.admission)
+        logger.info(
+            "enrolled at orchestrator %s as gateway %s (%s)",
+            self.target, reply.gateway_id, admission.removeprefix("GATEWAY_ADMISSION_"),
+        )  # fmt: skip
+
+    def _forget_identity(self) -> None:
+        logger.warning(
+            "orchestrator %s does not know this gateway's secret: enrolling again", self.target
+        )
+        self._metadata = None
+        if self._identity_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._identity_file.unlink()
 
     def _unavailable(self, what: str, err: grpc.aio.AioRpcError) -> CloudUnavailable:
-        return CloudUnavailable(
-            f"orchestrator {self.target}: {what}: {err.code().name}: {err.details()}"
-        )
+        code = err.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED and self._metadata is not None:
+            self._forget_identity()
+        elif code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+            # Waiting for admission, revoked, or a bad enrollment token: the operator's move.
+            logger.warning("orchestrator %s refused %s: %s", self.target, what, err.details())
+        return CloudUnavailable(f"orchestrator {self.target}: {what}: {code.name}: {err.details()}")
 
     async def subscribe(
         self, labels: Mapping[str, str], gateway_version: str, running: Sequence[RunningModel]

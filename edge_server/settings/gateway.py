@@ -128,7 +128,17 @@ class Settings:
 
     @property
     def effective_orchestrator_token(self) -> str:
-        return _secret(self.cloud.orchestrator_token, self.cloud.orchestrator_token_file)
+        """The enrollment token: --orchestrator-enrollment-token(-file), else the older
+        --orchestrator-token(-file)."""
+        return _secret(
+            self.cloud.orchestrator_enrollment_token,
+            self.cloud.orchestrator_enrollment_token_file,
+        ) or _secret(self.cloud.orchestrator_token, self.cloud.orchestrator_token_file)
+
+    @property
+    def orchestrator_identity_file(self) -> Path:
+        """Where the gateway keeps the secret it enrolled for (mode 600)."""
+        return Path(self.server.model_root) / ".orchestrator-identity.json"
 
     @property
     def effective_feedback_db(self) -> Path:

@@ -304,10 +304,22 @@ class CloudSettings:
         "HOST:PORT of the orchestrator to dial out to (pull mode: desired versions, status, "
         "feedback upload); empty = off",
     )
-    orchestrator_token: str = setting(
-        "", "fleet bearer token sent to the orchestrator (prefer --orchestrator-token-file)"
+    orchestrator_enrollment_token: str = setting(
+        "",
+        "enrollment token the gateway trades once for its own secret (stored in "
+        "MODEL_ROOT/.orchestrator-identity.json); prefer --orchestrator-enrollment-token-file",
     )
-    orchestrator_token_file: Path | None = setting(None, "file holding the fleet bearer token")
+    orchestrator_enrollment_token_file: Path | None = setting(
+        None, "file holding the enrollment token"
+    )
+    orchestrator_token: str = setting(
+        "",
+        "older name of --orchestrator-enrollment-token (the fleet token of `serve "
+        "--gateway-token-file` enrolls too); used when no enrollment token is given",
+    )
+    orchestrator_token_file: Path | None = setting(
+        None, "older name of --orchestrator-enrollment-token-file"
+    )
     orchestrator_ca: Path | None = setting(
         None, "PEM CA of the orchestrator's TLS certificate (enables TLS to it)"
     )

@@ -1,0 +1,137 @@
+"""What one gateway may ask of the orchestrator: calls per second and storage per day.
+
+``RateLimiter`` keeps a token bucket per (gateway id, method) in this process; its keys
+exist only for authenticated gateways (and enrollment tokens), so it stays as small as
+the fleet. ``UsageLedger`` counts, per gateway and UTC day, the result bytes and status
+events stored, in the database (so every orchestrator process sharing it enforces one
+quota). Both refuse with ``LimitReached``, whose ``retry_after_ms`` becomes the retry hint.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from cloud_orchestrator.errors import InvalidRequest, LimitReached
+from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.models import GatewayUsage
+
+__all__ = ["Quotas", "RateLimiter", "UsageLedger"]
+
+DAY = 86_400
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """``rate`` calls per second per key on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        if rate <= 0 or burst < 1:
+            raise InvalidRequest("rate limits need a rate > 0 and a burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, method: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            bucket = self._buckets.get((key, method))
+            if bucket is None:
+                bucket = self._buckets[(key, method)] = _Bucket(float(self.burst), now)
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+            bucket.stamp = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return
+            wait_ms = math.ceil((1.0 - bucket.tokens) / self.rate * 1000)
+        raise LimitReached(
+            f"{method}: {key} calls more often than {self.rate:g} per second "
+            f"(bursts of {self.burst}); retry in {wait_ms} ms",
+            wait_ms,
+        )
+
+
+@dataclass(frozen=True)
+class Quotas:
+    result_bytes_per_day: int = 64 * 1024 * 1024
+    events_per_day: int = 10_000
+
+
+def _ms_to_next_day(now: float) -> int:
+    return math.ceil((DAY - now % DAY) * 1000)
+
+
+class UsageLedger:
+    def __init__(self, db: Database, quotas: Quotas) -> None:
+        self.db = db
+        self.quotas = quotas
+
+    def charge(self, gateway_id: str, result_bytes: int = 0, events: int = 0) -> None:
+        """Count what ``gateway_id`` is about to store, or refuse it all."""
+        if result_bytes > self.quotas.result_bytes_per_day:
+            raise InvalidRequest(
+                f"a batch of {result_bytes} bytes is larger than the daily result quota of "
+                f"{self.quotas.result_bytes_per_day} bytes; send smaller batches"
+            )
+        if events > self.quotas.events_per_day:
+            raise InvalidRequest(
+                f"{events} events in one report exceed the daily quota of "
+                f"{self.quotas.events_per_day}"
+            )
+        now = time.time()
+        day = int(now // DAY)
+        row = (GatewayUsage.gateway_id == gateway_id, GatewayUsage.day == day)
+        # One conditional UPDATE: concurrent calls of a gateway (or several orchestrator
+        # processes) cannot both pass a quota they only fit under one at a time.
+        charged = (
+            update(GatewayUsage)
+            .where(
+                *row,
+                GatewayUsage.result_bytes + result_bytes <= self.quotas.result_bytes_per_day,
+                GatewayUsage.events + events <= self.quotas.events_per_day,
+            )
+            .values(
+                result_bytes=GatewayUsage.result_bytes + result_bytes,
+                events=GatewayUsage.events + events,
+            )
+        )
+        with self.db.session() as session:
+            if getattr(session.execute(charged), "rowcount", 0):
+                return
+        try:
+            with self.db.session() as session:
+                session.add(
+                    GatewayUsage(
+                        gateway_id=gateway_id, day=day, result_bytes=result_bytes, events=events
+                    )
+                )
+            return
+        except IntegrityError:
+            pass  # the day's row exists: the UPDATE found the quota full (or lost a race)
+        with self.db.session() as session:
+            if getattr(session.execute(charged), "rowcount", 0):
+                return
+        what = "result bytes" if result_bytes else "status events"
+        raise LimitReached(
+            f"gateway {gateway_id} reached its daily quota of {what} "
+            f"({self.quotas.result_bytes_per_day} bytes, {self.quotas.events_per_day} events "
+            "per UTC day); retry after midnight UTC",
+            _ms_to_next_day(now),
+        )
+
+    def usage(self, gateway_id: str) -> tuple[int, int]:
+        """Result bytes and events ``gateway_id`` stored today."""
+        with self.db.session() as session:
+            found = session.get(GatewayUsage, (gateway_id, int(time.time() // DAY)))
+            return (found.result_bytes, found.events) if found else (0, 0)
