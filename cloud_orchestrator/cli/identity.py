@@ -45,7 +45,7 @@ def add_identity_commands(
         help="write the token to FILE (mode 600) instead of printing it",
     )
     json_flag(c)
-    actions.add_parser("list", help="the tokens (never their values)", parents=[common])
+    json_flag(actions.add_parser("list", help="the tokens (never their values)", parents=[common]))
     r = actions.add_parser("revoke", help="stop new enrollments with a token", parents=[common])
     r.add_argument("token_id")
 
