@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fleet.ceiling import measure
 from benchmarks.fleet.report import markdown, verdicts
 from benchmarks.fleet.scenario import Config, run_backend
 
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the orchestrator from this source tree (a git archive)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the simulator-alone measurement"
+    )
     args, _ = parser.parse_known_args(argv)  # BENCH_ARGS may carry benchmarks.run options
     cfg = QUICK if args.quick else Config()
     if args.sizes:
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             run = {"error": f"{type(err).__name__}: {err}"[:2000]}
         document["backends"][name] = run
         document["verdicts"][name] = verdicts(run, cfg.sizes[-1]) if "error" not in run else []
+        (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
+    if not args.quick and not args.no_ceiling:
+        document["simulator_ceiling"] = measure(cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds)
         (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
     (args.out / "fleet.md").write_text(markdown(document))
     sys.stdout.write(markdown(document))

@@ -138,7 +138,9 @@ class Orchestrator:
         self.log: list[str] = []
         self.port = 0
         self._ready = threading.Event()
+        self._peak_rss = 0
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._sample_rss, daemon=True).start()
         deadline = time.monotonic() + 60
         while not self._ready.wait(0.5):
             if self.proc.poll() is None and time.monotonic() < deadline:
@@ -155,6 +157,19 @@ class Orchestrator:
             if match:
                 self.port = int(match[2])
                 self._ready.set()
+
+    def _sample_rss(self) -> None:
+        while self.proc.poll() is None:
+            try:
+                self._peak_rss = max(self._peak_rss, proc_rss_bytes(self.proc.pid))
+            except OSError:
+                return
+            time.sleep(0.25)
+
+    def take_peak_rss_mb(self) -> float:
+        """Largest RSS sampled (every 0.25 s) since the last call."""
+        peak, self._peak_rss = self._peak_rss, 0
+        return round(peak / 2**20, 1)
 
     @property
     def pid(self) -> int:

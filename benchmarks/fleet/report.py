@@ -83,7 +83,9 @@ def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
         rows.append(
             f"| {name} | idle at {size} | {idle.get('cores')} core total, per replica "
             f"{[r.get('cores') for r in idle.get('replicas', [])]} core, "
-            f"{[r.get('rss_mb') for r in idle.get('replicas', [])]} MB |"
+            f"{[r.get('rss_mb') for r in idle.get('replicas', [])]} MB; simulator "
+            f"{idle.get('simulator_cores')} core; whole machine busy "
+            f"{_cell(idle.get('machine_busy_cores'))} core |"
         )
     assign, fetch, res = run.get("assign", {}), run.get("fetch", {}), run.get("results", {})
     lat = assign.get("latency", {})
@@ -98,7 +100,8 @@ def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
         f"{fetch.get('fetched')} fetched ({fetch.get('sha256_ok')} sha256 ok, "
         f"{fetch.get('sha256_bad')} bad), {fetch.get('interrupted')} cut and "
         f"{fetch.get('resumed')} resumed, {fetch.get('reported')} reported; done p50 "
-        f"{_cell(secs.get('p50'))} s, max {_cell(secs.get('max'))} s |"
+        f"{_cell(secs.get('p50'))} s, max {_cell(secs.get('max'))} s; orchestrator peak RSS "
+        f"{fetch.get('peak_rss_mb')} MB |"
     )
     growth = res.get("db_bytes_after", 0) - res.get("db_bytes_before", 0)
     rows.append(
@@ -123,6 +126,16 @@ def markdown(document: dict[str, Any]) -> str:
     ]
     for name, run in document.get("backends", {}).items():
         lines += _backend_rows(name, run)
+    ceiling = document.get("simulator_ceiling")
+    if ceiling:
+        lines += [
+            "",
+            f"Simulator alone (benchmarks/fleet/ceiling.py, a stand-in that only answers "
+            f"Subscribe): {ceiling.get('subscribed')}/{ceiling.get('requested')} subscribed in "
+            f"{_cell(ceiling.get('seconds_all'))} s with {ceiling.get('reconnects')} reconnects; "
+            f"simulator {ceiling.get('simulator_cores')} core while subscribing, "
+            f"{ceiling.get('simulator_idle_cores')} core idle.",
+        ]
     lines += [
         "",
         "### Targets",

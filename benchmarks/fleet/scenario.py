@@ -4,8 +4,11 @@ gateway, a 4 MB bundle fetched with resume, feedback batches."""
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -29,10 +32,10 @@ class Config:
     interrupt_fraction: float = 0.2
     batches_per_gateway: int = 2
     idle_seconds: float = 20.0
-    ramp_seconds: float = 2.0
+    ramp_seconds: float = 10.0
     channels: int = 4
     heartbeat_seconds: float = 10.0
-    subscribe_timeout: float = 120.0
+    subscribe_timeout: float = 180.0
     assign_timeout: float = 60.0
     fetch_timeout: float = 180.0
     results_timeout: float = 120.0
@@ -47,7 +50,7 @@ def _idle(
     def measure(i: int) -> None:
         found[i] = orchestrators[i].idle_usage(seconds)
 
-    sim_before = sim.cpu_seconds()
+    sim_before, busy_before = sim.cpu_seconds(), _machine_busy_seconds()
     threads = [threading.Thread(target=measure, args=(i,)) for i in range(len(orchestrators))]
     for thread in threads:
         thread.start()
@@ -59,7 +62,20 @@ def _idle(
         "max_replica_cores": max(f.get("cores", 0.0) for f in found),
         "max_replica_rss_mb": max(f.get("rss_mb", 0.0) for f in found),
         "simulator_cores": round((sim.cpu_seconds() - sim_before) / seconds, 3),
+        "machine_busy_cores": round((_machine_busy_seconds() - busy_before) / seconds, 3),
     }
+
+
+def _machine_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine (/proc/stat): others share these cores."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _progress(phase: str, result: dict[str, Any]) -> None:
+    brief = {k: v for k, v in result.items() if not isinstance(v, list | dict) or k == "latency"}
+    print(f"fleet: {phase}: {json.dumps(brief)}", file=sys.stderr, flush=True)
 
 
 def _fds(pid: int) -> int:
@@ -74,7 +90,9 @@ def _subscribe(
     running: dict[str, list[str]],
 ) -> dict[str, Any]:
     sim.call(60, cmd="stop")
-    timeout = min(cfg.subscribe_timeout, 30.0 + size * 0.009)
+    for orchestrator in orchestrators:
+        orchestrator.take_peak_rss_mb()
+    timeout = min(cfg.subscribe_timeout, 30.0 + size * 0.012)
     before = sim.cpu_seconds()
     began = time.monotonic()
     answer = sim.call(
@@ -90,6 +108,7 @@ def _subscribe(
     answer["timeout"] = timeout
     answer["simulator_cores"] = round((sim.cpu_seconds() - before) / spent, 3)
     answer["server_fds"] = [_fds(o.pid) for o in orchestrators if o.alive()]
+    answer["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     return answer
 
 
@@ -107,7 +126,9 @@ def _phases(
     reached = 0
     for size in cfg.sizes:
         result = out["subscribe"][str(size)] = _subscribe(cfg, sim, size, orchestrators, running)
+        _progress(f"subscribe {size}", result)
         out["idle"][str(size)] = _idle(orchestrators, sim, cfg.idle_seconds)
+        _progress(f"idle at {size}", out["idle"][str(size)])
         if not result.get("complete"):
             break
         reached = size
@@ -133,7 +154,9 @@ def _phases(
         cohort=None,
     )
     assign.update(gateways=fleet, cli_seconds=round(since - began, 2))
+    assign["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["assign"] = assign
+    _progress("assign", assign)
 
     sim.call(
         30, cmd="policy", fetch_models=["fleet-big"], interrupt_fraction=cfg.interrupt_fraction
@@ -158,7 +181,9 @@ def _phases(
         cohort="a",
     )
     fetch["bundle_bytes"] = cfg.bundle_bytes
+    fetch["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["fetch"] = fetch
+    _progress("fetch", fetch)
 
     size_before = database_bytes(db)
     results = sim.call(
@@ -174,7 +199,9 @@ def _phases(
         if results.get("acked")
         else None
     )
+    results["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["results"] = results
+    _progress("results", results)
     return out
 
 

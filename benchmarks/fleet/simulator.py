@@ -134,7 +134,10 @@ class Simulator:
         members, key = self._members(cohort), (model, version)
         complete = await self._until(lambda: all(key in g.seen for g in members), timeout)
         latencies = [max(0.0, g.seen[key] - since) for g in members if key in g.seen]
-        within = lambda s: sum(1 for x in latencies if x <= s)  # noqa: E731
+
+        def within(seconds: float) -> int:
+            return sum(1 for x in latencies if x <= seconds)
+
         return {
             "expected": len(members),
             "complete": complete,
