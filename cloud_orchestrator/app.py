@@ -87,6 +87,8 @@ class ServeOptions:
     # per method, and what it may store per UTC day.
     rate_per_second: float = 2.0
     rate_burst: int = 30
+    enroll_rate_per_second: float = 5.0  # per enrollment token
+    enroll_burst: int = 50
     result_bytes_per_day: int = 64 * 1024 * 1024
     events_per_day: int = 10_000
 
@@ -109,6 +111,7 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
         orchestrator.fleet,
         RateLimiter(options.rate_per_second, options.rate_burst),
         UsageLedger(orchestrator.db, quotas),
+        RateLimiter(options.enroll_rate_per_second, options.enroll_burst),
     )
 
 

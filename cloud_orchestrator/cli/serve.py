@@ -54,6 +54,18 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         "--rate-burst", type=int, default=limits.rate_burst, help="calls at once beyond the rate"
     )
     p.add_argument(
+        "--enroll-rate-per-second",
+        type=float,
+        default=limits.enroll_rate_per_second,
+        help="enrollments per second per enrollment token, on average",
+    )
+    p.add_argument(
+        "--enroll-burst",
+        type=int,
+        default=limits.enroll_burst,
+        help="enrollments at once per token beyond that rate",
+    )
+    p.add_argument(
         "--result-bytes-per-day",
         type=int,
         default=limits.result_bytes_per_day,
@@ -74,14 +86,18 @@ def _limit_defaults() -> Any:
     return SimpleNamespace(
         rate_per_second=2.0,
         rate_burst=30,
+        enroll_rate_per_second=5.0,
+        enroll_burst=50,
         result_bytes_per_day=64 * 1024 * 1024,
         events_per_day=10_000,
     )
 
 
 def _check_limits(args: argparse.Namespace) -> None:
-    if args.rate_per_second <= 0 or args.rate_burst < 1:
-        raise InvalidRequest("--rate-per-second must be > 0 and --rate-burst >= 1")
+    if min(args.rate_per_second, args.enroll_rate_per_second) <= 0:
+        raise InvalidRequest("--rate-per-second and --enroll-rate-per-second must be > 0")
+    if min(args.rate_burst, args.enroll_burst) < 1:
+        raise InvalidRequest("--rate-burst and --enroll-burst must be >= 1")
     if args.result_bytes_per_day < 1 or args.events_per_day < 1:
         raise InvalidRequest("--result-bytes-per-day and --events-per-day must be >= 1")
 
@@ -123,6 +139,8 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
         run_rollouts=not args.no_rollouts,
         rate_per_second=args.rate_per_second,
         rate_burst=args.rate_burst,
+        enroll_rate_per_second=args.enroll_rate_per_second,
+        enroll_burst=args.enroll_burst,
         result_bytes_per_day=args.result_bytes_per_day,
         events_per_day=args.events_per_day,
     )

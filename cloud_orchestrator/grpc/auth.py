@@ -51,12 +51,18 @@ def _secret(context: grpc.aio.ServicerContext, method: str) -> str:
 
 class GatewayGuard:
     def __init__(
-        self, identities: Identities, fleet: Fleet, limiter: RateLimiter, usage: UsageLedger
+        self,
+        identities: Identities,
+        fleet: Fleet,
+        limiter: RateLimiter,
+        usage: UsageLedger,
+        enroll_limiter: RateLimiter | None = None,
     ) -> None:
         self.identities = identities
         self._fleet = fleet
         self._limiter = limiter
         self._usage = usage
+        self._enroll_limiter = enroll_limiter or limiter
 
     async def caller(
         self,
@@ -129,7 +135,7 @@ class GatewayGuard:
         grant = await asyncio.to_thread(self.identities.grant, request.enrollment_token)
         # Per enrollment token: a leaked fleet-wide token registers ids slowly, not by
         # the hundred per second.
-        self._limiter.take(f"enrollment token {grant.token_id}", "Enroll")
+        self._enroll_limiter.take(f"enrollment token {grant.token_id}", "Enroll")
         enrolled = await asyncio.to_thread(self.identities.enroll, grant, request.gateway_id)
         if enrolled.state == ADMITTED:
             await asyncio.to_thread(self.admitted, enrolled.gateway_id, request.gateway_version)

@@ -298,7 +298,16 @@ def test_a_result_flood_stops_at_the_quota(cloud: Cloud) -> None:
 
 
 def test_calls_beyond_the_rate_limit_get_a_retry_hint(cloud: Cloud) -> None:
-    cloud.serve_args = ("--rate-per-second", "1", "--rate-burst", "5")
+    cloud.serve_args = (
+        "--rate-per-second",
+        "1",
+        "--rate-burst",
+        "5",
+        "--enroll-rate-per-second",
+        "1",
+        "--enroll-burst",
+        "5",
+    )
     token = cloud.token("--auto-admit")
     stub = cloud.start()
     board = enroll(stub, "gw-1", token)
