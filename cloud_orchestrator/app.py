@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from cloud_orchestrator.feedback.store import FeedbackStore
 from cloud_orchestrator.fleet.identity import Identities
 from cloud_orchestrator.fleet.store import Fleet
-from cloud_orchestrator.registry.artifacts import ArtifactStore
 from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.registry.stores import check_artifacts, open_artifacts
 from cloud_orchestrator.rollouts.runner import (
     Connect,
     RolloutObserver,
@@ -44,9 +44,12 @@ def default_instance_id() -> str:
 
 
 class Orchestrator:
-    def __init__(self, db_url: str, artifacts_dir: Path) -> None:
+    def __init__(self, db_url: str, artifacts: Path | str) -> None:
+        """``artifacts``: a folder, or ``"postgresql"`` for bundles in the database
+        (cloud_orchestrator/registry/stores.py)."""
+        check_artifacts(db_url, artifacts)
         self.db = Database(db_url)
-        self.artifacts = ArtifactStore(artifacts_dir)
+        self.artifacts = open_artifacts(self.db, artifacts)
         self.registry = Registry(self.db, self.artifacts)
         self.fleet = Fleet(self.db, self.registry)
         self.feedback = FeedbackStore(self.db)
@@ -138,12 +141,13 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     await server.start()
     owner = options.instance_id or default_instance_id()
     logger.info(
-        "orchestrator %s listening: gRPC %s:%d%s; database %s; rollouts %s",
+        "orchestrator %s listening: gRPC %s:%d%s; database %s; artifacts in %s; rollouts %s",
         owner,
         options.host,
         server.port,
         " (TLS)" if options.tls_cert else "",
         orchestrator.db.describe(),
+        orchestrator.artifacts.describe(),
         "on" if options.run_rollouts else "off",
     )
     runner_task: asyncio.Task[None] | None = None

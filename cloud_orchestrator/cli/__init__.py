@@ -59,9 +59,10 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument(
         "--artifacts",
         default=default,
-        type=Path,
-        metavar="DIR",
-        help=f"content-addressed bundle folder [env {ARTIFACTS_ENV}; default {DEFAULT_ARTIFACTS}]",
+        metavar="DIR|postgresql",
+        help="where bundles are kept: a content-addressed folder, or `postgresql` for the "
+        "PostgreSQL database itself (shared by orchestrator replicas; ./postgresql is a "
+        f"folder) [env {ARTIFACTS_ENV}; default {DEFAULT_ARTIFACTS}]",
     )
     parser.add_argument(
         "--log-level", default=default, help="DEBUG, INFO, WARNING (default) or ERROR"
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:  # checked before anything is opened or written
         report(f"this command needs the cloud extra (missing module {missing!r}): {CLOUD_EXTRA}")
         return 2
-    orch = _open(
-        db_url, args.artifacts or Path(os.environ.get(ARTIFACTS_ENV, "") or DEFAULT_ARTIFACTS)
-    )
+    orch = _open(db_url, _artifacts(args.artifacts))
     if orch is None:
         return 2
     try:
@@ -124,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         orch.close()
 
 
-def _open(db_url: str, artifacts: Path) -> Orchestrator | None:
+def _artifacts(given: str | None) -> Path | str:
+    """A folder, or DATABASE_ARTIFACTS (cloud_orchestrator/registry/stores.py)."""
+    from cloud_orchestrator.registry.stores import DATABASE_ARTIFACTS
+
+    value = given or os.environ.get(ARTIFACTS_ENV, "") or DEFAULT_ARTIFACTS
+    return DATABASE_ARTIFACTS if value == DATABASE_ARTIFACTS else Path(value)
+
+
+def _open(db_url: str, artifacts: Path | str) -> Orchestrator | None:
     """The Orchestrator on this database, or None once the reason is reported."""
     try:
         check_url(db_url)

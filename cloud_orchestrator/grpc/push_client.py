@@ -9,12 +9,17 @@ a deadline; failures become ``GatewayError`` with the gateway's own message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from cloud_orchestrator.errors import GatewayError
 from cloud_orchestrator.fleet.store import GatewayInfo
+from cloud_orchestrator.registry.artifacts import ArtifactCorrupt
 from cloud_orchestrator.rollouts.gateway_control import (
+    BlockSource,
     BundleRef,
     BytesCallback,
     ModelStatus,
@@ -41,6 +46,38 @@ def _details(err: grpc.RpcError) -> str:
 
 def _version_state(state: types_pb2.ModelState.ValueType) -> str:
     return str(types_pb2.ModelState.Name(state)).removeprefix("MODEL_STATE_")
+
+
+@dataclass(frozen=True)
+class _StoredBundle(BundleFile):
+    """A bundle read from the artifact store (a folder or the database) instead of a
+    file: the same header and verdicts, chunks from ``source`` (``path`` is unused)."""
+
+    source: BlockSource
+
+    def chunks(
+        self, offset: int, chunk_bytes: int, sent: list[int]
+    ) -> Iterator[model_pb2.ModelUpdateRequest]:
+        # Store blocks (256 KiB) regrouped into chunks of ``size``: the gateway answers
+        # each chunk before the next goes, so fewer chunks are fewer round trips.
+        size = max(1, min(chunk_bytes, CHUNK_BYTES))
+        pending = bytearray()
+        for block in self.source(offset):
+            pending += block
+            while len(pending) >= size:
+                yield self._chunk(offset, bytes(pending[:size]), sent)
+                offset += size
+                del pending[:size]
+        if pending:
+            yield self._chunk(offset, bytes(pending), sent)
+        yield model_pb2.ModelUpdateRequest(commit=model_pb2.ModelUpdateCommit())
+
+    @staticmethod
+    def _chunk(offset: int, data: bytes, sent: list[int]) -> model_pb2.ModelUpdateRequest:
+        sent[0] += len(data)
+        return model_pb2.ModelUpdateRequest(
+            chunk=model_pb2.ModelUpdateChunk(offset=offset, data=data)
+        )
 
 
 class GrpcGatewayControl:
@@ -115,7 +152,10 @@ class GrpcGatewayControl:
             if on_bytes is not None and stage == "RECEIVING":
                 on_bytes(stored, total)
 
-        pushed = BundleFile(bundle.path, bundle.model, bundle.version, bundle.size, bundle.sha256)
+        pushed = _StoredBundle(
+            Path(bundle.sha256), bundle.model, bundle.version, bundle.size, bundle.sha256,
+            bundle.blocks,
+        )  # fmt: skip
         try:
             result = await push_bundle_async(
                 self._channel,
@@ -132,6 +172,8 @@ class GrpcGatewayControl:
                 f"gateway {self.address}: ModelUpdate (attempt {attempts[0]}): "
                 f"{_code_name(err)}: {_details(err)}"
             ) from None
+        except ArtifactCorrupt as exc:  # the target fails with the reason; nothing wrong sent
+            raise GatewayError(f"gateway {self.address}: bundle not sent: {exc}") from None
         return PushOutcome(result.stage, result.reason, result.bytes_sent, result.attempts)
 
     async def rollback(self, model: str, reason: str) -> str:

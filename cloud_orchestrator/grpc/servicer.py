@@ -15,6 +15,7 @@ from cloud_orchestrator.feedback.store import FeedbackStore
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
 from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
+from cloud_orchestrator.registry.fetch_budget import fetch_budget
 from cloud_orchestrator.registry.store import Registry
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
@@ -107,25 +108,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         info = await asyncio.to_thread(
             self._registry.version, request.model_name, request.model_version
         )
-        path = self._registry.bundle_path(info)
         if request.offset > info.size_bytes:
             raise InvalidRequest(
                 f"offset {request.offset} is past the end of the {info.size_bytes}-byte bundle"
             )
         offset = int(request.offset)
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            while True:
-                block = await asyncio.to_thread(handle.read, CHUNK_BYTES)
-                if not block:
+        # Through the artifact store (a folder or the shared database), a block of at most
+        # CHUNK_BYTES at a time, each under a slot of the process's fetch budget until it
+        # is written (registry/fetch_budget.py); damaged bytes end the call with DATA_LOSS.
+        blocks = await asyncio.to_thread(self._registry.bundle_blocks, info, offset)
+        while True:
+            async with fetch_budget.slot():
+                block = await asyncio.to_thread(next, blocks, None)
+                if block is None:
                     break
-                yield orchestrator_pb2.FetchModelResponse(
+                reply = orchestrator_pb2.FetchModelResponse(
                     offset=offset,
                     data=block,
                     bundle_size=info.size_bytes,
                     bundle_sha256=info.sha256,
                 )
                 offset += len(block)
+                del block  # the message holds its own copy
+                yield reply
+                del reply  # nothing of a sent block outlives its slot
 
     @rpc_boundary
     async def ReportStatus(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 
 from cloud_orchestrator.errors import BundleRefused, Conflict, InvalidRequest, NotFound
-from cloud_orchestrator.registry.artifacts import ArtifactStore, file_sha256
+from cloud_orchestrator.registry.artifacts import ArtifactStore, FolderArtifacts, file_sha256
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import Model, ModelVersion
 from edge_contracts.bundle.archive import open_archive
@@ -174,7 +174,8 @@ class Registry:
             if twin is not None:
                 raise Conflict(f"this bundle (sha256 {sha256[:16]}..) is already published")
         try:
-            self.artifacts.put(bundle, sha256)
+            with bundle.open("rb") as stream:
+                self.artifacts.write(stream, sha256)
         except ValueError as exc:
             raise BundleRefused(str(exc)) from None
         now = time.time()
@@ -266,14 +267,33 @@ class Registry:
                 latest[name] = info
         return latest
 
-    def bundle_path(self, info: VersionInfo) -> Path:
-        path = self.artifacts.path_for(info.sha256)
-        if not path.is_file():
-            raise NotFound(
-                f"the bundle of {info.model} version {info.version} is missing from the "
-                f"artifact store ({path})"
+    def require_bundle(self, info: VersionInfo) -> None:
+        """NotFound when the artifact store lacks the version's bundle."""
+        if self.artifacts.exists(info.sha256):
+            return
+        hint = ""
+        if not self.db.is_sqlite and isinstance(self.artifacts, FolderArtifacts):
+            hint = (
+                "; orchestrators that share a PostgreSQL database share bundles only with "
+                "--artifacts postgresql"
             )
-        return path
+        raise NotFound(
+            f"the bundle of {info.model} version {info.version} (sha256 {info.sha256[:16]}..) "
+            f"is missing from the artifact store ({self.artifacts.describe()}){hint}"
+        )
+
+    def bundle_source(self, info: VersionInfo) -> Callable[[int], Iterator[bytes]]:
+        """What a push reads (``bundle_blocks`` of this version from an offset, each
+        attempt afresh); NotFound now when the bundle is missing."""
+        self.require_bundle(info)
+        sha256 = info.sha256
+        return lambda offset: self.artifacts.blocks(sha256, offset)
+
+    def bundle_blocks(self, info: VersionInfo, offset: int = 0) -> Iterator[bytes]:
+        """The version's bundle from ``offset``, a block (at most 256 KiB) at a time;
+        NotFound now when it is missing, ArtifactCorrupt while reading damaged bytes."""
+        self.require_bundle(info)
+        return self.artifacts.blocks(info.sha256, offset)
 
 
 def _default_user() -> str:

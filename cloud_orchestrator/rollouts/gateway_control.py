@@ -5,19 +5,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-__all__ = ["BundleRef", "GatewayControl", "ModelStatus", "PushOutcome"]
+__all__ = ["BlockSource", "BundleRef", "GatewayControl", "ModelStatus", "PushOutcome"]
 
 BytesCallback = Callable[[int, int], None]  # bytes stored on the gateway, bundle size
+# The bundle's bytes from an offset, in blocks of at most 1 MiB, read from the artifact
+# store (cloud_orchestrator/registry/artifacts.py) as they are sent.
+BlockSource = Callable[[int], Iterator[bytes]]
 
 
 @dataclass(frozen=True)
 class BundleRef:
-    path: Path
+    blocks: BlockSource
     model: str
     version: str
     sha256: str

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ArtifactChunk",
     "Assignment",
     "Base",
     "DesiredPin",
@@ -293,3 +294,18 @@ class GatewayUsage(Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)  # UNIX time // 86400
     result_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     events: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ArtifactChunk(Base):
+    """One chunk of a bundle kept in the database (registry/db_artifacts.py): chunks
+    ``0..n-1`` of ``sha256`` in order, each with its own sha256, so a damaged row is
+    caught before its bytes are sent."""
+
+    __tablename__ = "artifact_chunks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger)  # byte offset of the chunk in the bundle
+    length: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of ``data``
+    data: Mapped[bytes] = mapped_column(LargeBinary)
