@@ -22,6 +22,8 @@ from tests.support.orchestrator import (  # noqa: F401
     OrchestratorProcess,
     Publisher,
     cli,
+    db_url,
+    postgres_server,
     publisher,
 )
 
@@ -333,3 +335,44 @@ def test_calls_beyond_the_rate_limit_get_a_retry_hint(cloud: Cloud) -> None:
     refused(
         next(f for f in floods if isinstance(f, grpc.RpcError)), grpc.StatusCode.RESOURCE_EXHAUSTED
     )
+
+
+def test_one_time_tokens_and_quotas_hold_under_races_on_both_databases(db_url: str) -> None:
+    """Concurrent enrollments with one one-time token, and concurrent charges against a
+    quota, on SQLite and PostgreSQL: one enrollment wins, the quota is never exceeded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloud_orchestrator.errors import CredentialRefused, LimitReached
+    from cloud_orchestrator.fleet.identity import Identities
+    from cloud_orchestrator.fleet.limits import Quotas, UsageLedger
+    from cloud_orchestrator.storage.db import Database
+
+    db = Database(db_url)
+    try:
+        identities = Identities(db)
+        token = identities.create_token(one_time=True, auto_admit=True).token
+
+        def try_enroll(i: int) -> str:
+            try:
+                return identities.enroll(identities.grant(token), f"gw-{i}").state
+            except CredentialRefused:
+                return "refused"
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(try_enroll, range(8)))
+        assert outcomes.count("ADMITTED") == 1 and outcomes.count("refused") == 7
+
+        ledger = UsageLedger(db, Quotas(result_bytes_per_day=10_000, events_per_day=10))
+
+        def charge(_: int) -> bool:
+            try:
+                ledger.charge("gw-0", result_bytes=1_000)
+                return True
+            except LimitReached:
+                return False
+
+        with ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(charge, range(30))) == 10
+        assert ledger.usage("gw-0") == (10_000, 0)
+    finally:
+        db.dispose()
