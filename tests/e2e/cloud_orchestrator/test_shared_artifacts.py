@@ -237,3 +237,17 @@ async def test_fifty_fetchers_of_a_4_mb_bundle_do_not_cost_fifty_copies(
     # (registry/fetch_budget.py). Measured on 2 shared cores: +40..+75 MiB, most of it the
     # 50 connections and the allocator; a quarter of the copies leaves room for that.
     assert growth < 50 * size / 4, f"peak RSS grew {growth / 2**20:.1f} MiB"
+
+
+def test_artifacts_in_the_database_need_postgresql_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    db_file = tmp_path / "orchestrator.db"
+    result = cli("models", db=f"sqlite:///{db_file}", artifacts=IN_DATABASE, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "edge-orchestrator: error: --artifacts postgresql keeps bundles in the database and "
+        "needs a PostgreSQL --db (postgresql://USER@HOST:PORT/DB); with SQLite give a folder: "
+        "--artifacts DIR"
+    ]
+    assert not db_file.exists() and not IN_DATABASE.exists()
