@@ -23,6 +23,8 @@ from tests.support.orchestrator import (  # noqa: F401
     db_url,
     deploy,
     free_port,
+    fresh_database,
+    postgres_server,
     publisher,
     running_fleet,
 )
@@ -114,5 +116,8 @@ async def test_retry_failed_runs_a_finished_rollout_again_for_its_failed_gateway
         )
         assert refused.returncode == 1
         assert refused.stderr.strip().endswith("has no failed gateway to retry")
-        wrong = await acli("deploy", "gray", db=db_url, artifacts=artifacts)
-        assert wrong.returncode != 0 and "NAME VERSION --gateways" in wrong.stderr
+        wrong = await acli(
+            "deploy", "gray", "--retry-failed", first["id"], db=db_url, artifacts=artifacts
+        )
+        assert wrong.returncode == 2
+        assert "--retry-failed ROLLOUT_ID takes no NAME, VERSION or --gateways" in wrong.stderr
