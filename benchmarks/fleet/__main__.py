@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # record it; the other backend still runs
             run = {"error": f"{type(err).__name__}: {err}"[:2000]}
         document["backends"][name] = run
-        document["verdicts"][name] = verdicts(run, cfg.sizes[-1]) if "error" not in run else []
+        document["verdicts"][name] = verdicts(run, cfg.sizes[-1]) if "subscribe" in run else []
         (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
     if not args.quick and not args.no_ceiling:
         document["simulator_ceiling"] = measure(cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds)

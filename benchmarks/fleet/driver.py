@@ -49,7 +49,11 @@ class SimulatorProcess:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        """CPU seconds so far (0 once the process is gone: then its phase says why)."""
+        try:
+            return proc_cpu_seconds(self.pid)
+        except OSError:
+            return 0.0
 
     def call(self, deadline: float, /, **command: Any) -> dict[str, Any]:
         """Send a command; its answer, or an ``error`` entry when none came in time."""

@@ -47,6 +47,7 @@ class Fetch:
     resumed_from: list[int] = field(default_factory=list)
     bytes: int = 0
     errors: int = 0
+    size: int = 0
 
 
 def _stamp(value: float) -> Timestamp:
@@ -209,6 +210,7 @@ class SimulatedGateway:
 
     async def _fetch(self, model: orchestrator_pb2.DesiredModel, fetch: Fetch) -> None:
         hasher, offset = hashlib.sha256(), 0
+        fetch.size = model.bundle_size
         cut = self._rng.random() < self._policy.interrupt_fraction
         for attempt in range(8):
             if offset:

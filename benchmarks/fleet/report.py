@@ -68,9 +68,7 @@ def _cell(value: Any) -> str:
 
 
 def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
-    if "error" in run:
-        return [f"| {name} | error | {run['error']} |"]
-    rows = []
+    rows = [f"| {name} | error | {run['error']} |"] if "error" in run else []
     for size, sub in run.get("subscribe", {}).items():
         idle = run.get("idle", {}).get(size, {})
         rows.append(

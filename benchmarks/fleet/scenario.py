@@ -89,7 +89,7 @@ def _subscribe(
     orchestrators: list[Orchestrator],
     running: dict[str, list[str]],
 ) -> dict[str, Any]:
-    sim.call(60, cmd="stop")
+    stopped = sim.call(90, cmd="stop")
     for orchestrator in orchestrators:
         orchestrator.take_peak_rss_mb()
     timeout = min(cfg.subscribe_timeout, 30.0 + size * 0.012)
@@ -106,6 +106,7 @@ def _subscribe(
     )
     spent = time.monotonic() - began
     answer["timeout"] = timeout
+    answer["previous_stop"] = stopped
     answer["simulator_cores"] = round((sim.cpu_seconds() - before) / spent, 3)
     answer["server_fds"] = [_fds(o.pid) for o in orchestrators if o.alive()]
     answer["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
@@ -120,8 +121,10 @@ def _phases(
     command: OrchestratorCommand,
     sim: SimulatorProcess,
     small: dict[str, str],
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"subscribe": {}, "idle": {}}
+    out: dict[str, Any],
+) -> None:
+    """Fills ``out`` phase by phase, so a failure keeps what was measured before it."""
+    out.update(subscribe={}, idle={})
     running = {"fleet-small": ["1", small["1"]]}
     reached = 0
     for size in cfg.sizes:
@@ -202,7 +205,6 @@ def _phases(
     results["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["results"] = results
     _progress("results", results)
-    return out
 
 
 def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dict[str, Any]:
@@ -253,13 +255,31 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
         token = secrets.token_urlsafe(24)
         token_file = work / "fleet.token"
         token_file.write_text(token + "\n")
-        serve = ("--heartbeat-seconds", str(cfg.heartbeat_seconds))
+        serve: tuple[str, ...] = ("--heartbeat-seconds", str(cfg.heartbeat_seconds))
+        # Per-gateway identity (Enroll) where the tree has it: the fleet token is then an
+        # enrollment token, and enrollment is not what this run measures (rate unbounded).
+        enrolls = "--enroll-rate-per-second" in command.serve_flags()
+        if enrolls:
+            serve += ("--enroll-rate-per-second", "1000000", "--enroll-burst", "1000000")
         for _ in range(2 if backend == "postgresql" else 1):
             orchestrators.append(Orchestrator(command, db, artifacts, token_file, *serve))
-        sim = SimulatorProcess([o.target for o in orchestrators], f"token:{token}", cfg.channels)
-        result = _phases(cfg, db, artifacts, orchestrators, command, sim, small)
-        result["replicas"] = len(orchestrators)
+        auth = f"enroll:{token}" if enrolls else f"token:{token}"
+        sim = SimulatorProcess([o.target for o in orchestrators], auth, cfg.channels)
+        result: dict[str, Any] = {"replicas": len(orchestrators), "auth": auth.split(":")[0]}
+        try:
+            if enrolls:
+                result["enroll"] = sim.call(
+                    cfg.subscribe_timeout + 30,
+                    cmd="enroll",
+                    count=max(cfg.sizes),
+                    timeout=cfg.subscribe_timeout,
+                )
+                _progress("enroll", result["enroll"])
+            _phases(cfg, db, artifacts, orchestrators, command, sim, small, result)
+        except Exception as err:  # what was measured stays in the record
+            result["error"] = f"{type(err).__name__}: {err}"[:2000]
         result["orchestrator_alive"] = [o.alive() for o in orchestrators]
+        result["simulator_alive"] = sim.proc.poll() is None
         return result
     finally:
         if sim is not None:

@@ -121,7 +121,9 @@ class Simulator:
         stats = self.stats()
         for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.tasks:  # bounded: a call the gRPC core holds on to must not hang the run
+            _, stuck = await asyncio.wait(self.tasks, timeout=20)
+            stats["stuck_on_stop"] = len(stuck)
         self.tasks.clear()
         self.gateways.clear()
         self.cohorts.clear()
@@ -164,6 +166,7 @@ class Simulator:
             "resumed": sum(len(f.resumed_from) for f in fetches),
             "resumed_offsets": sorted({o for f in fetches for o in f.resumed_from})[:5],
             "bytes": sum(f.bytes for f in fetches),
+            "bundle_size": max((f.size for f in fetches), default=0),
             "reported": sum(1 for g in members if key in g.reported),
             "seconds": percentiles(f.done_at - since for f in done),
             **self.stats(),
@@ -190,8 +193,36 @@ class Simulator:
             **self.stats(),
         }
 
+    async def enroll(self, count: int, timeout: float) -> dict[str, Any]:
+        """Get the credentials of gw-00000.. up front (at most 100 calls at once), so that
+        subscribe times measure subscribing, not enrolling."""
+        limit = asyncio.Semaphore(100)
+        failures: dict[str, int] = {}
+
+        async def one(i: int) -> None:
+            async with limit:
+                try:
+                    await self.auth.metadata(f"gw-{i:05d}", self.channels[i % len(self.channels)])
+                except grpc.aio.AioRpcError as err:
+                    failures[err.code().name] = failures.get(err.code().name, 0) + 1
+
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), timeout)
+            complete = True
+        except TimeoutError:
+            complete = False
+        return {
+            "count": count,
+            "complete": complete and not failures,
+            "seconds": round(time.monotonic() - began, 2),
+            "failures": failures,
+        }
+
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         name = command.pop("cmd")
+        if name == "enroll":
+            return await self.enroll(**command)
         if name == "start":
             return await self.start(**command)
         if name == "stop":
