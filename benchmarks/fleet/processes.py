@@ -83,12 +83,12 @@ class OrchestratorCommand:
             raise RuntimeError(f"edge-orchestrator {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout
 
-    def serve_flags(self) -> set[str]:
-        """The options ``serve`` takes here (what this source tree supports)."""
+    def serve_help(self) -> str:
+        """``serve --help``: what this source tree supports."""
         result = subprocess.run(
             self.argv("serve", "--help"), capture_output=True, text=True, timeout=60, env=self.env()
         )
-        return set(re.findall(r"(--[a-z][a-z-]+)", result.stdout))
+        return result.stdout
 
     def run_timed(self, *args: str, db: str, artifacts: Path, timeout: float = 120) -> float:
         """Run a command; the wall time its first output line arrived (printed after its

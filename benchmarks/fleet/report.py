@@ -69,6 +69,12 @@ def _cell(value: Any) -> str:
 
 def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
     rows = [f"| {name} | error | {run['error']} |"] if "error" in run else []
+    enroll = run.get("enroll", {})
+    rows.append(
+        f"| {name} | setup | auth {run.get('auth', '-')}, bundles in {run.get('artifacts', '-')}"
+        + (f"; {enroll.get('count')} enrolled in {enroll.get('seconds')} s" if enroll else "")
+        + " |"
+    )
     for size, sub in run.get("subscribe", {}).items():
         idle = run.get("idle", {}).get(size, {})
         rows.append(

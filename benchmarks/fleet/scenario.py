@@ -221,7 +221,10 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
             db = postgres.fresh_database()
         else:
             db = f"sqlite:///{work / 'orchestrator.db'}"
+        serve_help = command.serve_help()
         artifacts = work / "artifacts"
+        if backend == "postgresql" and "DIR|postgresql" in serve_help:
+            artifacts = Path("postgresql")  # replicas share bundles through the database
         publisher = Publisher(work / "keys")
         small: dict[str, str] = {}
         for name, version, size in (
@@ -258,14 +261,18 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
         serve: tuple[str, ...] = ("--heartbeat-seconds", str(cfg.heartbeat_seconds))
         # Per-gateway identity (Enroll) where the tree has it: the fleet token is then an
         # enrollment token, and enrollment is not what this run measures (rate unbounded).
-        enrolls = "--enroll-rate-per-second" in command.serve_flags()
+        enrolls = "--enroll-rate-per-second" in serve_help
         if enrolls:
             serve += ("--enroll-rate-per-second", "1000000", "--enroll-burst", "1000000")
         for _ in range(2 if backend == "postgresql" else 1):
             orchestrators.append(Orchestrator(command, db, artifacts, token_file, *serve))
         auth = f"enroll:{token}" if enrolls else f"token:{token}"
         sim = SimulatorProcess([o.target for o in orchestrators], auth, cfg.channels)
-        result: dict[str, Any] = {"replicas": len(orchestrators), "auth": auth.split(":")[0]}
+        result: dict[str, Any] = {
+            "replicas": len(orchestrators),
+            "auth": auth.split(":")[0],
+            "artifacts": "database" if str(artifacts) == "postgresql" else "folder",
+        }
         try:
             if enrolls:
                 result["enroll"] = sim.call(
