@@ -1,21 +1,27 @@
 """The fleet: registered gateways, label selectors, what each gateway runs and what it
 should run (desired state for pull mode).
 
-Selectors: ``all`` (or ``*``), or comma-separated terms that must all hold:
-``site=berlin``, ``hardware!=rpi4``, ``site=berlin|paris`` (any of), ``id=gw-1|gw-2``.
+Selectors are in fleet/selector.py, desired state in fleet/desired.py. Every change here
+that can alter some gateway's desired state bumps the fleet generation in the same
+transaction and tells this process's hub after the commit (fleet/changes.py).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import InvalidRequest, NotFound
+from cloud_orchestrator.fleet.changes import FleetChanges
+from cloud_orchestrator.fleet.desired import DesiredVersion, load_snapshot
+from cloud_orchestrator.fleet.selector import Selector, parse_labels
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import (
@@ -40,50 +46,6 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MODES = ("ACTIVATE", "STAGE", "SHADOW")
 
 
-def parse_labels(text: str) -> dict[str, str]:
-    """``site=berlin,hardware=rpi4`` -> dict."""
-    labels: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidRequest(f"label {item!r} is not KEY=VALUE")
-        labels[key.strip()] = value.strip()
-    return labels
-
-
-@dataclass(frozen=True)
-class Selector:
-    text: str
-    terms: tuple[tuple[str, bool, frozenset[str]], ...]  # key, negated, values
-
-    @classmethod
-    def parse(cls, text: str) -> Selector:
-        text = text.strip()
-        if text in ("all", "*", ""):
-            return cls("all", ())
-        terms = []
-        for item in text.split(","):
-            item = item.strip()
-            negated = "!=" in item
-            key, sep, values = item.partition("!=" if negated else "=")
-            if not sep or not key.strip() or not values.strip():
-                raise InvalidRequest(
-                    f"selector term {item!r} is not KEY=VALUE, KEY!=VALUE or KEY=A|B (or use 'all')"
-                )
-            terms.append((key.strip(), negated, frozenset(v.strip() for v in values.split("|"))))
-        return cls(text, tuple(terms))
-
-    def matches(self, gateway_id: str, labels: Mapping[str, Any]) -> bool:
-        for key, negated, values in self.terms:
-            actual = gateway_id if key == "id" else labels.get(key)
-            hit = actual is not None and str(actual) in values
-            if hit == negated:
-                return False
-        return True
-
-
 @dataclass(frozen=True)
 class ReportedModel:
     model_name: str
@@ -99,16 +61,6 @@ class ReportedEvent:
     kind: str  # ACTIVATED REJECTED ROLLED_BACK STAGED FAILED
     reason: str
     occurred_at: float
-
-
-@dataclass(frozen=True)
-class DesiredVersion:
-    model_name: str
-    version: str
-    sha256: str
-    size_bytes: int
-    mode: str
-    rollout_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,9 +98,20 @@ def _gateway_info(row: Gateway, running: Sequence[GatewayModel] = ()) -> Gateway
 
 
 class Fleet:
-    def __init__(self, db: Database, registry: Registry) -> None:
+    def __init__(
+        self, db: Database, registry: Registry, changes: FleetChanges | None = None
+    ) -> None:
         self.db = db
         self.registry = registry
+        self.changes = changes if changes is not None else FleetChanges(db)
+
+    @contextmanager
+    def _changing(self) -> Iterator[Session]:
+        """A transaction that may alter desired state: bumped inside, announced after."""
+        with self.db.session() as session:
+            yield session
+            self.changes.bump(session)
+        self.changes.committed()
 
     # -- gateways ---------------------------------------------------------------------------
 
@@ -168,7 +131,7 @@ class Fleet:
         if address and not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", address):
             raise InvalidRequest(f"gateway address {address!r} is not HOST:PORT")
         now = time.time()
-        with self.db.session() as session:
+        with self._changing() as session:
             row = session.get(Gateway, gateway_id)
             if row is None:
                 row = Gateway(id=gateway_id, registered_at=now, last_seen=0.0)
@@ -180,7 +143,7 @@ class Fleet:
         return self.gateway(gateway_id)
 
     def remove(self, gateway_id: str) -> None:
-        with self.db.session() as session:
+        with self._changing() as session:
             row = session.get(Gateway, gateway_id)
             if row is None:
                 raise NotFound(f"no gateway {gateway_id!r} is registered")
@@ -215,11 +178,26 @@ class Fleet:
         self, gateway_id: str, labels: Mapping[str, str], gateway_version: str
     ) -> GatewayInfo:
         """A pull-mode gateway connected: register it when new, refresh labels and last seen."""
+        self.connect(gateway_id, labels, gateway_version)
+        return self.gateway(gateway_id)
+
+    def connect(
+        self,
+        gateway_id: str,
+        labels: Mapping[str, str],
+        gateway_version: str,
+        models: Sequence[ReportedModel] = (),
+    ) -> dict[str, str]:
+        """``hello`` and ``report`` of what it runs, in one transaction (a fleet's
+        reconnect burst); returns the labels now stored."""
         if not _ID_RE.fullmatch(gateway_id):
             raise InvalidRequest(f"gateway id {gateway_id!r} is not valid")
         now = time.time()
         with self.db.session() as session:
             row = session.get(Gateway, gateway_id)
+            # A new gateway changes no other gateway's desired state, and its own stream
+            # computes it next: only a known gateway's new labels move the generation.
+            relabelled = row is not None and bool(labels) and dict(row.labels or {}) != labels
             if row is None:
                 row = Gateway(id=gateway_id, registered_at=now, address="", token="", ca_pem="")
                 session.add(row)
@@ -227,13 +205,44 @@ class Fleet:
                 row.labels = dict(labels)
             row.gateway_version = gateway_version
             row.last_seen = now
-        return self.gateway(gateway_id)
+            self._store_models(session, gateway_id, models, now)
+            stored = {str(k): str(v) for k, v in (row.labels or {}).items()}
+            if relabelled:
+                self.changes.bump(session)
+        if relabelled:
+            self.changes.committed()
+        return stored
 
     def touch(self, gateway_id: str) -> None:
-        with self.db.session() as session:
-            row = session.get(Gateway, gateway_id)
-            if row is not None:
-                row.last_seen = time.time()
+        self.touch_many({gateway_id: time.time()})
+
+    def touch_many(self, seen: Mapping[str, float]) -> None:
+        """Last-seen times of many gateways in one transaction (fleet/presence.py)."""
+        if not seen:
+            return
+        table = cast(Table, Gateway.__table__)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("gateway"))
+            .values(last_seen=bindparam("seen"))
+        )
+        with self.db.session() as session:  # one executemany: no ORM objects for N rows
+            session.connection().execute(
+                statement, [{"gateway": g, "seen": t} for g, t in seen.items()]
+            )
+
+    def _store_models(
+        self, session: Session, gateway_id: str, models: Sequence[ReportedModel], now: float
+    ) -> None:
+        for model in models:
+            row = session.get(GatewayModel, (gateway_id, model.model_name))
+            if row is None:
+                row = GatewayModel(gateway_id=gateway_id, model_name=model.model_name)
+                session.add(row)
+            row.active_version = model.active_version
+            row.state = model.state
+            row.bundle_sha256 = model.bundle_sha256
+            row.updated_at = now
 
     def report(
         self,
@@ -248,15 +257,7 @@ class Fleet:
             if gateway is None:
                 raise NotFound(f"gateway {gateway_id!r} is unknown; Subscribe first")
             gateway.last_seen = now
-            for model in models:
-                row = session.get(GatewayModel, (gateway_id, model.model_name))
-                if row is None:
-                    row = GatewayModel(gateway_id=gateway_id, model_name=model.model_name)
-                    session.add(row)
-                row.active_version = model.active_version
-                row.state = model.state
-                row.bundle_sha256 = model.bundle_sha256
-                row.updated_at = now
+            self._store_models(session, gateway_id, models, now)
             for item in events:
                 session.add(
                     GatewayEvent(
@@ -295,7 +296,7 @@ class Fleet:
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
         if version != "latest":  # `latest` may name a model not published yet
             self.registry.version(model_name, version)
-        with self.db.session() as session:
+        with self._changing() as session:
             row = session.scalars(
                 select(Assignment).where(
                     Assignment.model_name == model_name, Assignment.selector == parsed.text
@@ -311,7 +312,7 @@ class Fleet:
 
     def unassign(self, model_name: str, selector: str) -> None:
         parsed = Selector.parse(selector)
-        with self.db.session() as session:
+        with self._changing() as session:
             session.execute(
                 delete(Assignment).where(
                     Assignment.model_name == model_name, Assignment.selector == parsed.text
@@ -319,7 +320,7 @@ class Fleet:
             )
 
     def pin(self, gateway_id: str, model_name: str, version: str, rollout_id: str) -> None:
-        with self.db.session() as session:
+        with self._changing() as session:
             row = session.get(DesiredPin, (gateway_id, model_name))
             if row is None:
                 row = DesiredPin(gateway_id=gateway_id, model_name=model_name)
@@ -329,7 +330,7 @@ class Fleet:
             row.updated_at = time.time()
 
     def unpin(self, gateway_id: str, model_name: str) -> None:
-        with self.db.session() as session:
+        with self._changing() as session:
             session.execute(
                 delete(DesiredPin).where(
                     DesiredPin.gateway_id == gateway_id, DesiredPin.model_name == model_name
@@ -338,40 +339,5 @@ class Fleet:
 
     def desired(self, gateway: GatewayInfo) -> list[DesiredVersion]:
         """Rollout pins first, then the newest matching assignment per model."""
-        with self.db.session() as session:
-            pins = session.scalars(
-                select(DesiredPin).where(DesiredPin.gateway_id == gateway.id)
-            ).all()
-            assignments = session.scalars(select(Assignment).order_by(Assignment.id)).all()
-            chosen: dict[str, tuple[str, str, str]] = {}
-            for assignment in assignments:
-                if Selector.parse(assignment.selector).matches(gateway.id, gateway.labels):
-                    chosen[assignment.model_name] = (assignment.version, assignment.mode, "")
-            for pin in pins:
-                chosen[pin.model_name] = (pin.version, "ACTIVATE", pin.rollout_id)
-        latest = self.registry.latest_versions() if chosen else {}
-        desired = []
-        for model_name, (version, mode, rollout_id) in sorted(chosen.items()):
-            if version == "latest":
-                if model_name not in latest:
-                    continue  # nothing published yet: nothing to ask for
-                info = latest[model_name]
-                desired.append(
-                    DesiredVersion(
-                        model_name, info.version, info.sha256, info.size_bytes, mode, rollout_id
-                    )
-                )
-                continue
-            try:
-                info = self.registry.version(model_name, version)
-            except NotFound:
-                # A rollback target the gateway had before the registry knew the model:
-                # it can only be activated from the gateway's own store.
-                desired.append(DesiredVersion(model_name, version, "", 0, mode, rollout_id))
-                continue
-            desired.append(
-                DesiredVersion(
-                    model_name, info.version, info.sha256, info.size_bytes, mode, rollout_id
-                )
-            )
-        return desired
+        snapshot = load_snapshot(self.db, self.registry, gateway.id)
+        return snapshot.desired(gateway.id, gateway.labels)

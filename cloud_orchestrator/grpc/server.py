@@ -44,6 +44,11 @@ class OrchestratorServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.so_reuseport", 0),
+                # A fleet reconnecting at once queues its calls until this loop asks for
+                # them; past gRPC's default 1,000 queued they were CANCELLED (~1,800
+                # streams was the most one orchestrator could take in one burst).
+                ("grpc.server.max_pending_requests", 20_000),
+                ("grpc.server.max_pending_requests_hard_limit", 40_000),
             ],
         )
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, self._server)

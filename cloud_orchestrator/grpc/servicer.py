@@ -12,6 +12,8 @@ import grpc
 
 from cloud_orchestrator.errors import CredentialRefused, InvalidRequest
 from cloud_orchestrator.feedback.store import FeedbackStore
+from cloud_orchestrator.fleet.changes import DesiredStateHub
+from cloud_orchestrator.fleet.presence import PresenceBuffer
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
 from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
@@ -32,8 +34,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         fleet: Fleet,
         registry: Registry,
         feedback: FeedbackStore,
+        hub: DesiredStateHub,
+        presence: PresenceBuffer,
         heartbeat_seconds: float = 10.0,
-        desired_poll_seconds: float = 1.0,
         *,
         guard: GatewayGuard,
     ) -> None:
@@ -41,8 +44,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._registry = registry
         self._feedback = feedback
         self.guard = guard  # every method's first call (grpc/auth.py)
+        self._hub = hub
+        self._presence = presence
         self._heartbeat = heartbeat_seconds
-        self._poll = desired_poll_seconds
 
     @rpc_boundary
     async def Enroll(
@@ -64,21 +68,26 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse]:
         await self.guard.subscribe(context, request)  # identity, rate and field limits
         gateway_id = request.gateway_id
-        await asyncio.to_thread(
-            self._fleet.hello, gateway_id, dict(request.labels), request.gateway_version
-        )
         models = converters.to_reported_models(request.models)
-        await asyncio.to_thread(self._fleet.report, gateway_id, models)
+        labels = await asyncio.to_thread(
+            self._fleet.connect,
+            gateway_id,
+            dict(request.labels),
+            request.gateway_version,
+            models,
+        )
+        labels_epoch = self._hub.epoch
         logger.info("gateway %s subscribed", gateway_id)
         interval = max(1, round(self._heartbeat))
         sent: tuple[object, ...] | None = None
         generation = 0
-        last_sent = 0.0
+        epoch = labels_epoch
+        last_sent = time.monotonic()
         try:
             while True:
-                gateway = await asyncio.to_thread(self._fleet.gateway, gateway_id)
-                desired = await asyncio.to_thread(self._fleet.desired, gateway)
-                now = time.monotonic()
+                # Only when the hub moved (fleet/changes.py): between changes an idle
+                # stream costs its heartbeat timer, no query and no thread.
+                desired = await self._hub.desired(gateway_id, labels, labels_epoch)
                 if tuple(desired) != sent:
                     sent = tuple(desired)
                     generation += 1
@@ -86,17 +95,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                         desired=converters.to_desired_state(desired, generation),
                         heartbeat_interval_seconds=interval,
                     )
-                    last_sent = now
-                elif now - last_sent >= self._heartbeat:
-                    await asyncio.to_thread(self._fleet.touch, gateway_id)
-                    yield orchestrator_pb2.SubscribeResponse(
-                        heartbeat=orchestrator_pb2.Heartbeat(
-                            sent_at=converters.timestamp(time.time())
-                        ),
-                        heartbeat_interval_seconds=interval,
-                    )
-                    last_sent = now
-                await asyncio.sleep(self._poll)
+                    last_sent = time.monotonic()
+                while True:
+                    remaining = self._heartbeat - (time.monotonic() - last_sent)
+                    if remaining <= 0:
+                        self._presence.seen(gateway_id)
+                        yield orchestrator_pb2.SubscribeResponse(
+                            heartbeat=orchestrator_pb2.Heartbeat(
+                                sent_at=converters.timestamp(time.time())
+                            ),
+                            heartbeat_interval_seconds=interval,
+                        )
+                        last_sent = time.monotonic()
+                        continue
+                    moved = await self._hub.wait(epoch, remaining)
+                    if moved != epoch:
+                        epoch = moved
+                        break
         finally:
             logger.info("gateway %s unsubscribed", gateway_id)
 

@@ -31,6 +31,7 @@ __all__ = [
     "EnrollmentToken",
     "FeedbackAggregate",
     "FeedbackBatch",
+    "FleetGeneration",
     "Gateway",
     "GatewayEvent",
     "GatewayIdentity",
@@ -144,6 +145,17 @@ class DesiredPin(Base):
     version: Mapped[str] = mapped_column(String(128))
     rollout_id: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class FleetGeneration(Base):
+    """One row counting changes that may alter some gateway's desired state, so every
+    orchestrator replica sees the same generation (cloud_orchestrator/fleet/changes.py)."""
+
+    __tablename__ = "fleet_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class Rollout(Base):

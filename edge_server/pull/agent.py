@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUED_EVENTS = 256
 STATUS_REFRESH_SECONDS = 30.0
+# Sooner while a reported model was still loading: a gateway that connects during its
+# start-up would otherwise show LOADING in the inventory for STATUS_REFRESH_SECONDS.
+LOADING_REFRESH_SECONDS = 1.0
 
 
 class CloudLink:
@@ -211,15 +214,19 @@ class CloudLink:
 
     async def _status_loop(self) -> None:
         backoff = Backoff(1.0, 30.0)
+        refresh = STATUS_REFRESH_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_due.wait(), STATUS_REFRESH_SECONDS)
+                await asyncio.wait_for(self._status_due.wait(), refresh)
             self._status_due.clear()
             if not self.connected:
                 continue
             events = list(self._events)
+            running = self.reconciler.running()
+            loading = any(m.state == "LOADING" for m in running)
+            refresh = LOADING_REFRESH_SECONDS if loading else STATUS_REFRESH_SECONDS
             try:
-                await self.client.report_status(self.reconciler.running(), events)
+                await self.client.report_status(running, events)
             except CloudUnavailable as exc:
                 logger.debug("status report failed: %s", exc)
                 await asyncio.sleep(backoff.next())
