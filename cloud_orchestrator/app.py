@@ -105,9 +105,13 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
     from cloud_orchestrator.fleet.limits import Quotas, RateLimiter, UsageLedger
     from cloud_orchestrator.grpc.auth import GatewayGuard
 
-    # Without --gateway-token-file or any enrollment token, enrollment is open: each
-    # such enrollment is logged as a warning (cloud_orchestrator/grpc/auth.py).
     identities = Identities(orchestrator.db, options.gateway_token)
+    if not options.gateway_token and not identities.tokens():
+        logger.warning(
+            "open enrollment: no --gateway-token-file and no enrollment token, so any client "
+            "that reaches this port may enroll a new gateway id (ids already enrolled stay "
+            "bound to their own secrets); `edge-orchestrator enrollment-tokens create` ends it"
+        )
     quotas = Quotas(options.result_bytes_per_day, options.events_per_day)
     return GatewayGuard(
         identities,
