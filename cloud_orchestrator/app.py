@@ -83,11 +83,7 @@ class ServeOptions:
     lease_seconds: float = 30.0
     poll_seconds: float = 2.0
     heartbeat_seconds: float = 10.0
-    # How often this process compares the fleet generation row (one query, whatever the
-    # fleet size): changes by other processes on SQLite, lost NOTIFYs on PostgreSQL.
     desired_poll_seconds: float = 1.0
-    reconcile_seconds: float = 45.0  # full reread of desired state, with jitter
-    presence_flush_seconds: float = 5.0  # gateways' last-seen, written in one batch
     run_rollouts: bool = True
     shutdown_grace_seconds: float = 5.0
     # Per pull gateway (cloud_orchestrator/fleet/limits.py): calls per second and burst
@@ -105,13 +101,9 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
     from cloud_orchestrator.fleet.limits import Quotas, RateLimiter, UsageLedger
     from cloud_orchestrator.grpc.auth import GatewayGuard
 
+    # Without --gateway-token-file or any enrollment token, enrollment is open: each
+    # such enrollment is logged as a warning (cloud_orchestrator/grpc/auth.py).
     identities = Identities(orchestrator.db, options.gateway_token)
-    if not options.gateway_token and not identities.tokens():
-        logger.warning(
-            "open enrollment: no --gateway-token-file and no enrollment token, so any client "
-            "that reaches this port may enroll a new gateway id (ids already enrolled stay "
-            "bound to their own secrets); `edge-orchestrator enrollment-tokens create` ends it"
-        )
     quotas = Quotas(options.result_bytes_per_day, options.events_per_day)
     return GatewayGuard(
         identities,
@@ -123,28 +115,17 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
 
 
 async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio.Event) -> None:
-    from cloud_orchestrator.fleet.changes import DesiredStateHub
-    from cloud_orchestrator.fleet.presence import PresenceBuffer
     from cloud_orchestrator.grpc.server import OrchestratorServer
     from cloud_orchestrator.grpc.servicer import OrchestratorServicer
 
-    hub = DesiredStateHub(
-        orchestrator.db,
-        orchestrator.registry,
-        orchestrator.fleet.changes,
-        poll_seconds=options.desired_poll_seconds,
-        reconcile_seconds=options.reconcile_seconds,
-    )
-    presence = PresenceBuffer(orchestrator.fleet, options.presence_flush_seconds)
     guard = gateway_guard(orchestrator, options)
     servicer = OrchestratorServicer(
         orchestrator.fleet,
         orchestrator.registry,
         orchestrator.feedback,
-        hub,
-        presence,
         heartbeat_seconds=options.heartbeat_seconds,
         guard=guard,
+        desired_poll_seconds=options.desired_poll_seconds,
     )
     server = OrchestratorServer(
         servicer,
@@ -153,8 +134,6 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         options.tls_cert,
         options.tls_key,
     )
-    await hub.start()
-    presence.start()
     await server.start()
     owner = options.instance_id or default_instance_id()
     logger.info(
@@ -180,5 +159,3 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         if runner_task is not None:
             await runner_task
         await server.stop(options.shutdown_grace_seconds)
-        await hub.stop()
-        await presence.stop()  # the last heartbeats' last-seen

@@ -23,7 +23,13 @@ from typing import Any, Protocol, cast
 import grpc
 
 from cloud_orchestrator.errors import CredentialRefused, NotFound, Unauthenticated
-from cloud_orchestrator.fleet.identity import ADMITTED, Enrolled, Identities, check_gateway_id
+from cloud_orchestrator.fleet.identity import (
+    ADMITTED,
+    OPEN_ID,
+    Enrolled,
+    Identities,
+    check_gateway_id,
+)
 from cloud_orchestrator.fleet.limits import RateLimiter, UsageLedger
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
@@ -139,9 +145,20 @@ class GatewayGuard:
         enrolled = await asyncio.to_thread(self.identities.enroll, grant, request.gateway_id)
         if enrolled.state == ADMITTED:
             await asyncio.to_thread(self.admitted, enrolled.gateway_id, request.gateway_version)
-        logger.info(
-            "gateway %s enrolled with %s: %s", enrolled.gateway_id, grant.token_id, enrolled.state
-        )
+        if grant.token_id == OPEN_ID:
+            logger.warning(
+                "gateway %s enrolled without an enrollment token (open enrollment: there is no "
+                "--gateway-token-file and no enrollment token; `edge-orchestrator "
+                "enrollment-tokens create` ends it)",
+                enrolled.gateway_id,
+            )
+        else:
+            logger.info(
+                "gateway %s enrolled with %s: %s",
+                enrolled.gateway_id,
+                grant.token_id,
+                enrolled.state,
+            )
         return enrolled
 
     def admitted(self, gateway_id: str, gateway_version: str = "") -> None:
