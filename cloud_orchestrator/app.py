@@ -83,7 +83,11 @@ class ServeOptions:
     lease_seconds: float = 30.0
     poll_seconds: float = 2.0
     heartbeat_seconds: float = 10.0
+    # How often this process compares the fleet generation row (one query, whatever the
+    # fleet size): changes by other processes on SQLite, lost NOTIFYs on PostgreSQL.
     desired_poll_seconds: float = 1.0
+    reconcile_seconds: float = 45.0  # full reread of desired state, with jitter
+    presence_flush_seconds: float = 5.0  # gateways' last-seen, written in one batch
     run_rollouts: bool = True
     shutdown_grace_seconds: float = 5.0
     # Per pull gateway (cloud_orchestrator/fleet/limits.py): calls per second and burst
@@ -115,17 +119,28 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
 
 
 async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio.Event) -> None:
+    from cloud_orchestrator.fleet.changes import DesiredStateHub
+    from cloud_orchestrator.fleet.presence import PresenceBuffer
     from cloud_orchestrator.grpc.server import OrchestratorServer
     from cloud_orchestrator.grpc.servicer import OrchestratorServicer
 
+    hub = DesiredStateHub(
+        orchestrator.db,
+        orchestrator.registry,
+        orchestrator.fleet.changes,
+        poll_seconds=options.desired_poll_seconds,
+        reconcile_seconds=options.reconcile_seconds,
+    )
+    presence = PresenceBuffer(orchestrator.fleet, options.presence_flush_seconds)
     guard = gateway_guard(orchestrator, options)
     servicer = OrchestratorServicer(
         orchestrator.fleet,
         orchestrator.registry,
         orchestrator.feedback,
+        hub,
+        presence,
         heartbeat_seconds=options.heartbeat_seconds,
         guard=guard,
-        desired_poll_seconds=options.desired_poll_seconds,
     )
     server = OrchestratorServer(
         servicer,
@@ -134,6 +149,8 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         options.tls_cert,
         options.tls_key,
     )
+    await hub.start()
+    presence.start()
     await server.start()
     owner = options.instance_id or default_instance_id()
     logger.info(
@@ -159,3 +176,5 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         if runner_task is not None:
             await runner_task
         await server.stop(options.shutdown_grace_seconds)
+        await hub.stop()
+        await presence.stop()  # the last heartbeats' last-seen
