@@ -3,6 +3,7 @@ its orchestrator use, against real gateways on loopback ports with real bundles.
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import time
@@ -148,12 +149,20 @@ def test_sync_push_retries_an_unreachable_gateway_then_gives_up(
     assert retries == [(1, grpc.StatusCode.UNAVAILABLE), (2, grpc.StatusCode.UNAVAILABLE)]
 
 
+def file_blocks(path: Path, offset: int) -> Iterator[bytes]:
+    """The rollout runner's block source over a bundle file (256 KiB blocks, as a store)."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        while block := handle.read(256 << 10):
+            yield block
+
+
 async def test_orchestrator_push_reports_uploaded_bytes_and_gateway_errors(
     idle_gateway: tuple[ThreadedGateway, Path],
 ) -> None:
     running, path = idle_gateway
     size = path.stat().st_size
-    ref = BundleRef(path, "gray", "4", sha256_of(path), size)
+    ref = BundleRef(functools.partial(file_blocks, path), "gray", "4", sha256_of(path), size)
     refused = GrpcGatewayControl(running.target, "wrong", max_attempts=10)  # see above
     try:
         with pytest.raises(GatewayError, match=r"ModelUpdate \(attempt \d+\): PERMISSION_DENIED"):

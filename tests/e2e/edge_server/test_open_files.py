@@ -8,6 +8,7 @@ from __future__ import annotations
 import resource
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +36,18 @@ def gateway(model_root: Path, nofile: tuple[int, int], *flags: str) -> Iterator[
 
 
 def metrics(server: ServerProcess) -> str:
+    """/metrics, once the endpoint has room again (right after a flood of connections the
+    gateway may not have seen all of them close yet, and answers 503 until it has)."""
     url = f"http://127.0.0.1:{server.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        return str(reply.read().decode())
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return str(reply.read().decode())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def health_check_seconds(server: ServerProcess) -> float:
