@@ -68,6 +68,11 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def secret_digest(secret: str) -> str:
+    """What is stored of a gateway secret (and compared against): its sha256."""
+    return _sha256(secret)
+
+
 def check_gateway_id(gateway_id: str) -> None:
     if not GATEWAY_ID.fullmatch(gateway_id):
         shown = (
@@ -312,6 +317,16 @@ class Identities:
         if info.state != ADMITTED:
             raise _refusal(info.gateway_id, info.state)
         return info
+
+    def admitted_pairs(self) -> frozenset[tuple[str, str]]:
+        """(gateway id, secret digest) of every admitted identity, in one query."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(GatewayIdentity.gateway_id, GatewayIdentity.secret_sha256).where(
+                    GatewayIdentity.state == ADMITTED
+                )
+            )
+            return frozenset((str(gateway_id), str(digest)) for gateway_id, digest in rows)
 
     # -- admission (operator) ---------------------------------------------------------------
 

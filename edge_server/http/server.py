@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_HEAD = 8192
+_TEXT = "text/plain; charset=utf-8"
 READ_TIMEOUT_S = 5.0
 
 
@@ -60,16 +61,16 @@ class HttpEndpoint:
     async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
         path = path.split("?", 1)[0]
         if method not in ("GET", "HEAD"):
-            return 405, "text/plain; charset=utf-8", b"only GET and HEAD are allowed\n"
+            return 405, _TEXT, b"only GET and HEAD are allowed\n"
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, await self._render_metrics()
         if path in ("/healthz", "/readyz"):
             if self._is_ready():
-                return 200, "text/plain; charset=utf-8", b"ok\n"
-            return 503, "text/plain; charset=utf-8", b"not ready: no model is serving\n"
+                return 200, _TEXT, b"ok\n"
+            return 503, _TEXT, b"not ready: no model is serving\n"
         if path == "/livez":
-            return 200, "text/plain; charset=utf-8", b"ok\n"
-        return 404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n"
+            return 200, _TEXT, b"ok\n"
+        return 404, _TEXT, b"not found: try /metrics or /healthz\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.connections >= self.max_connections:
@@ -86,12 +87,11 @@ class HttpEndpoint:
         if self._on_refused is not None:
             self._on_refused()
         body = b"too many HTTP connections; retry shortly\n"
-        writer.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Retry-After: 1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
-        )
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.drain(), 1.0)
+            await asyncio.wait_for(
+                _write(writer, 503, _TEXT, body, head_only=False, extra="Retry-After: 1\r\n"),
+                1.0,
+            )
         writer.close()
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -100,12 +100,12 @@ class HttpEndpoint:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
             except asyncio.LimitOverrunError:
                 body = f"the request head is larger than {MAX_REQUEST_HEAD} bytes\n".encode()
-                await _write(writer, 431, "text/plain; charset=utf-8", body, head_only=False)
+                await _write(writer, 431, _TEXT, body, head_only=False)
                 return
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
             parts = request_line.split()
             if len(parts) != 3:
-                status, ctype, body = 400, "text/plain; charset=utf-8", b"bad request\n"
+                status, ctype, body = 400, _TEXT, b"bad request\n"
                 method = "GET"
             else:
                 method, path, _ = parts
@@ -134,10 +134,16 @@ _REASONS = {
 
 
 async def _write(
-    writer: asyncio.StreamWriter, status: int, ctype: str, body: bytes, head_only: bool
+    writer: asyncio.StreamWriter,
+    status: int,
+    ctype: str,
+    body: bytes,
+    head_only: bool,
+    extra: str = "",
 ) -> None:
+    """One whole answer; ``extra``: more header lines, each ending in CRLF."""
     header = (
-        f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+        f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n{extra}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode("latin-1")
     writer.write(header if head_only else header + body)
