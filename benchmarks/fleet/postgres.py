@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL cluster on a free port (the same steps as
-tests/support/orchestrator.py's ThrowawayPostgres; benchmarks do not import tests)."""
+"""A throwaway PostgreSQL cluster on a free port: the fleet benchmark's and the tests'
+(tests/support/orchestrator.py uses this one; benchmarks do not import tests)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def _pg_bin() -> Path:
 class ThrowawayPostgres:
     """initdb + pg_ctl on a free port in a temp folder, as the postgres user when root."""
 
-    def __init__(self, max_connections: int = 300) -> None:
+    def __init__(self, max_connections: int = 300, prefix: str = "edge-fleet-pg-") -> None:
         self.bin = _pg_bin()
-        self.folder = Path(tempfile.mkdtemp(prefix="edge-fleet-pg-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix))
         self.data = self.folder / "data"
         self.port = free_port()
         self._as_postgres: list[str] = []

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import io
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,6 +26,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
+from benchmarks.fleet.postgres import ThrowawayPostgres
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_server.app import Gateway
 from edge_server.settings import Settings
@@ -65,71 +63,6 @@ def free_port() -> int:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    which = shutil.which("pg_ctl")
-    if which:
-        return Path(which).resolve().parent
-    pytest.fail(
-        "PostgreSQL is not installed: `make test` installs the Debian package postgresql "
-        f"(or set {PG_ENV} to a server URL)"
-    )
-
-
-class ThrowawayPostgres:
-    """initdb + pg_ctl on a free port in a temp folder, as the postgres user when root."""
-
-    def __init__(self) -> None:
-        self.bin = _pg_bin()
-        self.folder = Path(tempfile.mkdtemp(prefix="edge-pg-"))
-        self.data = self.folder / "data"
-        self.port = free_port()
-        self._as_postgres: list[str] = []
-        if os.geteuid() == 0:
-            import pwd
-
-            user = pwd.getpwnam("postgres")
-            os.chown(self.folder, user.pw_uid, user.pw_gid)
-            self._as_postgres = ["runuser", "-u", "postgres", "--"]
-        self._run(
-            str(self.bin / "initdb"),
-            "-D",
-            str(self.data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        )
-        options = f"-p {self.port} -k {self.folder} -h 127.0.0.1 -F -c max_connections=200"
-        self._run(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.folder / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *command: str) -> None:
-        subprocess.run([*self._as_postgres, *command], check=True, capture_output=True, timeout=120)
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """URL of a PostgreSQL server for the session (started here unless given)."""
@@ -137,7 +70,7 @@ def postgres_server() -> Iterator[str]:
     if given:
         yield given
         return
-    server = ThrowawayPostgres()
+    server = ThrowawayPostgres(max_connections=200, prefix="edge-pg-")
     try:
         yield server.url
     finally:
