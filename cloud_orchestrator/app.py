@@ -123,6 +123,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     from cloud_orchestrator.fleet.presence import PresenceBuffer
     from cloud_orchestrator.grpc.server import OrchestratorServer
     from cloud_orchestrator.grpc.servicer import OrchestratorServicer
+    from cloud_orchestrator.storage.group_commit import GroupCommit
 
     hub = DesiredStateHub(
         orchestrator.db,
@@ -133,6 +134,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     )
     presence = PresenceBuffer(orchestrator.fleet, options.presence_flush_seconds)
     guard = gateway_guard(orchestrator, options)
+    writes = GroupCommit(orchestrator.db)
     servicer = OrchestratorServicer(
         orchestrator.fleet,
         orchestrator.registry,
@@ -141,6 +143,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         presence,
         heartbeat_seconds=options.heartbeat_seconds,
         guard=guard,
+        writes=writes,
     )
     server = OrchestratorServer(
         servicer,
@@ -151,6 +154,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     )
     await hub.start()
     presence.start()
+    writes.start()
     await server.start()
     owner = options.instance_id or default_instance_id()
     logger.info(
@@ -177,4 +181,5 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
             await runner_task
         await server.stop(options.shutdown_grace_seconds)
         await hub.stop()
+        await writes.stop()  # what the last calls wrote
         await presence.stop()  # the last heartbeats' last-seen

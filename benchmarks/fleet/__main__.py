@@ -56,11 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-ceiling", action="store_true", help="skip the simulator-alone measurement"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy each orchestrator while idle at the largest size and during the assign; "
+        "collapsed stacks go to this folder, the folded shares into the report",
+    )
     args, _ = parser.parse_known_args(argv)  # BENCH_ARGS may carry benchmarks.run options
     cfg = QUICK if args.quick else Config()
     if args.sizes:
         cfg = dataclasses.replace(cfg, sizes=tuple(int(s) for s in args.sizes.split(",")))
-    cfg = dataclasses.replace(cfg, source=args.source.resolve() if args.source else None)
+    cfg = dataclasses.replace(
+        cfg,
+        source=args.source.resolve() if args.source else None,
+        profile=args.profile.resolve() if args.profile else None,
+    )
     document: dict[str, Any] = {
         "quick": args.quick,
         "source": _source_label(cfg.source),

@@ -20,6 +20,7 @@ from benchmarks.fleet.bundles import Publisher
 from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes
 from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand
+from benchmarks.fleet.profiling import PhaseProfiler
 
 __all__ = ["Config", "run_backend"]
 
@@ -40,6 +41,7 @@ class Config:
     fetch_timeout: float = 180.0
     results_timeout: float = 120.0
     source: Path | None = None
+    profile: Path | None = None  # py-spy folder: idle at the largest size, and the assign
 
 
 def _idle(
@@ -125,12 +127,16 @@ def _phases(
 ) -> None:
     """Fills ``out`` phase by phase, so a failure keeps what was measured before it."""
     out.update(subscribe={}, idle={})
+    profiler = PhaseProfiler(cfg.profile)
+    pids = [o.pid for o in orchestrators]
     running = {"fleet-small": ["1", small["1"]]}
     reached = 0
     for size in cfg.sizes:
         result = out["subscribe"][str(size)] = _subscribe(cfg, sim, size, orchestrators, running)
         _progress(f"subscribe {size}", result)
-        out["idle"][str(size)] = _idle(orchestrators, sim, cfg.idle_seconds)
+        largest = size == cfg.sizes[-1]  # profiled: the idle cost the targets are about
+        with profiler.during(f"idle-{size}", pids if largest else [], cfg.idle_seconds):
+            out["idle"][str(size)] = _idle(orchestrators, sim, cfg.idle_seconds)
         _progress(f"idle at {size}", out["idle"][str(size)])
         if not result.get("complete"):
             break
@@ -144,18 +150,26 @@ def _phases(
     # The assign is one CLI call on the shared database (what an operator does); the
     # clock starts when it prints, after its commit.
     began = time.time()
-    since = command.run_timed(
-        "assign", "fleet-small", "--gateways", "all", "--version", "2", db=db, artifacts=artifacts
-    )
-    assign = sim.call(
-        cfg.assign_timeout + 30,
-        cmd="seen",
-        model="fleet-small",
-        version="2",
-        since=since,
-        timeout=cfg.assign_timeout,
-        cohort=None,
-    )
+    with profiler.during("assign", pids, 15.0):
+        since = command.run_timed(
+            "assign",
+            "fleet-small",
+            "--gateways",
+            "all",
+            "--version",
+            "2",
+            db=db,
+            artifacts=artifacts,
+        )
+        assign = sim.call(
+            cfg.assign_timeout + 30,
+            cmd="seen",
+            model="fleet-small",
+            version="2",
+            since=since,
+            timeout=cfg.assign_timeout,
+            cohort=None,
+        )
     assign.update(gateways=fleet, cli_seconds=round(since - began, 2))
     assign["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["assign"] = assign
@@ -205,6 +219,8 @@ def _phases(
     results["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["results"] = results
     _progress("results", results)
+    if profiler.results:
+        out["profiles"] = profiler.results
 
 
 def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ sent again is acknowledged without being stored twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,8 +22,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.group_commit import GroupCommit
 from cloud_orchestrator.storage.models import FeedbackAggregate, FeedbackBatch, HardExampleRow
 
 __all__ = [
@@ -136,61 +139,71 @@ class FeedbackStore:
 
     def store(self, batch: BatchIn) -> bool:
         """Store a batch; False when it was stored before (still acknowledge it)."""
-        now = time.time()
-        with self.db.session() as session:
-            if session.get(FeedbackBatch, batch.batch_id) is not None:
-                return False
         try:
             with self.db.session() as session:
-                session.add(
-                    FeedbackBatch(
-                        batch_id=batch.batch_id,
-                        gateway_id=batch.gateway_id,
-                        created_at=batch.created_at,
-                        received_at=now,
-                        dropped_batches=batch.dropped_batches,
-                    )
-                )
-                session.flush()  # a concurrent duplicate fails here, before anything else
-                for a in batch.aggregates:
-                    session.add(
-                        FeedbackAggregate(
-                            batch_id=batch.batch_id,
-                            gateway_id=batch.gateway_id,
-                            model_name=a.model_name,
-                            model_version=a.model_version,
-                            bucket_start=a.bucket_start,
-                            bucket_seconds=a.bucket_seconds,
-                            class_counts=[list(c) for c in a.class_counts],
-                            confidence_histogram=list(a.confidence_histogram),
-                            success_count=a.success_count,
-                            error_count=a.error_count,
-                            latency_count=a.latency_count,
-                            latency_sum_us=a.latency_sum_us,
-                            latency_max_us=a.latency_max_us,
-                            latency_p50_us=a.latency_p50_us,
-                            latency_p99_us=a.latency_p99_us,
-                        )
-                    )
-                for e in batch.hard_examples:
-                    session.add(
-                        HardExampleRow(
-                            batch_id=batch.batch_id,
-                            gateway_id=batch.gateway_id,
-                            model_name=e.model_name,
-                            model_version=e.model_version,
-                            predicted_class=e.predicted_class,
-                            predicted_label=e.predicted_label,
-                            confidence=e.confidence,
-                            reason=e.reason,
-                            content_type=e.content_type,
-                            sha256=hashlib.sha256(e.data).hexdigest(),
-                            data=e.data,
-                            captured_at=e.captured_at,
-                        )
-                    )
+                return self.add(session, batch)
         except IntegrityError:
             return False  # another orchestrator stored the same batch a moment ago
+
+    async def store_in(self, writes: GroupCommit, batch: BatchIn) -> bool:
+        """``store`` through the process's group commit (storage/group_commit.py)."""
+        try:
+            return await writes.run(functools.partial(self.add, batch=batch))
+        except IntegrityError:
+            return False  # another orchestrator stored the same batch a moment ago
+
+    def add(self, session: Session, batch: BatchIn) -> bool:
+        """A batch's rows in ``session``'s transaction; False when it is there already."""
+        now = time.time()
+        if session.get(FeedbackBatch, batch.batch_id) is not None:
+            return False
+        session.add(
+            FeedbackBatch(
+                batch_id=batch.batch_id,
+                gateway_id=batch.gateway_id,
+                created_at=batch.created_at,
+                received_at=now,
+                dropped_batches=batch.dropped_batches,
+            )
+        )
+        session.flush()  # a concurrent duplicate fails here, before anything else
+        for a in batch.aggregates:
+            session.add(
+                FeedbackAggregate(
+                    batch_id=batch.batch_id,
+                    gateway_id=batch.gateway_id,
+                    model_name=a.model_name,
+                    model_version=a.model_version,
+                    bucket_start=a.bucket_start,
+                    bucket_seconds=a.bucket_seconds,
+                    class_counts=[list(c) for c in a.class_counts],
+                    confidence_histogram=list(a.confidence_histogram),
+                    success_count=a.success_count,
+                    error_count=a.error_count,
+                    latency_count=a.latency_count,
+                    latency_sum_us=a.latency_sum_us,
+                    latency_max_us=a.latency_max_us,
+                    latency_p50_us=a.latency_p50_us,
+                    latency_p99_us=a.latency_p99_us,
+                )
+            )
+        for e in batch.hard_examples:
+            session.add(
+                HardExampleRow(
+                    batch_id=batch.batch_id,
+                    gateway_id=batch.gateway_id,
+                    model_name=e.model_name,
+                    model_version=e.model_version,
+                    predicted_class=e.predicted_class,
+                    predicted_label=e.predicted_label,
+                    confidence=e.confidence,
+                    reason=e.reason,
+                    content_type=e.content_type,
+                    sha256=hashlib.sha256(e.data).hexdigest(),
+                    data=e.data,
+                    captured_at=e.captured_at,
+                )
+            )
         return True
 
     def batch_count(self) -> int:

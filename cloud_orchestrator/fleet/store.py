@@ -251,25 +251,35 @@ class Fleet:
         events: Sequence[ReportedEvent] = (),
     ) -> int:
         """Store what a gateway runs and what happened to it; returns events stored."""
-        now = time.time()
         with self.db.session() as session:
-            gateway = session.get(Gateway, gateway_id)
-            if gateway is None:
-                raise NotFound(f"gateway {gateway_id!r} is unknown; Subscribe first")
-            gateway.last_seen = now
-            self._store_models(session, gateway_id, models, now)
-            for item in events:
-                session.add(
-                    GatewayEvent(
-                        gateway_id=gateway_id,
-                        model_name=item.model_name,
-                        model_version=item.model_version,
-                        kind=item.kind,
-                        reason=item.reason[:2000],
-                        occurred_at=item.occurred_at or now,
-                        received_at=now,
-                    )
+            return self.report_in(session, gateway_id, models, events)
+
+    def report_in(
+        self,
+        session: Session,
+        gateway_id: str,
+        models: Sequence[ReportedModel],
+        events: Sequence[ReportedEvent] = (),
+    ) -> int:
+        """``report`` in ``session``'s transaction (a group commit's, in ReportStatus)."""
+        now = time.time()
+        gateway = session.get(Gateway, gateway_id)
+        if gateway is None:
+            raise NotFound(f"gateway {gateway_id!r} is unknown; Subscribe first")
+        gateway.last_seen = now
+        self._store_models(session, gateway_id, models, now)
+        for item in events:
+            session.add(
+                GatewayEvent(
+                    gateway_id=gateway_id,
+                    model_name=item.model_name,
+                    model_version=item.model_version,
+                    kind=item.kind,
+                    reason=item.reason[:2000],
+                    occurred_at=item.occurred_at or now,
+                    received_at=now,
                 )
+            )
         return len(events)
 
     def events(

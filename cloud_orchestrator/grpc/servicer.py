@@ -4,6 +4,7 @@ feedback store (database work runs in threads, never on the event loop)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from cloud_orchestrator.errors import CredentialRefused, InvalidRequest
-from cloud_orchestrator.feedback.store import FeedbackStore
+from cloud_orchestrator.feedback.store import BatchIn, FeedbackStore
 from cloud_orchestrator.fleet.changes import DesiredStateHub
 from cloud_orchestrator.fleet.presence import PresenceBuffer
 from cloud_orchestrator.fleet.store import Fleet
@@ -19,6 +20,7 @@ from cloud_orchestrator.grpc import converters
 from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
 from cloud_orchestrator.registry.fetch_budget import fetch_budget
 from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.storage.group_commit import GroupCommit
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
 
@@ -39,6 +41,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         heartbeat_seconds: float = 10.0,
         *,
         guard: GatewayGuard,
+        writes: GroupCommit,
     ) -> None:
         self._fleet = fleet
         self._registry = registry
@@ -47,6 +50,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._hub = hub
         self._presence = presence
         self._heartbeat = heartbeat_seconds
+        self._writes = writes  # status reports and result batches, many per transaction
 
     @rpc_boundary
     async def Enroll(
@@ -153,11 +157,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ReportStatusRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ReportStatusResponse:
         await self.guard.report_status(context, request)  # identity, rate, event quota
-        stored = await asyncio.to_thread(
-            self._fleet.report,
-            request.gateway_id,
-            converters.to_reported_models(request.models),
-            converters.to_reported_events(request.events),
+        stored = await self._writes.run(
+            functools.partial(
+                self._fleet.report_in,
+                gateway_id=request.gateway_id,
+                models=converters.to_reported_models(request.models),
+                events=converters.to_reported_events(request.events),
+            )
         )
         return orchestrator_pb2.ReportStatusResponse(events_stored=stored)
 
@@ -168,7 +174,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> orchestrator_pb2.ReportResultsResponse:
         caller = await self.guard.caller(context, None, "ReportResults")
-        acknowledged: list[str] = []
+        batches: list[BatchIn] = []
         async for request in request_iterator:
             if not request.batch.batch_id or not request.gateway_id:
                 raise InvalidRequest("every batch needs a batch_id and a gateway_id")
@@ -177,10 +183,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                     f"the credential belongs to gateway {caller}, not to "
                     f"{request.gateway_id[:64]!r}: a gateway reports only its own results"
                 )
-            if len(acknowledged) >= MAX_BATCHES_PER_CALL:
+            if len(batches) >= MAX_BATCHES_PER_CALL:
                 raise InvalidRequest(f"at most {MAX_BATCHES_PER_CALL} batches per call")
-            batch = converters.to_batch(request.gateway_id, request.batch)
+            batches.append(converters.to_batch(request.gateway_id, request.batch))
             await self.guard.charge_results(caller, request.batch.ByteSize())
-            await asyncio.to_thread(self._feedback.store, batch)
-            acknowledged.append(batch.batch_id)
-        return orchestrator_pb2.ReportResultsResponse(acknowledged_batch_ids=acknowledged)
+        # All of a call's batches join the same group commits; a duplicate (sent again
+        # after a lost answer) is acknowledged, not stored twice.
+        await asyncio.gather(*(self._feedback.store_in(self._writes, b) for b in batches))
+        return orchestrator_pb2.ReportResultsResponse(
+            acknowledged_batch_ids=[b.batch_id for b in batches]
+        )
