@@ -86,7 +86,10 @@ class ServeOptions:
     # How often this process compares the fleet generation row (one query, whatever the
     # fleet size): changes by other processes on SQLite, lost NOTIFYs on PostgreSQL.
     desired_poll_seconds: float = 1.0
-    reconcile_seconds: float = 45.0  # full reread of desired state, with jitter
+    # A full reread of the desired state even when the generation did not move: only a
+    # guard (every change bumps the generation the poll above compares), and at 10,000
+    # gateways a reread plus waking every stream cost a third of an idle orchestrator.
+    reconcile_seconds: float = 600.0
     presence_flush_seconds: float = 5.0  # gateways' last-seen, written in one batch
     run_rollouts: bool = True
     shutdown_grace_seconds: float = 5.0
@@ -131,6 +134,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         orchestrator.fleet.changes,
         poll_seconds=options.desired_poll_seconds,
         reconcile_seconds=options.reconcile_seconds,
+        heartbeat_seconds=options.heartbeat_seconds,
     )
     presence = PresenceBuffer(orchestrator.fleet, options.presence_flush_seconds)
     guard = gateway_guard(orchestrator, options)

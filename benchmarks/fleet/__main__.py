@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy each orchestrator while idle at the largest size and during the assign; "
         "collapsed stacks go to this folder, the folded shares into the report",
     )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="phases to leave out, comma-separated: fetch, results (for a quicker profile)",
+    )
     args, _ = parser.parse_known_args(argv)  # BENCH_ARGS may carry benchmarks.run options
     cfg = QUICK if args.quick else Config()
     if args.sizes:
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg,
         source=args.source.resolve() if args.source else None,
         profile=args.profile.resolve() if args.profile else None,
+        skip=tuple(filter(None, args.skip.split(","))),
     )
     document: dict[str, Any] = {
         "quick": args.quick,

@@ -28,6 +28,8 @@ __all__ = ["Policy", "SimulatedGateway"]
 FIRST_MESSAGE_SECONDS = 30.0
 FETCH_IDLE_SECONDS = 30.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+REPORT_ATTEMPTS = 40  # minutes of retries: only a run's end stops a report
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE,)
 
 
 @dataclass
@@ -84,15 +86,20 @@ class SimulatedGateway:
         gateway_id: str,
         labels: dict[str, str],
         running: dict[str, tuple[str, str]],
-        channel: grpc.aio.Channel,
+        routes: list[tuple[int, grpc.aio.Channel]],
         auth: GatewayAuth,
         policy: Policy,
     ) -> None:
+        """``routes``: (target index, channel), the gateway's home first; as the real
+        gateway does with every replica's address, it moves to the next route when its
+        replica is unreachable."""
         self.id = gateway_id
         self.labels = labels
         self.running = dict(running)  # model -> (version, sha256)
-        self._channel = channel
-        self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        self._routes = routes
+        self._route = 0
+        self._stubs = [orchestrator_pb2_grpc.OrchestratorServiceStub(c) for _, c in routes]
+        self.subscriptions: list[tuple[float, int]] = []  # (first message at, target index)
         self._auth = auth
         self._policy = policy
         self._rng = random.Random(gateway_id)
@@ -100,6 +107,7 @@ class SimulatedGateway:
         self.seen: dict[tuple[str, str], float] = {}
         self.fetches: dict[tuple[str, str], Fetch] = {}
         self.reported: set[tuple[str, str]] = set()
+        self.unreported = 0  # events given up on after REPORT_ATTEMPTS
         self.reconnects = 0
         self.errors: dict[str, int] = {}
         self.results_left = 0
@@ -107,6 +115,22 @@ class SimulatedGateway:
         self.results_busy = False
         self._applying: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def _channel(self) -> grpc.aio.Channel:
+        return self._routes[self._route][1]
+
+    @property
+    def _stub(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+        return self._stubs[self._route]
+
+    @property
+    def target(self) -> int:
+        """Index of the replica the gateway talks to now."""
+        return self._routes[self._route][0]
+
+    def _next_route(self) -> None:
+        self._route = (self._route + 1) % len(self._routes)
 
     def _error(self, what: str, err: BaseException) -> None:
         code = err.code().name if isinstance(err, grpc.aio.AioRpcError) else type(err).__name__
@@ -164,6 +188,7 @@ class SimulatedGateway:
                 if not delivered:
                     delivered = True
                     self.subscribed_at = self.subscribed_at or time.time()
+                    self.subscriptions.append((time.time(), self.target))
                 if message.heartbeat_interval_seconds:
                     idle = 3.0 * message.heartbeat_interval_seconds + 2.0
                 if message.WhichOneof("message") == "desired":
@@ -177,6 +202,8 @@ class SimulatedGateway:
                 and err.code() == grpc.StatusCode.UNAUTHENTICATED
             ):
                 self._auth.forget(self.id)
+            if isinstance(err, grpc.aio.AioRpcError) and err.code() in _UNREACHABLE:
+                self._next_route()
             self._error("Subscribe", err)
             return delivered
         finally:
@@ -255,7 +282,8 @@ class SimulatedGateway:
             kind=orchestrator_pb2.STATUS_EVENT_KIND_ACTIVATED,
             occurred_at=_stamp(time.time()),
         )
-        for attempt in range(5):
+        # As the gateway keeps an event queued until a report of it is acknowledged.
+        for attempt in range(REPORT_ATTEMPTS):
             try:
                 metadata = await self._auth.metadata(self.id, self._channel)
                 request = orchestrator_pb2.ReportStatusRequest(
@@ -266,7 +294,9 @@ class SimulatedGateway:
                 return
             except grpc.aio.AioRpcError as err:
                 self._error("ReportStatus", err)
-                await asyncio.sleep(self._rng.uniform(0, min(BACKOFF_MAX, 0.5 * 2**attempt)))
+                delay = min(BACKOFF_MAX, 0.5 * 2 ** min(attempt, 8))
+                await asyncio.sleep(self._rng.uniform(0, delay))
+        self.unreported += 1
 
     async def _send_results(self) -> None:
         try:

@@ -42,6 +42,7 @@ class Config:
     results_timeout: float = 120.0
     source: Path | None = None
     profile: Path | None = None  # py-spy folder: idle at the largest size, and the assign
+    skip: tuple[str, ...] = ()  # phases left out of a run: "fetch", "results"
 
 
 def _idle(
@@ -175,6 +176,23 @@ def _phases(
     out["assign"] = assign
     _progress("assign", assign)
 
+    if "fetch" not in cfg.skip:
+        _fetch(cfg, db, artifacts, orchestrators, command, sim, out)
+    if "results" not in cfg.skip:
+        _results(cfg, db, orchestrators, sim, out)
+    if profiler.results:
+        out["profiles"] = profiler.results
+
+
+def _fetch(
+    cfg: Config,
+    db: str,
+    artifacts: Path,
+    orchestrators: list[Orchestrator],
+    command: OrchestratorCommand,
+    sim: SimulatorProcess,
+    out: dict[str, Any],
+) -> None:
     sim.call(
         30, cmd="policy", fetch_models=["fleet-big"], interrupt_fraction=cfg.interrupt_fraction
     )
@@ -202,6 +220,14 @@ def _phases(
     out["fetch"] = fetch
     _progress("fetch", fetch)
 
+
+def _results(
+    cfg: Config,
+    db: str,
+    orchestrators: list[Orchestrator],
+    sim: SimulatorProcess,
+    out: dict[str, Any],
+) -> None:
     size_before = database_bytes(db)
     results = sim.call(
         cfg.results_timeout + 30,
@@ -219,8 +245,6 @@ def _phases(
     results["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["results"] = results
     _progress("results", results)
-    if profiler.results:
-        out["profiles"] = profiler.results
 
 
 def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dict[str, Any]:

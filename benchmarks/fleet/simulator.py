@@ -47,6 +47,7 @@ def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
 
 class Simulator:
     def __init__(self, targets: list[str], channels_per_target: int, auth: GatewayAuth) -> None:
+        self.targets = len(targets)
         self.channels = [
             grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             for _ in range(channels_per_target)
@@ -57,6 +58,16 @@ class Simulator:
         self.gateways: list[SimulatedGateway] = []
         self.cohorts: dict[str, list[SimulatedGateway]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+
+    def _routes(self, i: int) -> list[tuple[int, grpc.aio.Channel]]:
+        """Gateway i's home channel (i mod channels: replicas share the fleet evenly),
+        then the channel of the same group on each other target."""
+        home = i % len(self.channels)
+        group = home - home % self.targets
+        return [
+            ((home + k) % self.targets, self.channels[group + (home + k) % self.targets])
+            for k in range(self.targets)
+        ]
 
     def _members(self, cohort: str | None) -> list[SimulatedGateway]:
         return self.gateways if not cohort else self.cohorts.get(cohort, [])
@@ -88,7 +99,7 @@ class Simulator:
                 f"gw-{i:05d}",
                 {"site": f"s{i % 10}", "cohort": cohort, "fleet": "sim"},
                 {m: (v[0], v[1]) for m, v in running.items()},
-                self.channels[i % len(self.channels)],
+                self._routes(i),
                 self.auth,
                 self.policy,
             )
@@ -219,6 +230,43 @@ class Simulator:
             "failures": failures,
         }
 
+    def placement(self) -> dict[str, Any]:
+        """How many gateways talk to each target now."""
+        counts = [0] * self.targets
+        for gateway in self.gateways:
+            counts[gateway.target] += 1
+        return {"per_target": counts}
+
+    async def moved(self, target: int, since: float, timeout: float) -> dict[str, Any]:
+        """Gateways that were on ``target`` at ``since``: how long until each is subscribed
+        on another target again."""
+        members = [g for g in self.gateways if g.target == target]
+
+        def again(g: SimulatedGateway) -> float | None:
+            return next((at for at, t in g.subscriptions if at > since and t != target), None)
+
+        complete = await self._until(lambda: all(again(g) for g in members), timeout)
+        delays = [at - since for g in members if (at := again(g)) is not None]
+        return {
+            "expected": len(members),
+            "moved": len(delays),
+            "complete": complete,
+            "latency": percentiles(delays),
+            **self.stats(),
+        }
+
+    async def reported(self, model: str, version: str, timeout: float) -> dict[str, Any]:
+        """Until every gateway's ACTIVATED event for ``version`` was acknowledged."""
+        key = (model, version)
+        complete = await self._until(lambda: all(key in g.reported for g in self.gateways), timeout)
+        return {
+            "gateways": len(self.gateways),
+            "acknowledged": sum(1 for g in self.gateways if key in g.reported),
+            "given_up": sum(g.unreported for g in self.gateways),
+            "complete": complete,
+            **self.stats(),
+        }
+
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         name = command.pop("cmd")
         if name == "enroll":
@@ -238,6 +286,12 @@ class Simulator:
             return await self.fetched(**command)
         if name == "results":
             return await self.results(**command)
+        if name == "placement":
+            return self.placement()
+        if name == "moved":
+            return await self.moved(**command)
+        if name == "reported":
+            return await self.reported(**command)
         raise ValueError(f"unknown command {name!r}")
 
 

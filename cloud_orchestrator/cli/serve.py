@@ -40,8 +40,34 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         help="how long a rollout stays ours without renewal",
     )
     p.add_argument("--poll-seconds", type=float, default=2.0, help="rollout claim interval")
-    p.add_argument("--heartbeat-seconds", type=float, default=10.0)
-    p.add_argument("--desired-poll-seconds", type=float, default=1.0)
+    p.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=10.0,
+        help="a heartbeat on each idle Subscribe stream this often; a gateway reconnects "
+        "after three missed ones, and its last-seen moves with them",
+    )
+    p.add_argument(
+        "--desired-poll-seconds",
+        type=float,
+        default=1.0,
+        help="how often the fleet generation row is compared (one query whatever the fleet "
+        "size): how soon a change made by another process reaches the streams on SQLite, "
+        "and the net under a lost NOTIFY on PostgreSQL",
+    )
+    p.add_argument(
+        "--reconcile-seconds",
+        type=float,
+        default=600.0,
+        help="full reread of the desired state even when the generation did not move (a "
+        "guard, not the path of a change), with +-25%% jitter",
+    )
+    p.add_argument(
+        "--presence-flush-seconds",
+        type=float,
+        default=5.0,
+        help="gateways' last-seen times are written in one transaction this often",
+    )
     p.add_argument("--no-rollouts", action="store_true", help="serve gateways only")
     limits = _limit_defaults()
     p.add_argument(
@@ -93,6 +119,18 @@ def _limit_defaults() -> Any:
     )
 
 
+def _check_intervals(args: argparse.Namespace) -> None:
+    ranges = (
+        ("--heartbeat-seconds", args.heartbeat_seconds, 1.0, 3600.0),
+        ("--desired-poll-seconds", args.desired_poll_seconds, 0.05, 60.0),
+        ("--reconcile-seconds", args.reconcile_seconds, 10.0, 86_400.0),
+        ("--presence-flush-seconds", args.presence_flush_seconds, 0.5, 300.0),
+    )
+    for flag, value, low, high in ranges:
+        if not low <= value <= high:
+            raise InvalidRequest(f"{flag} must be between {low:g} and {high:g}, not {value:g}")
+
+
 def _check_limits(args: argparse.Namespace) -> None:
     if min(args.rate_per_second, args.enroll_rate_per_second) <= 0:
         raise InvalidRequest("--rate-per-second and --enroll-rate-per-second must be > 0")
@@ -125,6 +163,7 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
 
     _check_tls(args)
     _check_limits(args)
+    _check_intervals(args)
     options = ServeOptions(
         host=args.host,
         port=args.port,
@@ -136,6 +175,8 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
         poll_seconds=args.poll_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         desired_poll_seconds=args.desired_poll_seconds,
+        reconcile_seconds=args.reconcile_seconds,
+        presence_flush_seconds=args.presence_flush_seconds,
         run_rollouts=not args.no_rollouts,
         rate_per_second=args.rate_per_second,
         rate_burst=args.rate_burst,

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import NotFound
 from cloud_orchestrator.fleet.desired import DesiredSnapshot, DesiredVersion, load_snapshot
+from cloud_orchestrator.fleet.heartbeats import HeartbeatWheel
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import FleetGeneration, ModelVersion
@@ -111,9 +112,11 @@ class DesiredStateHub:
         registry: Registry,
         changes: FleetChanges,
         poll_seconds: float = 1.0,
-        reconcile_seconds: float = 45.0,
+        reconcile_seconds: float = 600.0,
         listen_retry_seconds: float = 5.0,
+        heartbeat_seconds: float = 10.0,
     ) -> None:
+        self.heartbeats = HeartbeatWheel(heartbeat_seconds)  # woken too by every change
         self._db = db
         self._registry = registry
         self._changes = changes
@@ -143,6 +146,7 @@ class DesiredStateHub:
             loop.call_soon_threadsafe(self._poke.set)
 
         self._stop_listening = self._changes.listen(poke)
+        self.heartbeats.start()
         self._tasks.append(asyncio.create_task(self._watch()))
         if self._db.engine.dialect.name == "postgresql":
             self._tasks.append(asyncio.create_task(self._listen_postgres()))
@@ -153,16 +157,7 @@ class DesiredStateHub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-
-    async def wait(self, epoch: int, timeout: float) -> int:
-        """Until the epoch moves past ``epoch`` or ``timeout`` passes; the epoch now.
-        A timer on this loop, no thread and no task per waiting stream."""
-        if self._epoch == epoch and timeout > 0:
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await changed.wait()
-        return self._epoch
+        await self.heartbeats.stop()
 
     async def desired(
         self, gateway_id: str, labels: Mapping[str, Any], labels_epoch: int
@@ -175,6 +170,13 @@ class DesiredStateHub:
                 raise NotFound(f"gateway {gateway_id!r} was removed from the fleet")
             labels = snapshot.labels[gateway_id]
         return snapshot.desired(gateway_id, labels)
+
+    async def desired_of(self, gateway_id: str) -> list[DesiredVersion] | None:
+        """A gateway's desired state from the current snapshot (no query), with the labels
+        the snapshot holds; None for a gateway the snapshot does not know."""
+        _, snapshot = await self._current()
+        labels = snapshot.labels.get(gateway_id)
+        return None if labels is None else snapshot.desired(gateway_id, labels)
 
     async def _current(self) -> tuple[int, DesiredSnapshot]:
         cached = self._snapshot
@@ -210,6 +212,7 @@ class DesiredStateHub:
         self._epoch += 1
         woken, self._changed = self._changed, asyncio.Event()
         woken.set()
+        self.heartbeats.wake_all()
 
     async def _watch(self) -> None:
         next_full = self._next_reconcile()

@@ -8,11 +8,12 @@ tables and N selector matches, not N sets of queries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from cloud_orchestrator.errors import NotFound
 from cloud_orchestrator.fleet.selector import Selector
@@ -92,7 +93,9 @@ def load_snapshot(db: Database, registry: Registry, gateway_id: str = "") -> Des
         pin_query = select(
             DesiredPin.gateway_id, DesiredPin.model_name, DesiredPin.version, DesiredPin.rollout_id
         )
-        label_query = select(Gateway.id, Gateway.labels)
+        # As text, decoded once per distinct label set below: a fleet of 10,000 has few
+        # distinct sets, and decoding each row's JSON was a visible part of an assign.
+        label_query = select(Gateway.id, cast(Gateway.labels, Text))
         if gateway_id:
             pin_query = pin_query.where(DesiredPin.gateway_id == gateway_id)
             label_query = label_query.where(Gateway.id == gateway_id)
@@ -105,7 +108,7 @@ def load_snapshot(db: Database, registry: Registry, gateway_id: str = "") -> Des
     pins: dict[str, dict[str, tuple[str, str]]] = {}
     for gateway, model_name, version, rollout_id in pin_rows:
         pins.setdefault(gateway, {})[model_name] = (version, rollout_id)
-    labels = {gid: {str(k): str(v) for k, v in (value or {}).items()} for gid, value in label_rows}
+    labels = _decode_labels(label_rows)
     named = {(a.model_name, a.version) for a in assignments if a.version != "latest"}
     named |= {(model, pin[0]) for by_model in pins.values() for model, pin in by_model.items()}
     uses_latest = any(a.version == "latest" for a in assignments) or any(
@@ -119,3 +122,16 @@ def load_snapshot(db: Database, registry: Registry, gateway_id: str = "") -> Des
             versions[(model_name, version)] = None
     latest = registry.latest_versions() if uses_latest else {}
     return DesiredSnapshot(assignments, pins, labels, latest, versions)
+
+
+def _decode_labels(rows: Iterable[Any]) -> dict[str, Mapping[str, str]]:
+    """gateway -> labels from (id, JSON text) rows; equal texts share one (read-only) dict."""
+    decoded: dict[str | None, Mapping[str, str]] = {}
+    labels: dict[str, Mapping[str, str]] = {}
+    for gateway_id, text in rows:
+        found = decoded.get(text)
+        if found is None:
+            value = json.loads(text) if text else {}
+            found = decoded[text] = {str(k): str(v) for k, v in (value or {}).items()}
+        labels[gateway_id] = found
+    return labels

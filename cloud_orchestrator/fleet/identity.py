@@ -318,6 +318,16 @@ class Identities:
             raise _refusal(info.gateway_id, info.state)
         return info
 
+    def fingerprint(self) -> tuple[float, int]:
+        """Newest change and row count of every identity: one indexed-free aggregate that
+        moves with each enrollment, admission, rejection and revocation (``updated_at``),
+        so the admitted set is reread only when it can differ."""
+        with self.db.session() as session:
+            newest, count = session.execute(
+                select(func.max(GatewayIdentity.updated_at), func.count())
+            ).one()
+            return (float(newest or 0.0), int(count or 0))
+
     def admitted_pairs(self) -> frozenset[tuple[str, str]]:
         """(gateway id, secret digest) of every admitted identity, in one query."""
         with self.db.session() as session:

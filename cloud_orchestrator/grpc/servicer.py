@@ -83,6 +83,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         labels_epoch = self._hub.epoch
         logger.info("gateway %s subscribed", gateway_id)
         interval = max(1, round(self._heartbeat))
+        wheel = self._hub.heartbeats
+        slot = wheel.join()
         sent: tuple[object, ...] | None = None
         generation = 0
         epoch = labels_epoch
@@ -90,7 +92,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         try:
             while True:
                 # Only when the hub moved (fleet/changes.py): between changes an idle
-                # stream costs its heartbeat timer, no query and no thread.
+                # stream waits on its heartbeat slot (fleet/heartbeats.py), no timer of
+                # its own, no query and no thread.
                 desired = await self._hub.desired(gateway_id, labels, labels_epoch)
                 if tuple(desired) != sent:
                     sent = tuple(desired)
@@ -100,9 +103,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                         heartbeat_interval_seconds=interval,
                     )
                     last_sent = time.monotonic()
-                while True:
-                    remaining = self._heartbeat - (time.monotonic() - last_sent)
-                    if remaining <= 0:
+                while self._hub.epoch == epoch:
+                    await wheel.wait(slot)
+                    # Woken by a change, or by the slot's turn: a heartbeat unless the
+                    # stream spoke within the last half interval.
+                    if self._hub.epoch == epoch and (
+                        time.monotonic() - last_sent >= self._heartbeat / 2
+                    ):
                         self._presence.seen(gateway_id)
                         yield orchestrator_pb2.SubscribeResponse(
                             heartbeat=orchestrator_pb2.Heartbeat(
@@ -111,11 +118,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                             heartbeat_interval_seconds=interval,
                         )
                         last_sent = time.monotonic()
-                        continue
-                    moved = await self._hub.wait(epoch, remaining)
-                    if moved != epoch:
-                        epoch = moved
-                        break
+                epoch = self._hub.epoch
         finally:
             logger.info("gateway %s unsubscribed", gateway_id)
 
@@ -123,7 +126,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def FetchModel(
         self, request: orchestrator_pb2.FetchModelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.FetchModelResponse]:
-        await self.guard.fetch(context, request)  # identity, rate, only versions assigned
+        # identity, rate, only versions assigned
+        await self.guard.fetch(context, request, self._hub.desired_of)
         info = await asyncio.to_thread(
             self._registry.version, request.model_name, request.model_version
         )

@@ -128,6 +128,11 @@ def _batch(payload: bytes, dropped: int) -> orchestrator_pb2.ResultBatch:
     )
 
 
+_PICK_ONE_AT_RANDOM = json.dumps(
+    {"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": True}}]}
+)
+
+
 class OrchestratorClient:
     def __init__(
         self,
@@ -149,6 +154,10 @@ class OrchestratorClient:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # Several replicas behind one target (a DNS name with one address each, or
+            # ipv4:A:PORT,B:PORT): stay on one, picked at random so a fleet spreads over
+            # them, and move to the next when it goes away.
+            ("grpc.service_config", _PICK_ONE_AT_RANDOM),
         ]
         if ca_file is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())

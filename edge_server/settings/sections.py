@@ -302,7 +302,9 @@ class CloudSettings:
     orchestrator: str = setting(
         "",
         "HOST:PORT of the orchestrator to dial out to (pull mode: desired versions, status, "
-        "feedback upload); empty = off",
+        "feedback upload), or a gRPC target naming every replica (dns:///NAME:PORT with one "
+        "address per replica, or ipv4:IP:PORT,IP:PORT): one is picked at random and the "
+        "next is tried when it goes away; empty = off",
     )
     orchestrator_enrollment_token: str = setting(
         "",
