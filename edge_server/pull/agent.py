@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edge_contracts.backoff import Backoff
 from edge_server import __version__
 from edge_server.catalogue.serving import ServingCatalogue, ServingModel
+from edge_server.drift.monitor import DriftMonitor, margin_of
 from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Outbox
 from edge_server.feedback.pipeline import FeedbackPipeline
@@ -53,6 +54,7 @@ class CloudLink:
         manager: ServingCatalogue,
         lifecycle: Lifecycle,
         registry: CollectorRegistry | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.settings = settings
         self.client = OrchestratorClient(
@@ -71,7 +73,7 @@ class CloudLink:
             self._queue_event,
             source=f"orchestrator {settings.cloud.orchestrator}",
         )
-        self.recorder = FeedbackRecorder(settings.feedback.feedback_bucket_seconds)
+        self.recorder = FeedbackRecorder(settings.feedback.feedback_bucket_seconds, drift=drift)
         self.dropped_batches = Counter(
             "edge_feedback_dropped_batches",
             "Feedback batches the outbox dropped (oldest first) to stay under its byte cap",
@@ -137,6 +139,7 @@ class CloudLink:
             c.confidence,
             output.timings.total_us,
             request.image,
+            margin_of(c),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
