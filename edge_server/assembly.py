@@ -21,7 +21,7 @@ from edge_server.catalogue.on_disk import DiskCatalogue
 from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.drift.metrics import DriftCollector
 from edge_server.drift.monitor import DriftMonitor, DriftSettings
-from edge_server.inference.predictor import PredictInput, PredictOutput, Predictor, ResultObserver
+from edge_server.inference.predictor import PredictInput, Predictor, PredictOutput, ResultObserver
 from edge_server.inference.request_plan import BatchingDefaults
 from edge_server.inference.runner import InferenceRunner
 from edge_server.inference.shadow import ShadowRunner

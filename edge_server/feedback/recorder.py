@@ -209,7 +209,9 @@ class FeedbackRecorder:
             return
         reason = self._trigger(policy, name, version, confidence, margin)
         if reason:
-            self._keep_example(policy, name, version, class_id, label, confidence, image, now, reason)
+            self._keep_example(
+                policy, name, version, class_id, label, confidence, image, now, reason
+            )
 
     def _trigger(
         self, policy: FeedbackPolicy, name: str, version: str, confidence: float, margin: float

@@ -79,17 +79,30 @@ class CloudLink:
             "Feedback batches the outbox dropped (oldest first) to stay under its byte cap",
             registry=registry,
         )
+        self.outbox_dropped = Counter(
+            "edge_outbox_dropped",
+            "Outbox items lost unsent, by model and reason: budget (the model's hard-example "
+            "bytes per day), expired (--outbox-ttl), full (--outbox-max-bytes)",
+            ["model", "reason"],
+            registry=registry,
+        )
         self.connected_gauge = Gauge(
             "edge_orchestrator_connected",
             "1 while the subscription to the orchestrator is open",
             registry=registry,
         )
+        feedback = settings.feedback
         self.feedback = FeedbackPipeline(
             self.recorder,
-            Outbox(settings.effective_feedback_db, settings.feedback.outbox_max_bytes),
+            Outbox(
+                settings.effective_feedback_db,
+                feedback.outbox_max_bytes,
+                ttl_seconds=feedback.outbox_ttl,
+                budget_bytes_per_day=feedback.uplink_budget_bytes_per_day,
+                on_drop=self._count_drop,
+            ),
             self.client.report_results,
-            flush_seconds=min(5.0, float(settings.feedback.feedback_bucket_seconds)),
-            on_dropped=self.dropped_batches.inc,
+            flush_seconds=min(5.0, float(feedback.feedback_bucket_seconds)),
         )
         lifecycle.activator.on_rolled_back.append(
             lambda model, version, reason: self._queue_event(
@@ -100,6 +113,12 @@ class CloudLink:
         self._events: deque[StatusEvent] = deque(maxlen=MAX_QUEUED_EVENTS)
         self._status_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _count_drop(self, model: str, reason: str, count: int) -> None:
+        """Called from the outbox's worker thread (prometheus_client counters are locked)."""
+        self.outbox_dropped.labels(model, reason).inc(count)
+        if reason == "full":
+            self.dropped_batches.inc(count)
 
     # -- request path -----------------------------------------------------------------------
 
