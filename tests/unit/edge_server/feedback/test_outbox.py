@@ -91,7 +91,8 @@ def test_an_outbox_file_from_before_priorities_gains_them(tmp_path: Path) -> Non
         db.executescript(
             "CREATE TABLE batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL "
             "UNIQUE, created_at REAL NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL);"
-            "INSERT INTO batches (batch_id, created_at, size, payload) VALUES ('b0', 5.0, 1, x'00');"
+            "INSERT INTO batches (batch_id, created_at, size, payload) "
+            "VALUES ('b0', 5.0, 1, x'00');"
         )
     clock = Clock()
     clock.now = 6.0
