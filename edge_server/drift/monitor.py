@@ -32,7 +32,7 @@ RECHECK = 32  # predictions between two recomputations of the cached drifting fl
 
 @dataclass(frozen=True)
 class DriftSettings:
-    threshold: float = 0.25
+    threshold: float = 0.3
     window: int = 500
     min_samples: int = 100
     max_versions: int = 32

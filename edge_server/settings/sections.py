@@ -359,7 +359,7 @@ class FeedbackSettings:
         "and status are never held back); 0 = no budget",
     )
     drift_threshold: float = setting(
-        0.25,
+        0.3,
         "drift score (Jensen-Shannon distance, 0..1) above which a model version is "
         "drifting; docs/drift.md has the measurements behind the default",
     )
