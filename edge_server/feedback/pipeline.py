@@ -108,6 +108,7 @@ class FeedbackPipeline:
         self._upload_interval = upload_interval_seconds
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="feedback-outbox")
         self._wake = asyncio.Event()
+        self._reachable = asyncio.Event()  # set by nudge: ends a backoff wait early
         self._tasks: list[asyncio.Task[None]] = []
         self.uploaded_batches = 0
 
@@ -121,7 +122,8 @@ class FeedbackPipeline:
         ]
 
     def nudge(self) -> None:
-        """The cloud is reachable again: try an upload now."""
+        """The cloud is reachable again: try an upload now, even in a backoff wait."""
+        self._reachable.set()
         self._wake.set()
 
     async def flush(self, force: bool = False) -> None:
@@ -159,7 +161,9 @@ class FeedbackPipeline:
                 except CloudUnavailable as exc:
                     delay = backoff.next()
                     logger.info("feedback upload failed (%s); next try in %.1f s", exc, delay)
-                    await asyncio.sleep(delay)
+                    self._reachable.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._reachable.wait(), delay)
                     break
                 backoff.reset()
                 await self._io(self.outbox.ack, acknowledged)

@@ -4,6 +4,7 @@ images as PNG, as drawn (reference traffic) or shifted (inverted, blurred)."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import urllib.request
 from collections.abc import Callable
@@ -37,9 +38,10 @@ def blurred(image: np.ndarray) -> np.ndarray:
     return np.asarray(picture, dtype=np.uint8)
 
 
-def digits_root(root: Path, name: str = "digits") -> Path:
+def digits_root(root: Path, name: str = "digits", **extra: object) -> Path:
     """MODEL_ROOT with the shipped digits model whose manifest has a reference recorded by
-    ``evaluate --record`` on the first half of the held-out digits."""
+    ``evaluate --record`` on the first half of the held-out digits (and ``extra`` keys,
+    such as a ``feedback`` policy)."""
     version = root / name / "1"
     version.mkdir(parents=True)
     for member in ("model.onnx", "manifest.json"):
@@ -48,7 +50,9 @@ def digits_root(root: Path, name: str = "digits") -> Path:
     reference = root.parent / f"{name}-reference.npz"
     np.savez(reference, x=data["x"][:REFERENCE_ROWS], y=data["y"][:REFERENCE_ROWS])
     model = version / "model.onnx"
-    record_evaluation(model, evaluate_models([model], reference, progress=False))
+    manifest = record_evaluation(model, evaluate_models([model], reference, progress=False))
+    if extra:
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **extra}))
     return root
 
 
