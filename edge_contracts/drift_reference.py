@@ -119,7 +119,9 @@ def parse_reference(raw: Any) -> DriftReference:
         samples,
         (CONFIDENCE_BINS, CONFIDENCE_BINS),
     )
-    threshold = _share(raw.get("low_margin_threshold", DEFAULT_LOW_MARGIN), "low_margin_threshold", 0.0, 1.0)
+    threshold = _share(
+        raw.get("low_margin_threshold", DEFAULT_LOW_MARGIN), "low_margin_threshold", 0.0, 1.0
+    )
     share = _share(raw.get("low_margin_share"), "low_margin_share", 0.0, 1.0)
     dataset, digest = raw.get("dataset", ""), raw.get("dataset_sha256", "")
     if not isinstance(dataset, str) or len(dataset) > 256:
