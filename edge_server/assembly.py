@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_server.catalogue.on_disk import DiskCatalogue
-from edge_server.catalogue.serving import ServingCatalogue
-from edge_server.inference.predictor import Predictor
+from edge_server.catalogue.serving import ServingCatalogue, ServingModel
+from edge_server.drift.metrics import DriftCollector
+from edge_server.drift.monitor import DriftMonitor, DriftSettings
+from edge_server.inference.predictor import PredictInput, Predictor, PredictOutput, ResultObserver
 from edge_server.inference.request_plan import BatchingDefaults
 from edge_server.inference.runner import InferenceRunner
 from edge_server.inference.shadow import ShadowRunner
@@ -50,6 +52,26 @@ class GatewayParts:
     cloud: CloudLink | None  # --orchestrator on the primary only
     shadow: ShadowRunner | None  # with the lifecycle: shadow versions are pushed there
     predictor: Predictor
+    drift: DriftMonitor
+
+
+def _drift(settings: Settings, metrics: GatewayMetrics) -> DriftMonitor:
+    feedback = settings.feedback
+    monitor = DriftMonitor(
+        DriftSettings(feedback.drift_threshold, feedback.drift_window, feedback.drift_min_samples)
+    )
+    metrics.registry.register(DriftCollector(monitor))
+    return monitor
+
+
+def _observers(*observers: ResultObserver | None) -> ResultObserver:
+    present = [o for o in observers if o is not None]
+
+    def observe(model: ServingModel, request: PredictInput, output: PredictOutput | None) -> None:
+        for observer in present:
+            observer(model, request, output)
+
+    return observe
 
 
 def _catalogue(settings: Settings) -> ServingCatalogue:
@@ -118,8 +140,9 @@ def build_parts(settings: Settings, is_replica: bool) -> GatewayParts:
     statistics = StatisticsBook()
     # A replica never writes the model store: the primary's lifecycle does.
     lifecycle = None if is_replica else _lifecycle(settings, models, statistics, metrics)
+    drift = _drift(settings, metrics)
     cloud = (
-        CloudLink(settings, models, lifecycle, metrics.registry)
+        CloudLink(settings, models, lifecycle, metrics.registry, drift)
         if settings.cloud.orchestrator and lifecycle is not None
         else None
     )
@@ -141,7 +164,7 @@ def build_parts(settings: Settings, is_replica: bool) -> GatewayParts:
         limits.max_image_pixels,
         statistics,
         shadow=shadow,
-        on_result=cloud.observe if cloud else None,
+        on_result=_observers(drift.observe, cloud.observe if cloud else None),
     )
     metrics.track_queue_depth(models, admission.queue_depth)
     return GatewayParts(
@@ -156,4 +179,5 @@ def build_parts(settings: Settings, is_replica: bool) -> GatewayParts:
         cloud,
         shadow,
         predictor,
+        drift,
     )

@@ -1,4 +1,6 @@
-"""Top-1/top-5 accuracy on a labelled dataset, and the FP32-vs-INT8 comparison gate."""
+"""Top-1/top-5 accuracy on a labelled dataset, the FP32-vs-INT8 comparison gate, and the
+drift reference (class mix, confidence histogram, low-margin share) that ``--record``
+stores beside the accuracy for the gateway's drift monitor (docs/drift.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_contracts.drift_reference import (
+    REFERENCE_KEY,
+    DriftReference,
+    reference_from_probabilities,
+)
 from edge_contracts.manifest import parse_manifest
 from model_tools.datasets import LabelledData, load_labelled_data
 from model_tools.errors import ToolError
@@ -23,6 +30,7 @@ __all__ = [
     "ModelScore",
     "evaluate_models",
     "load_dataset_for",
+    "probabilities_of",
     "record_evaluation",
     "topk_accuracy",
 ]
@@ -47,6 +55,8 @@ class EvaluationReport:
     scores: tuple[ModelScore, ...]
     agreement: float | None = None
     max_drop: float | None = None
+    # Per model, the predictions' drift reference (what --record stores).
+    references: tuple[DriftReference, ...] = ()
 
     @property
     def drop_points(self) -> float | None:
@@ -88,6 +98,21 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
+def probabilities_of(scores: np.ndarray, output_kind: str) -> np.ndarray:
+    """Class probabilities as the gateway computes them: softmax of logits, or as is."""
+    if output_kind == "probabilities":
+        return scores.astype(np.float64)
+    shifted = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return result
+
+
+def _output_kind(model_path: Path, manifest_path: Path | None) -> str:
+    manifest = find_manifest(model_path, manifest_path)
+    return parse_manifest(manifest).output_kind if manifest else "logits"
+
+
 def load_dataset_for(
     model_path: Path, dataset: Path, manifest_path: Path | None = None, limit: int | None = None
 ) -> LabelledData:
@@ -125,6 +150,7 @@ def evaluate_models(
     data = load_dataset_for(models[0], dataset, manifest_path, limit)
     predictions: list[np.ndarray] = []
     scores: list[ModelScore] = []
+    references: list[DriftReference] = []
     for path in models:
         session = open_session(path)
         logits = run_batched(
@@ -138,10 +164,20 @@ def evaluate_models(
         top1 = topk_accuracy(logits, data.y, 1)
         scores.append(ModelScore(str(path), top1, topk_accuracy(logits, data.y, 5), len(data.y)))
         predictions.append(np.argmax(logits, axis=1))
+        kind = _output_kind(path, manifest_path if path == models[0] else None)
+        references.append(
+            reference_from_probabilities(
+                probabilities_of(logits, kind).tolist(),
+                dataset=Path(dataset).name,
+                dataset_sha256=_file_digest(Path(dataset)),
+            )
+        )
     agreement = None
     if len(predictions) == 2:
         agreement = float(np.mean(predictions[0] == predictions[1]))
-    return EvaluationReport(str(dataset), len(data.y), tuple(scores), agreement, max_drop)
+    return EvaluationReport(
+        str(dataset), len(data.y), tuple(scores), agreement, max_drop, tuple(references)
+    )
 
 
 def _file_digest(path: Path) -> str:
@@ -151,7 +187,8 @@ def _file_digest(path: Path) -> str:
 
 
 def record_evaluation(model_path: Path, report: EvaluationReport, index: int = 0) -> Path:
-    """Store one model's score in its manifest's ``evaluation`` block."""
+    """Store one model's score in its manifest's ``evaluation`` block and its predictions'
+    drift reference in the ``reference`` block."""
     manifest_file = manifest_path_for(model_path)
     document = find_manifest(model_path)
     if document is None:
@@ -168,5 +205,7 @@ def record_evaluation(model_path: Path, report: EvaluationReport, index: int = 0
         evaluation["reference_top1"] = round(report.scores[0].top1, 6)
         evaluation["agreement"] = round(report.agreement, 6)
     document["evaluation"] = evaluation
+    if index < len(report.references):
+        document[REFERENCE_KEY] = report.references[index].to_dict()
     write_json_atomic(manifest_file, document)
     return manifest_file

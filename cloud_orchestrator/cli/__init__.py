@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud_orchestrator import __version__
+from cloud_orchestrator.cli.drift import DRIFT_COMMANDS, add_drift_commands
 from cloud_orchestrator.cli.errors import CLOUD_EXTRA, missing_cloud_module, one_line, report
 from cloud_orchestrator.cli.feedback import FEEDBACK_COMMANDS, add_feedback_commands
 from cloud_orchestrator.cli.fleet import FLEET_COMMANDS, add_fleet_commands
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rollout_commands(command)
     add_serve_command(command)
     add_feedback_commands(command)
+    add_drift_commands(command)
     return parser
 
 
@@ -100,6 +102,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     **ROLLOUT_COMMANDS,
     **SERVE_COMMANDS,
     **FEEDBACK_COMMANDS,
+    **DRIFT_COMMANDS,
 }
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cloud_orchestrator.feedback.drift import DriftIn, DropIn, record_uplink
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.group_commit import GroupCommit
 from cloud_orchestrator.storage.models import FeedbackAggregate, FeedbackBatch, HardExampleRow
@@ -84,6 +85,8 @@ class BatchIn:
     aggregates: Sequence[AggregateIn]
     hard_examples: Sequence[HardExampleIn]
     dropped_batches: int = 0
+    drift: Sequence[DriftIn] = ()
+    outbox_drops: Sequence[DropIn] = ()
 
 
 @dataclass
@@ -204,6 +207,9 @@ class FeedbackStore:
                     captured_at=e.captured_at,
                 )
             )
+        record_uplink(
+            session, batch.gateway_id, batch.created_at, now, batch.drift, batch.outbox_drops
+        )
         return True
 
     def batch_count(self) -> int:

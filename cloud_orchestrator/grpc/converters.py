@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cloud_orchestrator.errors import InvalidRequest
+from cloud_orchestrator.feedback.drift import DriftIn, DropIn
 from cloud_orchestrator.feedback.store import AggregateIn, BatchIn, HardExampleIn
 from cloud_orchestrator.fleet.store import DesiredVersion, ReportedEvent, ReportedModel
 from edge_contracts.proto.edge.v1 import model_pb2, orchestrator_pb2, types_pb2
@@ -26,6 +27,13 @@ _MODES = {
 _REASONS = {
     orchestrator_pb2.HARD_EXAMPLE_REASON_LOW_CONFIDENCE: "low_confidence",
     orchestrator_pb2.HARD_EXAMPLE_REASON_SHADOW_DISAGREEMENT: "shadow_disagreement",
+    orchestrator_pb2.HARD_EXAMPLE_REASON_LOW_MARGIN: "low_margin",
+    orchestrator_pb2.HARD_EXAMPLE_REASON_DRIFT_BURST: "drift_burst",
+}
+_DROP_REASONS = {
+    orchestrator_pb2.OUTBOX_DROP_REASON_BUDGET: "budget",
+    orchestrator_pb2.OUTBOX_DROP_REASON_EXPIRED: "expired",
+    orchestrator_pb2.OUTBOX_DROP_REASON_FULL: "full",
 }
 
 
@@ -189,6 +197,8 @@ def _example(e: orchestrator_pb2.HardExample) -> HardExampleIn:
 
 def to_batch(gateway_id: str, batch: orchestrator_pb2.ResultBatch) -> BatchIn:
     check_many("aggregates", batch.aggregates, MAX_AGGREGATES)
+    check_many("drift reports", batch.drift, MAX_AGGREGATES)
+    check_many("outbox drop counts", batch.outbox_drops, MAX_AGGREGATES)
     return BatchIn(
         batch_id=check_text("batch_id", batch.batch_id, 64),
         gateway_id=gateway_id,
@@ -196,4 +206,37 @@ def to_batch(gateway_id: str, batch: orchestrator_pb2.ResultBatch) -> BatchIn:
         aggregates=[_aggregate(a) for a in batch.aggregates],
         hard_examples=[_example(e) for e in batch.hard_examples],
         dropped_batches=check_count("dropped_batches", batch.dropped_batches),
+        drift=[_drift(d) for d in batch.drift],
+        outbox_drops=[_drop(d) for d in batch.outbox_drops],
+    )
+
+
+def _distance(what: str, value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InvalidRequest(f"drift {what} {value} is not within 0..1")
+    return float(value)
+
+
+def _drift(d: orchestrator_pb2.DriftReport) -> DriftIn:
+    return DriftIn(
+        model_name=check_text("drift model_name", d.model_name),
+        model_version=check_text("drift model_version", d.model_version),
+        score=_distance("score", d.score),
+        class_distance=_distance("class_distance", d.class_distance),
+        confidence_distance=_distance("confidence_distance", d.confidence_distance),
+        low_margin_share=_distance("low_margin_share", d.low_margin_share),
+        reference_low_margin_share=_distance(
+            "reference_low_margin_share", d.reference_low_margin_share
+        ),
+        window=check_count("drift window", d.window),
+        drifting=d.drifting,
+    )
+
+
+def _drop(d: orchestrator_pb2.OutboxDropCount) -> DropIn:
+    reason = _DROP_REASONS.get(d.reason)
+    if reason is None:
+        raise InvalidRequest(f"outbox drop reason {d.reason} is not budget, expired or full")
+    return DropIn(
+        check_text("outbox drop model_name", d.model_name), reason, check_count("drops", d.count)
     )

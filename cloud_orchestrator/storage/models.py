@@ -33,6 +33,7 @@ __all__ = [
     "FeedbackBatch",
     "FleetGeneration",
     "Gateway",
+    "GatewayDrift",
     "GatewayEvent",
     "GatewayIdentity",
     "GatewayModel",
@@ -40,6 +41,7 @@ __all__ = [
     "HardExampleRow",
     "Model",
     "ModelVersion",
+    "OutboxDrop",
     "Rollout",
     "RolloutEvent",
     "RolloutTarget",
@@ -265,6 +267,37 @@ class HardExampleRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     captured_at: Mapped[float] = mapped_column(Float)
+
+
+class GatewayDrift(Base):
+    """The newest drift report of one gateway for one model version (from result batches)."""
+
+    __tablename__ = "gateway_drift"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    class_distance: Mapped[float] = mapped_column(Float, default=0.0)
+    confidence_distance: Mapped[float] = mapped_column(Float, default=0.0)
+    low_margin_share: Mapped[float] = mapped_column(Float, default=0.0)
+    reference_low_margin_share: Mapped[float] = mapped_column(Float, default=0.0)
+    window: Mapped[int] = mapped_column(Integer, default=0)
+    drifting: Mapped[bool] = mapped_column(Boolean, default=False)
+    measured_at: Mapped[float] = mapped_column(Float)  # the batch's created_at (gateway clock)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class OutboxDrop(Base):
+    """What a gateway's outbox lost per model and reason (budget, expired, full): the
+    totals its newest batch reported."""
+
+    __tablename__ = "outbox_drops"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class EnrollmentToken(Base):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from edge_contracts.drift_reference import REFERENCE_KEY, parse_reference
 from edge_contracts.errors import BundleError, ManifestError
 from edge_contracts.json_limits import loads_limited
 from edge_contracts.manifest import MANIFEST_FILE, Manifest, parse_manifest
@@ -151,6 +152,8 @@ def parse_bundle_manifest(data: bytes) -> BundleManifest:
     _check_name(document.get("version"), "version")
     try:
         serving = parse_manifest(document)
+        if REFERENCE_KEY in document:  # signed with the manifest: refuse it when unsound
+            parse_reference(document[REFERENCE_KEY])
     except ManifestError as exc:
         raise BundleError(f"bundle manifest: {exc}") from None
     files = _parse_files(document.get("files"))

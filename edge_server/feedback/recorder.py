@@ -3,9 +3,11 @@
 Per model, version and time bucket: counts per predicted class, a top-1 confidence
 histogram (10 bins), a latency histogram (for p50/p99) with count, sum and max, and
 success/error counts. Hard examples are kept only when the model's policy allows
-them, and then only images under the byte cap, below the confidence threshold and
-within the hourly rate; pending examples are bounded in number and bytes. Nothing
-here touches the disk: ``drain`` hands closed buckets to the outbox writer.
+them, and then only images under the byte cap, picked by one of the policy's triggers
+(low confidence, low margin, shadow disagreement, a drift burst: any input while the
+drift monitor marks the version as drifting) and within the hourly rate; pending
+examples are bounded in number and bytes. Nothing here touches the disk: ``drain``
+hands closed buckets, examples and the drift monitor's snapshots to the outbox writer.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_contracts.drift_reference import CONFIDENCE_BINS, confidence_bin
 from edge_contracts.feedback_policy import FeedbackPolicy, policy_from_manifest
 from edge_contracts.manifest import Manifest
+from edge_server.drift.monitor import DriftMonitor
+from edge_server.drift.window import DriftSnapshot
 
 __all__ = ["Bucket", "FeedbackRecorder", "HardExample", "PendingBatch", "sniff_image_type"]
 
-CONFIDENCE_BINS = 10
 # Upper bounds in microseconds; the last bin is open-ended.
 LATENCY_BOUNDS_US = (
     50,
@@ -81,8 +85,7 @@ class Bucket:
             self.classes[class_id] = [label, 1]
         else:
             entry[1] += 1
-        index = min(CONFIDENCE_BINS - 1, max(0, int(confidence * CONFIDENCE_BINS)))
-        self.confidence[index] += 1
+        self.confidence[confidence_bin(confidence)] += 1
         self.latency_bins[bisect.bisect_left(LATENCY_BOUNDS_US, latency_us)] += 1
         self.latency_count += 1
         self.latency_sum_us += latency_us
@@ -132,7 +135,7 @@ class HardExample:
     class_id: int
     label: str
     confidence: float
-    reason: str  # low_confidence or shadow_disagreement
+    reason: str  # low_confidence, low_margin, shadow_disagreement or drift_burst
     data: bytes = field(repr=False)
     content_type: str
     captured_at: float
@@ -144,6 +147,7 @@ class PendingBatch:
     created_at: float
     buckets: tuple[Bucket, ...]
     examples: tuple[HardExample, ...]
+    drift: tuple[DriftSnapshot, ...] = ()
 
 
 class FeedbackRecorder:
@@ -155,7 +159,9 @@ class FeedbackRecorder:
         max_pending_examples: int = 64,
         max_pending_example_bytes: int = 8 << 20,
         clock: Callable[[], float] = time.time,
+        drift: DriftMonitor | None = None,
     ) -> None:
+        self._drift = drift
         self.bucket_seconds = max(1, int(bucket_seconds))
         self._max_examples = max_pending_examples
         self._max_example_bytes = max_pending_example_bytes
@@ -192,17 +198,33 @@ class FeedbackRecorder:
         confidence: float,
         latency_us: int,
         image: bytes | None,
+        margin: float = 1.0,
     ) -> None:
         now = self._clock()
         self._bucket(name, version, now).add(class_id, label, confidence, latency_us)
         if image is None:
             return
         policy = self.policy(name, version, manifest)
-        if not policy.allows_examples or confidence >= policy.low_confidence:
+        if not policy.allows_examples:
             return
-        self._keep_example(
-            policy, name, version, class_id, label, confidence, image, now, "low_confidence"
-        )
+        reason = self._trigger(policy, name, version, confidence, margin)
+        if reason:
+            self._keep_example(
+                policy, name, version, class_id, label, confidence, image, now, reason
+            )
+
+    def _trigger(
+        self, policy: FeedbackPolicy, name: str, version: str, confidence: float, margin: float
+    ) -> str:
+        """The first of the policy's triggers this prediction pulls, or ""."""
+        if policy.triggered("low_confidence") and confidence < policy.low_confidence:
+            return "low_confidence"
+        if policy.triggered("low_margin") and margin < policy.low_margin:
+            return "low_margin"
+        drifting = self._drift is not None and self._drift.is_drifting(name, version)
+        if policy.triggered("drift_burst") and drifting:
+            return "drift_burst"
+        return ""
 
     def record_disagreement(
         self,
@@ -216,7 +238,7 @@ class FeedbackRecorder:
         """A shadow version disagreed with the active one on this input (a hard example
         when the model's privacy policy allows examples; never otherwise)."""
         policy = self.policy(name, version, manifest)
-        if policy.allows_examples:
+        if policy.triggered("shadow_disagreement"):
             now = self._clock()
             self._keep_example(
                 policy, name, version, class_id, label, 0.0, image, now, "shadow_disagreement"
@@ -279,4 +301,6 @@ class FeedbackRecorder:
         examples = tuple(self._examples)
         self._examples.clear()
         self._example_bytes = 0
-        return PendingBatch(uuid.uuid4().hex, now, buckets, examples)
+        # The drift as of now travels with the closed buckets (none when nothing closed).
+        drift = tuple(self._drift.snapshots()) if self._drift is not None and buckets else ()
+        return PendingBatch(uuid.uuid4().hex, now, buckets, examples, drift)

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edge_contracts.backoff import Backoff
 from edge_server import __version__
 from edge_server.catalogue.serving import ServingCatalogue, ServingModel
+from edge_server.drift.monitor import DriftMonitor, margin_of
 from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Outbox
 from edge_server.feedback.pipeline import FeedbackPipeline
@@ -53,6 +54,7 @@ class CloudLink:
         manager: ServingCatalogue,
         lifecycle: Lifecycle,
         registry: CollectorRegistry | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.settings = settings
         self.client = OrchestratorClient(
@@ -71,10 +73,17 @@ class CloudLink:
             self._queue_event,
             source=f"orchestrator {settings.cloud.orchestrator}",
         )
-        self.recorder = FeedbackRecorder(settings.feedback.feedback_bucket_seconds)
+        self.recorder = FeedbackRecorder(settings.feedback.feedback_bucket_seconds, drift=drift)
         self.dropped_batches = Counter(
             "edge_feedback_dropped_batches",
             "Feedback batches the outbox dropped (oldest first) to stay under its byte cap",
+            registry=registry,
+        )
+        self.outbox_dropped = Counter(
+            "edge_outbox_dropped",
+            "Outbox items lost unsent, by model and reason: budget (the model's hard-example "
+            "bytes per day), expired (--outbox-ttl), full (--outbox-max-bytes)",
+            ["model", "reason"],
             registry=registry,
         )
         self.connected_gauge = Gauge(
@@ -82,12 +91,18 @@ class CloudLink:
             "1 while the subscription to the orchestrator is open",
             registry=registry,
         )
+        feedback = settings.feedback
         self.feedback = FeedbackPipeline(
             self.recorder,
-            Outbox(settings.effective_feedback_db, settings.feedback.outbox_max_bytes),
+            Outbox(
+                settings.effective_feedback_db,
+                feedback.outbox_max_bytes,
+                ttl_seconds=feedback.outbox_ttl,
+                budget_bytes_per_day=feedback.uplink_budget_bytes_per_day,
+                on_drop=self._count_drop,
+            ),
             self.client.report_results,
-            flush_seconds=min(5.0, float(settings.feedback.feedback_bucket_seconds)),
-            on_dropped=self.dropped_batches.inc,
+            flush_seconds=min(5.0, float(feedback.feedback_bucket_seconds)),
         )
         lifecycle.activator.on_rolled_back.append(
             lambda model, version, reason: self._queue_event(
@@ -98,6 +113,12 @@ class CloudLink:
         self._events: deque[StatusEvent] = deque(maxlen=MAX_QUEUED_EVENTS)
         self._status_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _count_drop(self, model: str, reason: str, count: int) -> None:
+        """Called from the outbox's worker thread (prometheus_client counters are locked)."""
+        self.outbox_dropped.labels(model, reason).inc(count)
+        if reason == "full":
+            self.dropped_batches.inc(count)
 
     # -- request path -----------------------------------------------------------------------
 
@@ -137,6 +158,7 @@ class CloudLink:
             c.confidence,
             output.timings.total_us,
             request.image,
+            margin_of(c),
         )
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from edge_contracts.atomic_files import write_bytes_atomic
 from edge_contracts.proto.edge.v1 import (
@@ -32,9 +31,9 @@ from edge_contracts.proto.edge.v1 import (
     types_pb2,
 )
 from edge_server.errors import CloudUnavailable
-from edge_server.feedback.outbox import OutboxEntry
-from edge_server.feedback.pipeline import decode_payload
+from edge_server.feedback.outbox import Drops, OutboxEntry
 from edge_server.lifecycle.updater import Mode
+from edge_server.pull.result_batch import result_batch, timestamp
 from edge_server.pull.types import DesiredVersion, RunningModel, StatusEvent
 
 __all__ = ["OrchestratorClient"]
@@ -54,18 +53,8 @@ _EVENT_KINDS = {
     "STAGED": orchestrator_pb2.STATUS_EVENT_KIND_STAGED,
     "FAILED": orchestrator_pb2.STATUS_EVENT_KIND_FAILED,
 }
-_REASONS = {
-    "low_confidence": orchestrator_pb2.HARD_EXAMPLE_REASON_LOW_CONFIDENCE,
-    "shadow_disagreement": orchestrator_pb2.HARD_EXAMPLE_REASON_SHADOW_DISAGREEMENT,
-}
 FIRST_MESSAGE_SECONDS = 30.0
 FETCH_IDLE_SECONDS = 30.0
-
-
-def _timestamp(value: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(value * 1e9))
-    return stamp
 
 
 def _running(models: Sequence[RunningModel]) -> list[orchestrator_pb2.RunningModel]:
@@ -78,54 +67,6 @@ def _running(models: Sequence[RunningModel]) -> list[orchestrator_pb2.RunningMod
         )
         for m in models
     ]
-
-
-def _aggregate(item: dict[str, Any]) -> orchestrator_pb2.ResultAggregate:
-    latency = item["latency"]
-    return orchestrator_pb2.ResultAggregate(
-        model_name=item["model"],
-        model_version=item["version"],
-        bucket_start=_timestamp(item["bucket_start"]),
-        bucket_seconds=int(item["bucket_seconds"]),
-        class_counts=[
-            orchestrator_pb2.ClassCount(class_id=int(cid), label=str(label), count=int(count))
-            for cid, label, count in item["classes"]
-        ],
-        confidence_histogram=[int(c) for c in item["confidence_histogram"]],
-        latency=orchestrator_pb2.LatencySummary(
-            count=latency["count"],
-            sum_us=latency["sum_us"],
-            max_us=latency["max_us"],
-            p50_us=latency["p50_us"],
-            p99_us=latency["p99_us"],
-        ),
-        error_count=int(item["errors"]),
-        success_count=int(item["successes"]),
-    )
-
-
-def _batch(payload: bytes, dropped: int) -> orchestrator_pb2.ResultBatch:
-    document = decode_payload(payload)
-    return orchestrator_pb2.ResultBatch(
-        batch_id=document["batch_id"],
-        created_at=_timestamp(document["created_at"]),
-        aggregates=[_aggregate(a) for a in document["aggregates"]],
-        hard_examples=[
-            orchestrator_pb2.HardExample(
-                model_name=e["model"],
-                model_version=e["version"],
-                predicted_class=int(e["class_id"]),
-                predicted_label=e["label"],
-                confidence=float(e["confidence"]),
-                reason=_REASONS.get(e["reason"], orchestrator_pb2.HARD_EXAMPLE_REASON_UNSPECIFIED),
-                data=e["data"],
-                content_type=e["content_type"],
-                captured_at=_timestamp(e["captured_at"]),
-            )
-            for e in document["examples"]
-        ],
-        dropped_batches=dropped,
-    )
 
 
 _PICK_ONE_AT_RANDOM = json.dumps(
@@ -312,7 +253,7 @@ class OrchestratorClient:
                     model_version=e.version,
                     kind=_EVENT_KINDS.get(e.kind, orchestrator_pb2.STATUS_EVENT_KIND_UNSPECIFIED),
                     reason=e.reason,
-                    occurred_at=_timestamp(e.at),
+                    occurred_at=timestamp(e.at),
                 )
                 for e in events
             ],
@@ -322,10 +263,10 @@ class OrchestratorClient:
         except grpc.aio.AioRpcError as err:
             raise self._unavailable("ReportStatus", err) from None
 
-    async def report_results(self, entries: list[OutboxEntry], dropped: int) -> list[str]:
+    async def report_results(self, entries: list[OutboxEntry], drops: Drops) -> list[str]:
         requests = [
             orchestrator_pb2.ReportResultsRequest(
-                gateway_id=self.gateway_id, batch=_batch(e.payload, dropped)
+                gateway_id=self.gateway_id, batch=result_batch(e.payload, drops)
             )
             for e in entries
         ]

@@ -339,7 +339,8 @@ class CloudSettings:
 
 @dataclass(frozen=True)
 class FeedbackSettings:
-    """Results kept for the orchestrator: aggregation and the offline outbox."""
+    """Results kept for the orchestrator (aggregation, the offline outbox and its uplink
+    budget) and the drift monitor (docs/drift.md)."""
 
     feedback_db: Path | None = setting(
         None, "SQLite outbox of results waiting for upload (default: MODEL_ROOT/.feedback.sqlite3)"
@@ -349,6 +350,27 @@ class FeedbackSettings:
         "byte cap of the feedback outbox; the oldest batches are dropped (and counted) beyond it",
     )
     feedback_bucket_seconds: int = setting(60, "length of a feedback aggregation bucket, seconds")
+    outbox_ttl: float = setting(
+        7 * 86_400.0,
+        "seconds a result waits in the outbox for the cloud before it expires (dropped and "
+        "counted as expired)",
+    )
+    uplink_budget_bytes_per_day: int = setting(
+        0,
+        "bytes of hard examples one model may queue for upload per UTC day (aggregates "
+        "and status are never held back); 0 = no budget",
+    )
+    drift_threshold: float = setting(
+        0.3,
+        "drift score (Jensen-Shannon distance, 0..1) above which a model version is "
+        "drifting; docs/drift.md has the measurements behind the default",
+    )
+    drift_window: int = setting(
+        500, "predictions per model version in the drift monitor's rolling window"
+    )
+    drift_min_samples: int = setting(
+        100, "predictions the window needs before a version can be marked drifting"
+    )
 
     def problems(self) -> list[str]:
         found = []
@@ -356,6 +378,16 @@ class FeedbackSettings:
             found.append("outbox_max_bytes must be at least 1024")
         if not 1 <= self.feedback_bucket_seconds <= 86_400:
             found.append("feedback_bucket_seconds must be 1..86400")
+        if not self.outbox_ttl > 0:
+            found.append("outbox_ttl must be positive")
+        if self.uplink_budget_bytes_per_day < 0:
+            found.append("uplink_budget_bytes_per_day must be 0 (no budget) or positive")
+        if not 0 < self.drift_threshold <= 1:
+            found.append("drift_threshold must be within (0, 1]")
+        if not 10 <= self.drift_window <= 100_000:
+            found.append("drift_window must be 10..100000")
+        if not 1 <= self.drift_min_samples <= self.drift_window:
+            found.append("drift_min_samples must be 1..drift_window")
         return found
 
 

@@ -94,6 +94,10 @@ class _HardExampleReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Har
     """The top-1 confidence was below the policy's threshold."""
     HARD_EXAMPLE_REASON_SHADOW_DISAGREEMENT: _HardExampleReason.ValueType  # 2
     """A shadow version disagreed with the active one."""
+    HARD_EXAMPLE_REASON_LOW_MARGIN: _HardExampleReason.ValueType  # 3
+    """Top-1 minus top-2 probability was below the policy's low_margin."""
+    HARD_EXAMPLE_REASON_DRIFT_BURST: _HardExampleReason.ValueType  # 4
+    """The drift monitor marked the version as drifting when the input arrived."""
 
 class HardExampleReason(_HardExampleReason, metaclass=_HardExampleReasonEnumTypeWrapper):
     """HardExampleReason says why an input was kept."""
@@ -104,7 +108,39 @@ HARD_EXAMPLE_REASON_LOW_CONFIDENCE: HardExampleReason.ValueType  # 1
 """The top-1 confidence was below the policy's threshold."""
 HARD_EXAMPLE_REASON_SHADOW_DISAGREEMENT: HardExampleReason.ValueType  # 2
 """A shadow version disagreed with the active one."""
+HARD_EXAMPLE_REASON_LOW_MARGIN: HardExampleReason.ValueType  # 3
+"""Top-1 minus top-2 probability was below the policy's low_margin."""
+HARD_EXAMPLE_REASON_DRIFT_BURST: HardExampleReason.ValueType  # 4
+"""The drift monitor marked the version as drifting when the input arrived."""
 Global___HardExampleReason: _TypeAlias = HardExampleReason  # noqa: Y015
+
+class _OutboxDropReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutboxDropReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutboxDropReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTBOX_DROP_REASON_UNSPECIFIED: _OutboxDropReason.ValueType  # 0
+    """Not set."""
+    OUTBOX_DROP_REASON_BUDGET: _OutboxDropReason.ValueType  # 1
+    """The model's bytes-per-day uplink budget was spent."""
+    OUTBOX_DROP_REASON_EXPIRED: _OutboxDropReason.ValueType  # 2
+    """The item waited longer than the outbox time-to-live."""
+    OUTBOX_DROP_REASON_FULL: _OutboxDropReason.ValueType  # 3
+    """The outbox reached its byte cap."""
+
+class OutboxDropReason(_OutboxDropReason, metaclass=_OutboxDropReasonEnumTypeWrapper):
+    """OutboxDropReason says why the gateway's outbox let an item go unsent."""
+
+OUTBOX_DROP_REASON_UNSPECIFIED: OutboxDropReason.ValueType  # 0
+"""Not set."""
+OUTBOX_DROP_REASON_BUDGET: OutboxDropReason.ValueType  # 1
+"""The model's bytes-per-day uplink budget was spent."""
+OUTBOX_DROP_REASON_EXPIRED: OutboxDropReason.ValueType  # 2
+"""The item waited longer than the outbox time-to-live."""
+OUTBOX_DROP_REASON_FULL: OutboxDropReason.ValueType  # 3
+"""The outbox reached its byte cap."""
+Global___OutboxDropReason: _TypeAlias = OutboxDropReason  # noqa: Y015
 
 @_typing.final
 class EnrollRequest(_message.Message):
@@ -763,6 +799,8 @@ class ResultBatch(_message.Message):
     AGGREGATES_FIELD_NUMBER: _builtins.int
     HARD_EXAMPLES_FIELD_NUMBER: _builtins.int
     DROPPED_BATCHES_FIELD_NUMBER: _builtins.int
+    DRIFT_FIELD_NUMBER: _builtins.int
+    OUTBOX_DROPS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     """Unique id chosen by the gateway; a retry carries the same id."""
     dropped_batches: _builtins.int
@@ -779,6 +817,16 @@ class ResultBatch(_message.Message):
     def hard_examples(self) -> _containers.RepeatedCompositeFieldContainer[Global___HardExample]:
         """Hard examples, when allowed."""
 
+    @_builtins.property
+    def drift(self) -> _containers.RepeatedCompositeFieldContainer[Global___DriftReport]:
+        """Drift per monitored model version when the batch was closed."""
+
+    @_builtins.property
+    def outbox_drops(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutboxDropCount]:
+        """Outbox items dropped or expired per model and reason since the outbox was
+        made, in total (a later batch carries the newer totals).
+        """
+
     def __init__(
         self,
         *,
@@ -787,10 +835,12 @@ class ResultBatch(_message.Message):
         aggregates: _abc.Iterable[Global___ResultAggregate] | None = ...,
         hard_examples: _abc.Iterable[Global___HardExample] | None = ...,
         dropped_batches: _builtins.int = ...,
+        drift: _abc.Iterable[Global___DriftReport] | None = ...,
+        outbox_drops: _abc.Iterable[Global___OutboxDropCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "batch_id", b"batch_id", "created_at", b"created_at", "dropped_batches", b"dropped_batches", "hard_examples", b"hard_examples"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "batch_id", b"batch_id", "created_at", b"created_at", "drift", b"drift", "dropped_batches", b"dropped_batches", "hard_examples", b"hard_examples", "outbox_drops", b"outbox_drops"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -849,3 +899,91 @@ class ReportResultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportResultsResponse: _TypeAlias = ReportResultsResponse  # noqa: Y015
+
+@_typing.final
+class DriftReport(_message.Message):
+    """DriftReport is one model version's drift as a gateway measured it: its recent
+    predictions (a rolling window) against the reference signed into the bundle.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    CLASS_DISTANCE_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_DISTANCE_FIELD_NUMBER: _builtins.int
+    LOW_MARGIN_SHARE_FIELD_NUMBER: _builtins.int
+    REFERENCE_LOW_MARGIN_SHARE_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    DRIFTING_FIELD_NUMBER: _builtins.int
+    model_name: _builtins.str
+    """Model name."""
+    model_version: _builtins.str
+    """Model version."""
+    score: _builtins.float
+    """The drift score: the larger of class_distance and confidence_distance (0..1)."""
+    class_distance: _builtins.float
+    """Jensen-Shannon distance of the predicted class mix from the reference's."""
+    confidence_distance: _builtins.float
+    """Jensen-Shannon distance of the top-1 confidence histogram from the reference's."""
+    low_margin_share: _builtins.float
+    """Share of predictions in the window with top-1 minus top-2 below the reference's
+    low_margin_threshold.
+    """
+    reference_low_margin_share: _builtins.float
+    """The same share on the reference data."""
+    window: _builtins.int
+    """Predictions in the window; 0 means the distances carry no evidence."""
+    drifting: _builtins.bool
+    """True when the score is above the gateway's drift threshold with enough predictions."""
+    def __init__(
+        self,
+        *,
+        model_name: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        score: _builtins.float = ...,
+        class_distance: _builtins.float = ...,
+        confidence_distance: _builtins.float = ...,
+        low_margin_share: _builtins.float = ...,
+        reference_low_margin_share: _builtins.float = ...,
+        window: _builtins.int = ...,
+        drifting: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["class_distance", b"class_distance", "confidence_distance", b"confidence_distance", "drifting", b"drifting", "low_margin_share", b"low_margin_share", "model_name", b"model_name", "model_version", b"model_version", "reference_low_margin_share", b"reference_low_margin_share", "score", b"score", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DriftReport: _TypeAlias = DriftReport  # noqa: Y015
+
+@_typing.final
+class OutboxDropCount(_message.Message):
+    """OutboxDropCount counts items one model lost for one reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    model_name: _builtins.str
+    """Model name."""
+    reason: Global___OutboxDropReason.ValueType
+    """Why."""
+    count: _builtins.int
+    """Items, in total since the outbox was made."""
+    def __init__(
+        self,
+        *,
+        model_name: _builtins.str = ...,
+        reason: Global___OutboxDropReason.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "model_name", b"model_name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxDropCount: _TypeAlias = OutboxDropCount  # noqa: Y015
