@@ -104,3 +104,17 @@ def database_bytes(db_url: str) -> int:
     with psycopg.connect(db_url) as connection:
         row = connection.execute("SELECT pg_database_size(current_database())").fetchone()
     return int(row[0]) if row else 0
+
+
+def gateways_with_event(db_url: str, model: str, version: str, kind: str, since: float) -> int:
+    """Distinct gateways with a ``kind`` event for ``model`` ``version`` received since
+    ``since`` (epoch seconds): what the orchestrators stored, read from the database."""
+    import psycopg
+
+    with psycopg.connect(db_url) as connection:
+        row = connection.execute(
+            "SELECT count(DISTINCT gateway_id) FROM gateway_events WHERE model_name = %s"
+            " AND model_version = %s AND kind = %s AND received_at >= %s",
+            (model, version, kind, since),
+        ).fetchone()
+    return int(row[0]) if row else 0

@@ -199,6 +199,12 @@ class Orchestrator:
             "rss_mb": round(proc_rss_bytes(self.pid) / 2**20, 1),
         }
 
+    def kill(self) -> None:
+        """A replica dying without a goodbye (SIGKILL): streams drop, nothing is flushed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(15)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

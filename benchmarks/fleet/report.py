@@ -60,6 +60,21 @@ def verdicts(run: dict[str, Any], size: int) -> list[dict[str, Any]]:
             else "not measured",
         )
     )
+    failover = run.get("failover")
+    if failover:
+        moved, reported = failover.get("moved", {}), failover.get("reported", {})
+        out.append(
+            _verdict(
+                "killing one replica moves its gateways to the other with no lost status events",
+                bool(moved.get("complete"))
+                and bool(reported.get("complete"))
+                and failover.get("lost_events") == 0
+                and failover.get("gateways_with_event_stored") == reported.get("gateways"),
+                f"{moved.get('moved')}/{moved.get('expected')} moved (max "
+                f"{moved.get('latency', {}).get('max')} s); events stored for "
+                f"{failover.get('gateways_with_event_stored')}/{reported.get('gateways')}",
+            )
+        )
     return out
 
 
@@ -114,6 +129,18 @@ def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
         f"({res.get('batches_per_second')}/s); DB +{growth} "
         f"bytes ({_cell(res.get('db_growth_per_batch'))} per batch) |"
     )
+    failover = run.get("failover")
+    if failover:
+        moved, reported = failover.get("moved", {}), failover.get("reported", {})
+        lat = moved.get("latency", {})
+        rows.append(
+            f"| {name} | replica 2 killed (SIGKILL) {failover.get('killed_after_assign_s')} s "
+            f"after an assign | {moved.get('moved')}/{moved.get('expected')} of its gateways "
+            f"subscribed to replica 1 again: p50 {_cell(lat.get('p50'))} s, max "
+            f"{_cell(lat.get('max'))} s; ACTIVATED acknowledged for "
+            f"{reported.get('acknowledged')}/{reported.get('gateways')} gateways, stored for "
+            f"{failover.get('gateways_with_event_stored')}; lost {failover.get('lost_events')} |"
+        )
     return rows
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.fleet.bundles import Publisher
 from benchmarks.fleet.driver import SimulatorProcess
-from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes
+from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes, gateways_with_event
 from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand
 from benchmarks.fleet.profiling import PhaseProfiler
 
@@ -40,9 +40,10 @@ class Config:
     assign_timeout: float = 60.0
     fetch_timeout: float = 180.0
     results_timeout: float = 120.0
+    failover_timeout: float = 120.0
     source: Path | None = None
     profile: Path | None = None  # py-spy folder: idle at the largest size, and the assign
-    skip: tuple[str, ...] = ()  # phases left out of a run: "fetch", "results"
+    skip: tuple[str, ...] = ()  # phases left out of a run: "fetch", "results", "failover"
 
 
 def _idle(
@@ -180,6 +181,8 @@ def _phases(
         _fetch(cfg, db, artifacts, orchestrators, command, sim, out)
     if "results" not in cfg.skip:
         _results(cfg, db, orchestrators, sim, out)
+    if "failover" not in cfg.skip and len(orchestrators) == 2 and db.startswith("postgresql"):
+        _failover(cfg, db, artifacts, orchestrators, command, sim, out)
     if profiler.results:
         out["profiles"] = profiler.results
 
@@ -245,6 +248,52 @@ def _results(
     results["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
     out["results"] = results
     _progress("results", results)
+
+
+def _failover(
+    cfg: Config,
+    db: str,
+    artifacts: Path,
+    orchestrators: list[Orchestrator],
+    command: OrchestratorCommand,
+    sim: SimulatorProcess,
+    out: dict[str, Any],
+) -> None:
+    """Replica 2 dies (SIGKILL) right after an assign: its gateways move to replica 1 and
+    every gateway's ACTIVATED event for the assigned version is stored exactly as often
+    as the simulator saw it acknowledged (none lost), read back from the database."""
+    placement = sim.call(30, cmd="placement")
+    since = command.run_timed(
+        "assign", "fleet-small", "--gateways", "all", "--version", "1", db=db, artifacts=artifacts
+    )
+    killed_at = time.time()
+    orchestrators[1].kill()
+    moved = sim.call(
+        cfg.failover_timeout + 30,
+        cmd="moved",
+        target=1,
+        since=killed_at,
+        timeout=cfg.failover_timeout,
+    )
+    reported = sim.call(
+        cfg.failover_timeout + 30,
+        cmd="reported",
+        model="fleet-small",
+        version="1",
+        timeout=cfg.failover_timeout,
+    )
+    stored = gateways_with_event(db, "fleet-small", "1", "ACTIVATED", since - 1.0)
+    result = {
+        "placement_before": placement.get("per_target"),
+        "killed_after_assign_s": round(killed_at - since, 2),
+        "moved": moved,
+        "reported": reported,
+        "gateways_with_event_stored": stored,
+        "lost_events": max(0, int(reported.get("acknowledged", 0)) - stored),
+        "survivor_alive": orchestrators[0].alive(),
+    }
+    out["failover"] = result
+    _progress("failover", {**result, "moved": moved.get("latency")})
 
 
 def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dict[str, Any]:

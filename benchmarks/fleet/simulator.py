@@ -240,7 +240,12 @@ class Simulator:
     async def moved(self, target: int, since: float, timeout: float) -> dict[str, Any]:
         """Gateways that were on ``target`` at ``since``: how long until each is subscribed
         on another target again."""
-        members = [g for g in self.gateways if g.target == target]
+
+        def was_on_target(g: SimulatedGateway) -> bool:
+            before = [t for at, t in g.subscriptions if at <= since]
+            return bool(before) and before[-1] == target
+
+        members = [g for g in self.gateways if was_on_target(g)]
 
         def again(g: SimulatedGateway) -> float | None:
             return next((at for at, t in g.subscriptions if at > since and t != target), None)
