@@ -91,6 +91,7 @@ class ServeOptions:
     # gateways a reread plus waking every stream cost a third of an idle orchestrator.
     reconcile_seconds: float = 600.0
     presence_flush_seconds: float = 5.0  # gateways' last-seen, written in one batch
+    fetch_stall_seconds: float = 30.0  # a FetchModel block not read by then ends the call
     run_rollouts: bool = True
     shutdown_grace_seconds: float = 5.0
     # Per pull gateway (cloud_orchestrator/fleet/limits.py): calls per second and burst
@@ -148,6 +149,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         heartbeat_seconds=options.heartbeat_seconds,
         guard=guard,
         writes=writes,
+        fetch_stall_seconds=options.fetch_stall_seconds,
     )
     server = OrchestratorServer(
         servicer,

@@ -50,6 +50,11 @@ class GatewayError(OrchestratorError):
     """A gateway could not be reached or refused a management call."""
 
 
+class ReaderStalled(OrchestratorError):
+    """A FetchModel caller stopped reading: the call ends rather than keep a slot of the
+    shared fetch budget (registry/fetch_budget.py); the gateway resumes from its offset."""
+
+
 class LeaseLost(OrchestratorError):
     """Another orchestrator owns the rollout now (this one's lease expired)."""
 
@@ -65,5 +70,6 @@ status.register(
         LimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
         BundleRefused: grpc.StatusCode.FAILED_PRECONDITION,
         GatewayError: grpc.StatusCode.UNAVAILABLE,
+        ReaderStalled: grpc.StatusCode.UNAVAILABLE,
     }
 )

@@ -63,6 +63,14 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         "guard, not the path of a change), with +-25%% jitter",
     )
     p.add_argument(
+        "--fetch-stall-seconds",
+        type=float,
+        default=30.0,
+        help="a FetchModel block its gateway does not read within this ends the call "
+        "(UNAVAILABLE; the gateway resumes from its offset), so stalled readers cannot hold "
+        "the shared fetch budget",
+    )
+    p.add_argument(
         "--presence-flush-seconds",
         type=float,
         default=5.0,
@@ -125,6 +133,7 @@ def _check_intervals(args: argparse.Namespace) -> None:
         ("--desired-poll-seconds", args.desired_poll_seconds, 0.05, 60.0),
         ("--reconcile-seconds", args.reconcile_seconds, 10.0, 86_400.0),
         ("--presence-flush-seconds", args.presence_flush_seconds, 0.5, 300.0),
+        ("--fetch-stall-seconds", args.fetch_stall_seconds, 1.0, 3600.0),
     )
     for flag, value, low, high in ranges:
         if not low <= value <= high:
@@ -177,6 +186,7 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
         desired_poll_seconds=args.desired_poll_seconds,
         reconcile_seconds=args.reconcile_seconds,
         presence_flush_seconds=args.presence_flush_seconds,
+        fetch_stall_seconds=args.fetch_stall_seconds,
         run_rollouts=not args.no_rollouts,
         rate_per_second=args.rate_per_second,
         rate_burst=args.rate_burst,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from cloud_orchestrator.errors import CredentialRefused, InvalidRequest
+from cloud_orchestrator.errors import CredentialRefused, InvalidRequest, ReaderStalled
 from cloud_orchestrator.feedback.store import BatchIn, FeedbackStore
 from cloud_orchestrator.fleet.changes import DesiredStateHub
 from cloud_orchestrator.fleet.presence import PresenceBuffer
@@ -42,6 +42,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         *,
         guard: GatewayGuard,
         writes: GroupCommit,
+        fetch_stall_seconds: float = 30.0,
     ) -> None:
         self._fleet = fleet
         self._registry = registry
@@ -51,6 +52,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._presence = presence
         self._heartbeat = heartbeat_seconds
         self._writes = writes  # status reports and result batches, many per transaction
+        self._fetch_stall = fetch_stall_seconds
 
     @rpc_boundary
     async def Enroll(
@@ -123,9 +125,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             logger.info("gateway %s unsubscribed", gateway_id)
 
     @rpc_boundary
-    async def FetchModel(
+    async def FetchModel(  # type: ignore[override]  # context.write, which the stubs' types omit
         self, request: orchestrator_pb2.FetchModelRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[orchestrator_pb2.FetchModelResponse]:
+    ) -> None:
         # identity, rate, only versions assigned
         await self.guard.fetch(context, request, self._hub.desired_of)
         info = await asyncio.to_thread(
@@ -139,6 +141,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # Through the artifact store (a folder or the shared database), a block of at most
         # CHUNK_BYTES at a time, each under a slot of the process's fetch budget until it
         # is written (registry/fetch_budget.py); damaged bytes end the call with DATA_LOSS.
+        # A write that does not complete within the stall limit (the gateway stopped
+        # reading) ends the call: eight such gateways would otherwise hold every slot.
         blocks = await asyncio.to_thread(self._registry.bundle_blocks, info, offset)
         while True:
             async with fetch_budget.slot():
@@ -151,9 +155,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                     bundle_size=info.size_bytes,
                     bundle_sha256=info.sha256,
                 )
-                offset += len(block)
                 del block  # the message holds its own copy
-                yield reply
+                try:
+                    await asyncio.wait_for(context.write(reply), self._fetch_stall)
+                except TimeoutError:
+                    raise ReaderStalled(
+                        f"the block at offset {offset} was not read within "
+                        f"{self._fetch_stall:g} s; FetchModel again from offset {offset}"
+                    ) from None
+                offset += len(reply.data)
                 del reply  # nothing of a sent block outlives its slot
 
     @rpc_boundary
