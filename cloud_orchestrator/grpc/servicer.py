@@ -18,6 +18,7 @@ from cloud_orchestrator.fleet.presence import PresenceBuffer
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
 from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
+from cloud_orchestrator.metrics import OrchestratorMetrics
 from cloud_orchestrator.registry.fetch_budget import fetch_budget
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.group_commit import GroupCommit
@@ -42,6 +43,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         *,
         guard: GatewayGuard,
         writes: GroupCommit,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self._fleet = fleet
         self._registry = registry
@@ -51,6 +53,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._presence = presence
         self._heartbeat = heartbeat_seconds
         self._writes = writes  # status reports and result batches, many per transaction
+        self._metrics = metrics if metrics is not None else OrchestratorMetrics()
 
     @rpc_boundary
     async def Enroll(
@@ -89,6 +92,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         generation = 0
         epoch = labels_epoch
         last_sent = time.monotonic()
+        self._metrics.subscribe_streams.inc()
         try:
             while True:
                 # Only when the hub moved (fleet/changes.py): between changes an idle
@@ -120,6 +124,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                         last_sent = time.monotonic()
                 epoch = self._hub.epoch
         finally:
+            self._metrics.subscribe_streams.dec()
             logger.info("gateway %s unsubscribed", gateway_id)
 
     @rpc_boundary
@@ -154,6 +159,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 offset += len(block)
                 del block  # the message holds its own copy
                 yield reply
+                self._metrics.fetch_model_bytes.inc(len(reply.data))
                 del reply  # nothing of a sent block outlives its slot
 
     @rpc_boundary

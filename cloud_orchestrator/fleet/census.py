@@ -1,0 +1,56 @@
+"""How many gateways are online, offline or unobserved, and how many rollouts are in each
+state: one aggregate query, so a metrics scrape costs the same for 10 or 10,000 gateways.
+
+Presence comes from ``gateways.last_seen``, which every orchestrator process sharing the
+database refreshes for its open Subscribe streams (fleet/presence.py): the counts are
+fleet-wide, whichever replica is scraped. A gateway seen within ``online_seconds`` is
+online; an older pull gateway (no address) is offline; an older push gateway (it has an
+address, and the orchestrator only dials it during a rollout) is unobserved, neither
+online nor offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, literal, select, union_all
+
+from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.models import Gateway, Rollout
+
+__all__ = ["PRESENCE_STATES", "ROLLOUT_STATES", "FleetCensus", "take_census"]
+
+PRESENCE_STATES = ("online", "offline", "unobserved")
+# Every state rollouts/store.py and rollouts/runner.py write: each is reported, 0 when
+# no rollout is in it, so an alert on one state has a series to compare from the start.
+ROLLOUT_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "HALTED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class FleetCensus:
+    gateways: dict[str, int]  # PRESENCE_STATES -> count
+    rollouts: dict[str, int]  # ROLLOUT_STATES (and any other state found) -> count
+
+
+def take_census(db: Database, now: float, online_seconds: float) -> FleetCensus:
+    """Blocking (one statement): call it from a thread, never on the event loop."""
+    presence = case(
+        (Gateway.last_seen >= now - online_seconds, literal("online")),
+        (Gateway.address == "", literal("offline")),
+        else_=literal("unobserved"),
+    ).label("key")
+    # Grouped in an outer query: grouping by the CASE itself would repeat its bound
+    # parameters, which PostgreSQL does not recognise as the selected expression.
+    inner = select(presence).subquery()
+    gateways = select(literal("gateway").label("kind"), inner.c.key, func.count()).group_by(
+        inner.c.key
+    )
+    rollouts = select(literal("rollout"), Rollout.state, func.count()).group_by(Rollout.state)
+    counts: dict[str, dict[str, int]] = {
+        "gateway": dict.fromkeys(PRESENCE_STATES, 0),
+        "rollout": dict.fromkeys(ROLLOUT_STATES, 0),
+    }
+    with db.session() as session:
+        for kind, key, count in session.execute(union_all(gateways, rollouts)):
+            counts[str(kind)][str(key)] = int(count)
+    return FleetCensus(gateways=counts["gateway"], rollouts=counts["rollout"])
