@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 # *_created series double the page and no alert or dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What render() writes: the classic text format (every name already legacy-safe), which
+# every Prometheus release parses under this media type.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 def no_drift() -> int:
