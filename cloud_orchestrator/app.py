@@ -115,11 +115,15 @@ def presence_window(options: ServeOptions) -> float:
 def orchestrator_metrics(orchestrator: Orchestrator, options: ServeOptions) -> OrchestratorMetrics:
     """The metrics every part of ``serve`` reports to; fleet counts read at each scrape.
     Gateways drifting: none until the gateways' drift monitor reports to the orchestrator."""
-    from cloud_orchestrator.fleet.census import take_census
-    from cloud_orchestrator.metrics import OrchestratorMetrics
+    from cloud_orchestrator.fleet.census import FleetCensus, take_census
+    from cloud_orchestrator.metrics import OrchestratorMetrics, no_drift
 
     window = presence_window(options)
-    return OrchestratorMetrics(lambda: take_census(orchestrator.db, time.time(), window))
+
+    def census() -> FleetCensus:
+        return take_census(orchestrator.db, time.time(), window)
+
+    return OrchestratorMetrics(census, drifting=no_drift)
 
 
 def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayGuard:

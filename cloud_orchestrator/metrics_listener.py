@@ -3,11 +3,14 @@ of its own, as Prometheus setups usually want it (no authentication: bind it whe
 Prometheus reaches it).
 
 prometheus_client's threaded WSGI server runs it: a scrape's database query then runs in
-that server's thread, never on the orchestrator's event loop.
+that server's thread, never on the orchestrator's event loop. Connections are capped
+(``max_connections``; beyond it a new one is closed at once) and a request must arrive
+within ``READ_TIMEOUT_S``, so idle or slow clients cannot pile up threads.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -22,13 +25,41 @@ from edge_contracts.cli.ports import listen_error, probe_bind
 
 __all__ = ["MetricsListener"]
 
+logger = logging.getLogger(__name__)
+
 PATH = "/metrics"
+READ_TIMEOUT_S = 10.0
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 class _Quiet(WSGIRequestHandler):
+    timeout = READ_TIMEOUT_S
+
     def log_message(self, format: str, *args: Any) -> None:
         """A scrape every few seconds is not news."""
+
+
+class _CappedServer(ThreadingWSGIServer):
+    """One thread per connection, at most ``max_connections`` at once."""
+
+    max_connections = 16
+
+    def server_activate(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return self._slots.acquire(blocking=False)  # False: closed without an answer
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away or stayed silent: not worth the default traceback.
+        logger.debug("metrics request from %s failed", client_address, exc_info=True)
 
 
 def _only_metrics(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
@@ -48,12 +79,18 @@ def _cannot_listen(host: str, port: int, code: int | None) -> InvalidRequest:
 class MetricsListener:
     """Started at construction (port 0: any free one), stopped by ``close``."""
 
-    def __init__(self, metrics: OrchestratorMetrics, host: str, port: int) -> None:
+    def __init__(
+        self, metrics: OrchestratorMetrics, host: str, port: int, max_connections: int = 16
+    ) -> None:
         refused = probe_bind(host, port) if port else None
         if refused is not None:
             raise _cannot_listen(host, port, refused)
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+        server_class = type(
+            "MetricsServer",
+            (_CappedServer,),
+            {"address_family": family, "max_connections": max_connections},
+        )
         app = _only_metrics(make_wsgi_app(metrics.registry))
         try:
             self._server: WSGIServer = make_server(

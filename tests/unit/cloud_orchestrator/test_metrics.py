@@ -218,6 +218,30 @@ def test_the_listener_serves_metrics_and_nothing_else() -> None:
         socket.create_connection(("127.0.0.1", listener.port), timeout=5).close()
 
 
+def test_connections_beyond_the_cap_are_closed_until_one_ends() -> None:
+    listener = MetricsListener(OrchestratorMetrics(), "127.0.0.1", 0, max_connections=1)
+    idle = socket.create_connection(("127.0.0.1", listener.port), timeout=5)
+    try:
+        time.sleep(0.2)  # the idle client holds the one slot
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(listener.url, timeout=5).close()
+        idle.close()  # its thread ends and gives the slot back
+
+        def answered() -> bool:
+            try:
+                return get(listener.url)[0] == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        deadline = time.monotonic() + 10
+        while not answered():
+            assert time.monotonic() < deadline, "the slot never came back"
+            time.sleep(0.1)
+    finally:
+        idle.close()
+        listener.close()
+
+
 def test_a_busy_metrics_port_is_refused_naming_the_flag() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
