@@ -113,17 +113,16 @@ def presence_window(options: ServeOptions) -> float:
 
 
 def orchestrator_metrics(orchestrator: Orchestrator, options: ServeOptions) -> OrchestratorMetrics:
-    """The metrics every part of ``serve`` reports to; fleet counts read at each scrape.
-    Gateways drifting: none until the gateways' drift monitor reports to the orchestrator."""
+    """The metrics every part of ``serve`` reports to; fleet counts read at each scrape."""
     from cloud_orchestrator.fleet.census import FleetCensus, take_census
-    from cloud_orchestrator.metrics import OrchestratorMetrics, no_drift
+    from cloud_orchestrator.metrics import OrchestratorMetrics
 
     window = presence_window(options)
 
     def census() -> FleetCensus:
         return take_census(orchestrator.db, time.time(), window)
 
-    return OrchestratorMetrics(census, drifting=no_drift)
+    return OrchestratorMetrics(census)
 
 
 def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayGuard:
@@ -149,8 +148,8 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     from cloud_orchestrator.fleet.presence import PresenceBuffer
     from cloud_orchestrator.grpc.server import OrchestratorServer
     from cloud_orchestrator.grpc.servicer import OrchestratorServicer
-    from cloud_orchestrator.storage.group_commit import GroupCommit
     from cloud_orchestrator.metrics_listener import MetricsListener
+    from cloud_orchestrator.storage.group_commit import GroupCommit
 
     hub = DesiredStateHub(
         orchestrator.db,

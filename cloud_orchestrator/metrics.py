@@ -3,8 +3,8 @@ of its own.
 
 What a page is made of:
 - fleet counts read at scrape time by one aggregate query (fleet/census.py): gateways
-  online/offline/unobserved, rollouts per state, and whether that query worked;
-- gateways drifting, from a callable the app gives at construction;
+  online/offline/unobserved, gateways drifting, rollouts per state, and whether that
+  query worked;
 - what this process did: open Subscribe streams, bytes served by FetchModel, steps of
   the rollouts its runner drove;
 - process and Python metrics (``process_*``, ``python_*``).
@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 from cloud_orchestrator.fleet.census import FleetCensus
 from cloud_orchestrator.rollouts.observer import RolloutObserver
 
-__all__ = ["CONTENT_TYPE", "OrchestratorMetrics", "no_drift"]
+__all__ = ["CONTENT_TYPE", "OrchestratorMetrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +51,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
-def no_drift() -> int:
-    """Gateways drifting, until the drift monitor reports to the orchestrator: none."""
-    return 0
-
-
 class _FleetCollector(Collector):
-    """Families computed at scrape time: one census query, one call of ``drifting``."""
+    """Families computed at scrape time, from one census query."""
 
-    def __init__(self, census: Callable[[], FleetCensus], drifting: Callable[[], int]) -> None:
+    def __init__(self, census: Callable[[], FleetCensus]) -> None:
         self._census = census
-        self._drifting = drifting
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Names only: registering must not query the database.
@@ -84,16 +78,9 @@ class _FleetCollector(Collector):
                 gateways.add_metric([state], count)
             for state, count in census.rollouts.items():
                 rollouts.add_metric([state], count)
-            yield gateways
-            yield rollouts
-            yield seconds
+            drifting.add_metric([], census.drifting)
+            yield from (gateways, rollouts, drifting, seconds)
         yield up
-        try:
-            drifting.add_metric([], self._drifting())
-        except Exception:
-            logger.warning("gateways drifting for /metrics failed", exc_info=True)
-        else:
-            yield drifting
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -118,7 +105,8 @@ class _FleetCollector(Collector):
             ),
             GaugeMetricFamily(
                 "edge_orchestrator_gateways_drifting",
-                "Gateways whose inputs drift from a model's training distribution",
+                "Gateways whose newest drift report says the version they run is drifting "
+                "(edge_model_drifting on the gateway, sent with its result batches)",
             ),
         )
 
@@ -140,14 +128,10 @@ class OrchestratorMetrics:
     """Every metric the orchestrator exports, on its own registry.
 
     ``census``: the fleet counts (fleet/census.py), read at each scrape; None leaves the
-    fleet families out (a servicer built on its own). ``drifting``: gateways drifting now.
+    fleet families out (a servicer built on its own).
     """
 
-    def __init__(
-        self,
-        census: Callable[[], FleetCensus] | None = None,
-        drifting: Callable[[], int] = no_drift,
-    ) -> None:
+    def __init__(self, census: Callable[[], FleetCensus] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
@@ -172,7 +156,7 @@ class OrchestratorMetrics:
             registry=r,
         )
         if census is not None:
-            r.register(_FleetCollector(census, drifting))
+            r.register(_FleetCollector(census))
         self.rollout_observer: RolloutObserver = _RolloutSteps(self.rollout_events)
 
     def render(self) -> bytes:

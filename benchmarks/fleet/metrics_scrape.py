@@ -15,13 +15,14 @@ from benchmarks.fleet.postgres import ThrowawayPostgres
 from cloud_orchestrator.fleet.census import take_census
 from cloud_orchestrator.metrics import OrchestratorMetrics
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.models import Gateway, Rollout
+from cloud_orchestrator.storage.models import Gateway, GatewayDrift, GatewayModel, Rollout
 
 WINDOW = 35.0  # the presence window of `serve`'s defaults
 
 
 def fill(db: Database, gateways: int) -> None:
-    """1 in 10 push gateways, 1 in 7 not seen for an hour, 500 rollouts."""
+    """1 in 10 push gateways, 1 in 7 not seen for an hour; every gateway runs digits 2 and
+    reported its drift, 1 in 5 drifting; 500 rollouts."""
     now = time.time()
     with db.session() as session:
         session.add_all(
@@ -37,6 +38,17 @@ def fill(db: Database, gateways: int) -> None:
             )
             for i in range(gateways)
         )
+        session.flush()
+        session.add_all(
+            GatewayModel(gateway_id=f"gw-{i}", model_name="digits", active_version="2",
+                         state="READY", updated_at=now)
+            for i in range(gateways)
+        )  # fmt: skip
+        session.add_all(
+            GatewayDrift(gateway_id=f"gw-{i}", model_name="digits", model_version="2",
+                         drifting=i % 5 == 0, measured_at=now, received_at=now)
+            for i in range(gateways)
+        )  # fmt: skip
         session.add_all(
             Rollout(
                 id=f"r-{i}",

@@ -1,5 +1,6 @@
-"""How many gateways are online, offline or unobserved, and how many rollouts are in each
-state: one aggregate query, so a metrics scrape costs the same for 10 or 10,000 gateways.
+"""How many gateways are online, offline or unobserved, how many are drifting, and how many
+rollouts are in each state: one aggregate query, so a metrics scrape costs about the same
+for 10 or 10,000 gateways.
 
 Presence comes from ``gateways.last_seen``, which every orchestrator process sharing the
 database refreshes for its open Subscribe streams (fleet/presence.py): the counts are
@@ -7,16 +8,20 @@ fleet-wide, whichever replica is scraped. A gateway seen within ``online_seconds
 online; an older pull gateway (no address) is offline; an older push gateway (it has an
 address, and the orchestrator only dials it during a rollout) is unobserved, neither
 online nor offline.
+
+Drifting counts gateways exactly as ``feedback/drift.py``'s ``count_drifting`` does (the
+newest report of the version a gateway runs, or of any version of a model it has not
+reported running, says drifting), in SQL rather than over every row in Python.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, literal, select, union_all
+from sqlalchemy import Select, and_, case, func, literal, select, union_all
 
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.models import Gateway, Rollout
+from cloud_orchestrator.storage.models import Gateway, GatewayDrift, GatewayModel, Rollout
 
 __all__ = ["PRESENCE_STATES", "ROLLOUT_STATES", "FleetCensus", "take_census"]
 
@@ -30,6 +35,7 @@ ROLLOUT_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "HALTED", "CANCELLED")
 class FleetCensus:
     gateways: dict[str, int]  # PRESENCE_STATES -> count
     rollouts: dict[str, int]  # ROLLOUT_STATES (and any other state found) -> count
+    drifting: int = 0  # gateways whose active version's inputs drift
 
 
 def take_census(db: Database, now: float, online_seconds: float) -> FleetCensus:
@@ -49,8 +55,33 @@ def take_census(db: Database, now: float, online_seconds: float) -> FleetCensus:
     counts: dict[str, dict[str, int]] = {
         "gateway": dict.fromkeys(PRESENCE_STATES, 0),
         "rollout": dict.fromkeys(ROLLOUT_STATES, 0),
+        "drift": {"drifting": 0},
     }
+    statement = union_all(gateways, rollouts, _drifting())
     with db.session() as session:
-        for kind, key, count in session.execute(union_all(gateways, rollouts)):
+        for kind, key, count in session.execute(statement):
             counts[str(kind)][str(key)] = int(count)
-    return FleetCensus(gateways=counts["gateway"], rollouts=counts["rollout"])
+    return FleetCensus(counts["gateway"], counts["rollout"], counts["drift"]["drifting"])
+
+
+def _drifting() -> Select[tuple[str, str, int]]:
+    running = func.coalesce(GatewayModel.active_version, "")
+    return (
+        select(
+            literal("drift"),
+            literal("drifting"),
+            func.count(func.distinct(GatewayDrift.gateway_id)),
+        )
+        .select_from(GatewayDrift)
+        .outerjoin(
+            GatewayModel,
+            and_(
+                GatewayModel.gateway_id == GatewayDrift.gateway_id,
+                GatewayModel.model_name == GatewayDrift.model_name,
+            ),
+        )
+        .where(
+            GatewayDrift.drifting.is_(True),
+            (running == "") | (running == GatewayDrift.model_version),
+        )
+    )

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import event
 
 from cloud_orchestrator.errors import InvalidRequest
+from cloud_orchestrator.feedback.drift import DriftIn, count_drifting, record_uplink
 from cloud_orchestrator.fleet.census import FleetCensus, take_census
-from cloud_orchestrator.fleet.store import Fleet
+from cloud_orchestrator.fleet.store import Fleet, ReportedModel
 from cloud_orchestrator.metrics import CONTENT_TYPE, OrchestratorMetrics
 from cloud_orchestrator.metrics_listener import MetricsListener
 from cloud_orchestrator.registry.artifacts import FolderArtifacts
@@ -60,12 +61,8 @@ def add_rollout(db: Database, rollout_id: str, state: str) -> None:
         )
 
 
-def page_of(db: Database, drifting: Any = None) -> str:
-    census = lambda: take_census(db, time.time(), WINDOW)  # noqa: E731
-    metrics = (
-        OrchestratorMetrics(census) if drifting is None else OrchestratorMetrics(census, drifting)
-    )
-    return metrics.render().decode()
+def page_of(db: Database) -> str:
+    return OrchestratorMetrics(lambda: take_census(db, time.time(), WINDOW)).render().decode()
 
 
 def test_gateways_are_counted_by_presence_and_rollouts_by_state(
@@ -148,17 +145,29 @@ def test_a_failing_database_leaves_the_fleet_out_and_says_so(db: Database, tmp_p
     assert "process_cpu_seconds_total" in page
 
 
-def test_gateways_drifting_come_from_the_callable_given_at_construction(
-    db: Database,
-) -> None:
-    assert sample(page_of(db, drifting=lambda: 7), "edge_orchestrator_gateways_drifting") == 7
+def report_drift(db: Database, gateway_id: str, *reports: tuple[str, str, bool]) -> None:
+    """What ReportResults stores from a batch's drift reports (model, version, drifting)."""
+    drift = [
+        DriftIn(model, version, 0.5 if drifting else 0.1, 0.5, 0.2, 0.1, 0.1, 500, drifting)
+        for model, version, drifting in reports
+    ]
+    with db.session() as session:
+        record_uplink(session, gateway_id, time.time(), time.time(), drift, [])
 
-    def broken() -> int:
-        raise RuntimeError("drift store unavailable")
 
-    page = page_of(db, drifting=broken)
-    assert "edge_orchestrator_gateways_drifting " not in page
-    assert sample(page, "edge_orchestrator_database_up") == 1
+def test_gateways_drifting_are_counted_like_the_drift_view(db: Database, tmp_path: Path) -> None:
+    fleet = fleet_of(db, tmp_path)
+    for gateway_id in ("runs-2", "moved-on", "two-models", "calm"):
+        fleet.connect(gateway_id, {}, "1.0", [ReportedModel("digits", "2", "READY")])
+    report_drift(db, "runs-2", ("digits", "2", True))
+    report_drift(db, "moved-on", ("digits", "1", True))  # an old version's report
+    report_drift(db, "two-models", ("digits", "2", True), ("gray", "1", True))
+    report_drift(db, "calm", ("digits", "2", False))
+    report_drift(db, "never-said", ("gray", "3", True))  # no running version reported
+
+    page = page_of(db)
+
+    assert sample(page, "edge_orchestrator_gateways_drifting") == 3 == count_drifting(db)
 
 
 def test_rollout_steps_are_counted_by_kind() -> None:
