@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ from cloud_orchestrator.rollouts.runner import (
 from cloud_orchestrator.rollouts.store import RolloutStore
 from cloud_orchestrator.storage.db import Database
 
-if TYPE_CHECKING:  # grpc is imported only by `serve`
+if TYPE_CHECKING:  # grpc and prometheus_client are imported only by `serve`
     from cloud_orchestrator.grpc.auth import GatewayGuard
+    from cloud_orchestrator.metrics import OrchestratorMetrics
 
 __all__ = ["Orchestrator", "ServeOptions", "default_instance_id", "serve"]
 
@@ -102,6 +104,26 @@ class ServeOptions:
     enroll_burst: int = 50
     result_bytes_per_day: int = 64 * 1024 * 1024
     events_per_day: int = 10_000
+    metrics_port: int | None = None  # GET /metrics on its own port (0: any free); None: off
+
+
+def presence_window(options: ServeOptions) -> float:
+    """Seconds since last seen within which a gateway counts as online: three missed
+    heartbeats, plus the presence buffer's flush delay."""
+    return 3 * options.heartbeat_seconds + options.presence_flush_seconds
+
+
+def orchestrator_metrics(orchestrator: Orchestrator, options: ServeOptions) -> OrchestratorMetrics:
+    """The metrics every part of ``serve`` reports to; fleet counts read at each scrape."""
+    from cloud_orchestrator.fleet.census import FleetCensus, take_census
+    from cloud_orchestrator.metrics import OrchestratorMetrics
+
+    window = presence_window(options)
+
+    def census() -> FleetCensus:
+        return take_census(orchestrator.db, time.time(), window)
+
+    return OrchestratorMetrics(census)
 
 
 def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayGuard:
@@ -127,6 +149,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     from cloud_orchestrator.fleet.presence import PresenceBuffer
     from cloud_orchestrator.grpc.server import OrchestratorServer
     from cloud_orchestrator.grpc.servicer import OrchestratorServicer
+    from cloud_orchestrator.metrics_listener import MetricsListener
     from cloud_orchestrator.storage.group_commit import GroupCommit
 
     hub = DesiredStateHub(
@@ -140,6 +163,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     presence = PresenceBuffer(orchestrator.fleet, options.presence_flush_seconds)
     guard = gateway_guard(orchestrator, options)
     writes = GroupCommit(orchestrator.db)
+    metrics = orchestrator_metrics(orchestrator, options)
     servicer = OrchestratorServicer(
         orchestrator.fleet,
         orchestrator.registry,
@@ -150,6 +174,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         guard=guard,
         writes=writes,
         fetch_stall_seconds=options.fetch_stall_seconds,
+        metrics=metrics,
     )
     server = OrchestratorServer(
         servicer,
@@ -158,6 +183,11 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         options.tls_cert,
         options.tls_key,
     )
+    # Bound before anything starts: a busy metrics port leaves nothing half-started.
+    listener = None
+    if options.metrics_port is not None:
+        listener = MetricsListener(metrics, options.host, options.metrics_port)
+        logger.info("orchestrator metrics on %s", listener.url)
     await hub.start()
     presence.start()
     writes.start()
@@ -176,7 +206,8 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     runner_task: asyncio.Task[None] | None = None
     if options.run_rollouts:
         runner = orchestrator.runner(
-            RunnerConfig(owner, options.lease_seconds, options.poll_seconds)
+            RunnerConfig(owner, options.lease_seconds, options.poll_seconds),
+            observer=metrics.rollout_observer,
         )
         runner_task = asyncio.create_task(runner.serve(stop))
     try:
@@ -189,3 +220,5 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         await hub.stop()
         await writes.stop()  # what the last calls wrote
         await presence.stop()  # the last heartbeats' last-seen
+        if listener is not None:
+            await asyncio.to_thread(listener.close)

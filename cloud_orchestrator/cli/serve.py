@@ -77,6 +77,14 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         help="gateways' last-seen times are written in one transaction this often",
     )
     p.add_argument("--no-rollouts", action="store_true", help="serve gateways only")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus GET /metrics on this port of --host (0 = any free; no "
+        "authentication: keep it reachable by Prometheus only); off by default",
+    )
     limits = _limit_defaults()
     p.add_argument(
         "--rate-per-second",
@@ -147,6 +155,8 @@ def _check_limits(args: argparse.Namespace) -> None:
         raise InvalidRequest("--rate-burst and --enroll-burst must be >= 1")
     if args.result_bytes_per_day < 1 or args.events_per_day < 1:
         raise InvalidRequest("--result-bytes-per-day and --events-per-day must be >= 1")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise InvalidRequest(f"--metrics-port {args.metrics_port} is not a port (0-65535)")
 
 
 def _gateway_token(args: argparse.Namespace) -> str:
@@ -194,6 +204,7 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
         enroll_burst=args.enroll_burst,
         result_bytes_per_day=args.result_bytes_per_day,
         events_per_day=args.events_per_day,
+        metrics_port=args.metrics_port,
     )
 
     async def run() -> None:

@@ -18,6 +18,7 @@ from cloud_orchestrator.fleet.presence import PresenceBuffer
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
 from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
+from cloud_orchestrator.metrics import OrchestratorMetrics
 from cloud_orchestrator.registry.fetch_budget import fetch_budget
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.group_commit import GroupCommit
@@ -43,6 +44,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         guard: GatewayGuard,
         writes: GroupCommit,
         fetch_stall_seconds: float = 30.0,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self._fleet = fleet
         self._registry = registry
@@ -53,6 +55,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._heartbeat = heartbeat_seconds
         self._writes = writes  # status reports and result batches, many per transaction
         self._fetch_stall = fetch_stall_seconds
+        self._metrics = metrics if metrics is not None else OrchestratorMetrics()
 
     @rpc_boundary
     async def Enroll(
@@ -91,6 +94,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         generation = 0
         epoch = labels_epoch
         last_sent = time.monotonic()
+        self._metrics.subscribe_streams.inc()
         try:
             while True:
                 # Only when the hub moved (fleet/changes.py): between changes an idle
@@ -122,6 +126,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                         last_sent = time.monotonic()
                 epoch = self._hub.epoch
         finally:
+            self._metrics.subscribe_streams.dec()
             logger.info("gateway %s unsubscribed", gateway_id)
 
     @rpc_boundary
@@ -164,6 +169,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                         f"{self._fetch_stall:g} s; FetchModel again from offset {offset}"
                     ) from None
                 offset += len(reply.data)
+                self._metrics.fetch_model_bytes.inc(len(reply.data))
                 del reply  # nothing of a sent block outlives its slot
 
     @rpc_boundary

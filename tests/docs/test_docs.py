@@ -47,7 +47,7 @@ DOCUMENTS = sorted(
     for path in [REPO / "README.md", REPO / "CONTRIBUTING.md", *REPO.glob("docs/*.md")]
     if path.exists()
 )
-DOCUMENTED_PORTS = (50051, 8080, 50052, 8082, 50061, 8081, 50070)
+DOCUMENTED_PORTS = (50051, 8080, 50052, 8082, 50061, 8081, 50070, 9470)
 # Documents whose examples call the demo gateway of `make run` without starting it.
 NEEDS_DEMO_GATEWAY = {"docs/kserve-v2.md"}
 # EDGE_DOCS_RECORD=1 (with pytest -s): print every output without comparing it, to write
