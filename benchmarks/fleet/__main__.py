@@ -26,6 +26,7 @@ QUICK = Config(
     assign_timeout=15.0,
     fetch_timeout=30.0,
     results_timeout=20.0,
+    rollout_timeout=60.0,
 )
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="phases to leave out, comma-separated: fetch, results (for a quicker profile)",
+        help="phases to leave out, comma-separated: fetch, results, failover, rollout",
     )
     args, _ = parser.parse_known_args(argv)  # BENCH_ARGS may carry benchmarks.run options
     cfg = QUICK if args.quick else Config()

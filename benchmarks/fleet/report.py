@@ -129,6 +129,21 @@ def _backend_rows(name: str, run: dict[str, Any]) -> list[str]:
         f"({res.get('batches_per_second')}/s); DB +{growth} "
         f"bytes ({_cell(res.get('db_growth_per_batch'))} per batch) |"
     )
+    rollout = run.get("rollout")
+    if rollout:
+        listing, showing = (
+            rollout.get("rollouts_cli_seconds", {}),
+            rollout.get("rollout_cli_seconds", {}),
+        )
+        rows.append(
+            f"| {name} | rollout to every gateway (waves 1 %, 10 %, 100 %) | "
+            f"{rollout.get('state')} in {rollout.get('seconds')} s, targets "
+            f"{rollout.get('targets')}; `rollouts` median {_cell(listing.get('median'))} s max "
+            f"{_cell(listing.get('max'))} s, `rollout ID` median {_cell(showing.get('median'))} "
+            f"s max {_cell(showing.get('max'))} s ({showing.get('count')} calls; `models`, the "
+            f"start-up baseline, median "
+            f"{_cell(rollout.get('models_cli_seconds', {}).get('median'))} s) |"
+        )
     failover = run.get("failover")
     if failover:
         moved, reported = failover.get("moved", {}), failover.get("reported", {})

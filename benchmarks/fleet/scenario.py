@@ -21,6 +21,7 @@ from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes, gateways_with_event
 from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand
 from benchmarks.fleet.profiling import PhaseProfiler
+from benchmarks.fleet.rollout_phase import run_rollout
 
 __all__ = ["Config", "run_backend"]
 
@@ -41,9 +42,10 @@ class Config:
     fetch_timeout: float = 180.0
     results_timeout: float = 120.0
     failover_timeout: float = 120.0
+    rollout_timeout: float = 240.0
     source: Path | None = None
     profile: Path | None = None  # py-spy folder: idle at the largest size, and the assign
-    skip: tuple[str, ...] = ()  # phases left out of a run: "fetch", "results", "failover"
+    skip: tuple[str, ...] = ()  # left out: "fetch", "results", "failover", "rollout"
 
 
 def _idle(
@@ -183,6 +185,10 @@ def _phases(
         _results(cfg, db, orchestrators, sim, out)
     if "failover" not in cfg.skip and len(orchestrators) == 2 and db.startswith("postgresql"):
         _failover(cfg, db, artifacts, orchestrators, command, sim, out)
+    if "rollout" not in cfg.skip:
+        # After the failover: a rollout's pins outrank the standing assignment it uses.
+        out["rollout"] = run_rollout(command, db, artifacts, "3", cfg.rollout_timeout)
+        _progress("rollout", out["rollout"])
     if profiler.results:
         out["profiles"] = profiler.results
 
@@ -319,6 +325,7 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
         for name, version, size in (
             ("fleet-small", "1", 64 << 10),
             ("fleet-small", "2", 64 << 10),
+            ("fleet-small", "3", 64 << 10),  # what the rollout phase deploys
             ("fleet-big", "1", cfg.bundle_bytes),
         ):
             bundle = publisher.bundle(name, version, size)
