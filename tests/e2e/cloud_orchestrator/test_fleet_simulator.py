@@ -31,6 +31,7 @@ def test_fifty_gateways_subscribe_follow_an_assign_fetch_and_report(tmp_path: Pa
         assign_timeout=20.0,
         fetch_timeout=30.0,
         results_timeout=20.0,
+        rollout_timeout=60.0,
     )
     run = run_backend("sqlite", config, keep_logs=tmp_path / "logs")
 
@@ -56,6 +57,9 @@ def test_fifty_gateways_subscribe_follow_an_assign_fetch_and_report(tmp_path: Pa
     results = run["results"]
     assert results["complete"] and results["acked"] == 2 * GATEWAYS
     assert results["db_bytes_after"] >= results["db_bytes_before"] > 0
+    rollout = run["rollout"]  # deploy --detach, run by the serving orchestrator
+    assert rollout["state"] == "SUCCEEDED" and rollout["targets"] == {"SUCCEEDED": GATEWAYS}
+    assert rollout["rollout_cli_seconds"]["count"] >= 1
     assert run["orchestrator_alive"] == [True] and run["simulator_alive"]
     assert "error" not in run
 
