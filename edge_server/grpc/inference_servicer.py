@@ -11,11 +11,11 @@ from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
 from edge_contracts.status import status_for
 from edge_server.catalogue.serving import ServingCatalogue
-from edge_server.grpc import converters
 from edge_server.grpc.ordered_stream import answer_in_order
-from edge_server.grpc.request_metrics import observed
 from edge_server.inference.predictor import Predictor, PredictOutput
+from edge_server.inference.request_metrics import observed
 from edge_server.metrics import GatewayMetrics
+from edge_server.wire import edge_v1 as converters
 
 # Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
 # inference of frame N, and a slow client cannot pile up unbounded work.

@@ -1,4 +1,8 @@
-"""Protobuf <-> domain conversions for edge.v1 (only the transport layer uses them)."""
+"""Protobuf <-> domain conversions for edge.v1 messages.
+
+Shared by both faces of the gateway: the gRPC servicers send these messages, and the
+HTTP routes send the same messages as JSON (edge_server/http/). No grpc import here.
+"""
 
 from __future__ import annotations
 
