@@ -99,6 +99,15 @@ class _Handler(RequestHandler):
         self._guard.open -= 1
         super().connection_lost(exc)
 
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's allows bool
+        """The client half-closed: answer what it sent, then close (aiohttp would close at
+        once, answering nothing); with nothing to answer, close now."""
+        waiting = self._waiter is not None and not self._waiter.done()
+        if waiting:
+            return False
+        self.close()
+        return True
+
     def handle_error(
         self,
         request: web.BaseRequest,
