@@ -57,7 +57,9 @@ def grpc_predictions(target: str, stop: threading.Event) -> int:
     with grpc.insecure_channel(target) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         while not stop.is_set():
-            reply = stub.Predict(inference_pb2.PredictRequest(image=DIGIT_3.read_bytes()), timeout=3)
+            reply = stub.Predict(
+                inference_pb2.PredictRequest(image=DIGIT_3.read_bytes()), timeout=3
+            )
             assert reply.class_id == 3
             calls += 1
             time.sleep(0.05)
