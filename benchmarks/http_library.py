@@ -82,7 +82,7 @@ async def _serve_starlette(port: int, ready: dict[str, Any]) -> None:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110  # uvicorn offers no event to wait on
         await asyncio.sleep(0.001)
     ready["start_s"] = time.perf_counter() - started
     print(json.dumps(ready), flush=True)
@@ -122,8 +122,17 @@ def _round(library: str, requests: int, clients: int) -> dict[str, float]:
         if h2load is None:
             raise SystemExit("h2load is not installed (Debian package nghttp2-client)")
         out = subprocess.run(
-            [h2load, "--h1", "-n", str(requests), "-c", str(clients), "-t", "1"]
-            + [f"http://127.0.0.1:{port}/"],
+            [
+                h2load,
+                "--h1",
+                "-n",
+                str(requests),
+                "-c",
+                str(clients),
+                "-t",
+                "1",
+                f"http://127.0.0.1:{port}/",
+            ],
             capture_output=True,
             text=True,
             timeout=300,
