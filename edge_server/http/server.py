@@ -38,6 +38,7 @@ from edge_server.http.routes import Route, flavour_of
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 5.0
+SHUTDOWN_GRACE_S = 1.0
 MAX_HEAD_LINE = 8190  # aiohttp's own default line limit
 MAX_HEADERS = 100
 _REFUSAL = (
@@ -179,7 +180,10 @@ class HttpEndpoint:
         self._guard = _Guard(limits, on_refused)
         self.app = web.Application(middlewares=[_errors], client_max_size=limits.max_body_bytes)
         for route in self.routes:
-            self.app.router.add_route(route.method, route.path, route.handler)
+            if route.method == "GET":  # and HEAD, as every GET route answered before
+                self.app.router.add_get(route.path, route.handler)
+            else:
+                self.app.router.add_route(route.method, route.path, route.handler)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
 
@@ -198,7 +202,11 @@ class HttpEndpoint:
         return port
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # Shutdown: requests in flight get SHUTDOWN_GRACE_S, then their connections close
+        # (gRPC's drain has already run by then: edge_server/app.py's stop sequence).
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
         await runner.setup()
         self._runner = runner
         manager = runner.server
@@ -226,10 +234,7 @@ class HttpEndpoint:
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server.close()  # no new connections
         if self._runner is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._runner.shutdown(), 1.0)
-            await self._runner.cleanup()
+                await asyncio.wait_for(self._runner.cleanup(), 2 * SHUTDOWN_GRACE_S + 1)

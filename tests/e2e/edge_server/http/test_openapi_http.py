@@ -20,6 +20,9 @@ def test_every_documented_operation_is_served(base: str) -> None:
         for method in item:
             reply = requests.request(method, f"{base}{path}", timeout=10)
             operations += 1
+            if method == "get":  # every GET route answers HEAD with the same status, no body
+                head = requests.head(f"{base}{path}", timeout=10)
+                assert (head.status_code, head.content) == (reply.status_code, b""), path
             assert reply.status_code != 405, (method, path)
             if reply.status_code == 404:
                 assert "no route" not in reply.text, (method, path)

@@ -188,6 +188,9 @@ def test_repository_needs_the_management_token(base: str, server: ServerProcess)
         ("digits", "READY"),
         ("digits-int8", "READY"),
     }
+    load = f"{base}/v2/repository/models/digits-int8/load"
+    status, code, message = _v2_error(requests.post(load, json={}, timeout=5))
+    assert (status, code) == (401, "UNAUTHENTICATED") and "management token" in message
     unload = f"{base}/v2/repository/models/digits-int8/unload"
     status, code, message = _v2_error(requests.post(unload, timeout=5))
     assert (status, code) == (401, "UNAUTHENTICATED") and "Authorization: Bearer" in message
