@@ -3,7 +3,8 @@
 The same domain objects as the gRPC V2 servicer: TensorInference for infer (admission,
 batching, statistics, image preprocessing of BYTES inputs through the manifest), the
 ModelRepository for readiness, metadata, index, load and unload. Request metrics use
-the method label ``http_infer``. Load and unload need the management token.
+the method label ``http_infer``. Load and unload are marked ``management``: the face
+(edge_server/http/face.py) puts the management token check in front of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from aiohttp import web
 
 from edge_server.errors import InvalidInput, NotEnabled
 from edge_server.gateway_info import GatewayInfo
-from edge_server.http.auth import BearerCheck
 from edge_server.http.bodies import read_body, read_json
 from edge_server.http.routes import Route
 from edge_server.http.v2_json import BINARY_TYPE, HEADER_LENGTH, decode_infer, encode_infer
@@ -48,7 +48,6 @@ class V2Routes:
         metrics: GatewayMetrics,
         info: GatewayInfo,
         server_ready: Callable[[], bool],
-        check_management: BearerCheck,
         repository_writes: bool,
     ) -> None:
         self._inference = inference
@@ -56,7 +55,6 @@ class V2Routes:
         self._metrics = metrics
         self._info = info
         self._server_ready = server_ready
-        self._check_management = check_management
         self._repository_writes = repository_writes
 
     async def server_metadata(self, _request: web.Request) -> web.Response:
@@ -147,7 +145,6 @@ class V2Routes:
         return web.json_response({})
 
     def _writes(self, request: web.Request) -> None:
-        self._check_management(request)
         if not self._repository_writes:
             raise NotEnabled(
                 f"{request.path} is served on the gateway's management port "
