@@ -24,9 +24,10 @@ from edge_server import __version__
 from edge_server.assembly import build_parts
 from edge_server.catalogue.serving import ServingModel
 from edge_server.errors import ModelNotReady, StartupError
+from edge_server.gateway_info import GatewayInfo
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
-from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
+from edge_server.grpc.inference_servicer import InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
 from edge_server.grpc.reflection import enable_reflection
 from edge_server.grpc.servers import bind, new_server
