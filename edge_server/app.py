@@ -24,15 +24,18 @@ from edge_server import __version__
 from edge_server.assembly import build_parts
 from edge_server.catalogue.serving import ServingModel
 from edge_server.errors import ModelNotReady, StartupError
+from edge_server.gateway_info import GatewayInfo
 from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
-from edge_server.grpc.inference_servicer import GatewayInfo, InferenceServicer
+from edge_server.grpc.inference_servicer import InferenceServicer
 from edge_server.grpc.model_servicer import ModelServicer
 from edge_server.grpc.reflection import enable_reflection
 from edge_server.grpc.servers import bind, new_server
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess
 from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
-from edge_server.http.server import HttpEndpoint
+from edge_server.http.face import HttpFace, http_routes
+from edge_server.http.server import HttpEndpoint, HttpLimits
+from edge_server.http.tls import server_ssl_context
 from edge_server.listeners import (
     INFERENCE_SERVICE,
     MODEL_SERVICE,
@@ -100,9 +103,8 @@ class Gateway:
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
         self.http = HttpEndpoint(
-            self.render_metrics,
-            self.is_ready,
-            settings.server.http_max_connections,
+            http_routes(self._http_face()),
+            HttpLimits(settings.server.http_max_connections, settings.server.max_message_bytes),
             self.metrics.http_refused.inc,
         )
         self.shared_memory = SharedMemoryRegistry(settings.server.shared_memory_max_regions)
@@ -144,7 +146,7 @@ class Gateway:
             Step("load models before joining the shared port", self._load_first, self.is_replica),
             Step("gRPC listener: inference, V2, health, reflection", self._start_main),
             Step("gRPC management listener", self._start_management, self.plan.separate_management),
-            Step("HTTP listener: /metrics, /healthz", self._start_http),
+            Step("HTTP listener: REST, V2 REST, /metrics, /healthz", self._start_http),
             Step("model discovery, health reporting", self._start_health),
             Step("model load in the background", self._start_load, not self.is_replica),
             Step("cloud link: pull mode, feedback upload", self._start_cloud, bool(self.cloud)),
@@ -187,18 +189,35 @@ class Gateway:
         self._load_task = asyncio.create_task(self._load_models())
         await self._load_task
 
+    def _repository(self) -> ModelRepository:
+        lifecycle = self.lifecycle
+        return ModelRepository(
+            self.models,
+            self.parts.statistics,
+            lifecycle.activator.activate_on_disk if lifecycle else _primary_only,
+            lambda: self.info.shutting_down,
+            self.settings.lifecycle.pinned_versions,
+        )
+
+    def _http_face(self) -> HttpFace:
+        """The HTTP routes' collaborators: the gRPC servicers' own (one domain, two faces)."""
+        return HttpFace(
+            self.predictor,
+            self.models,
+            self._repository(),
+            self.metrics,
+            self.info,
+            self.render_metrics,
+            self.is_ready,
+            self.settings.effective_management_token,
+            repository_writes=self.plan.v2_writes_on_main,
+        )
+
     def _v2_servicer(self, repository_writes: bool) -> V2Servicer:
         s = self.settings
-        lifecycle = self.lifecycle
         return V2Servicer(
             TensorInference(self.predictor),
-            ModelRepository(
-                self.models,
-                self.parts.statistics,
-                lifecycle.activator.activate_on_disk if lifecycle else _primary_only,
-                lambda: self.info.shutting_down,
-                s.lifecycle.pinned_versions,
-            ),
+            self._repository(),
             self.metrics,
             self.info,
             self.is_ready,
@@ -259,10 +278,12 @@ class Gateway:
         self._management_server = management
 
     async def _start_http(self) -> None:
-        # A replica's metrics are read by the primary over loopback only.
+        # A replica's metrics are read by the primary over loopback only, in plain HTTP;
+        # the primary alone serves the public HTTP port (docs/http.md, "Workers").
         host = "127.0.0.1" if self.is_replica else self.settings.server.host
+        tls = None if self.is_replica else server_ssl_context(self.settings)
         try:
-            await self.http.start(host, self.settings.server.http_port)
+            await self.http.start(host, self.settings.server.http_port, tls)
         except OSError as exc:
             port = self.settings.server.http_port
             raise listen_error(host, port, "--http-port", "--host", exc.errno) from None

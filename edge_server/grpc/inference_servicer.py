@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,25 +10,16 @@ from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
 from edge_contracts.status import status_for
 from edge_server.catalogue.serving import ServingCatalogue
-from edge_server.grpc import converters
+from edge_server.gateway_info import GatewayInfo as GatewayInfo  # re-exported
 from edge_server.grpc.ordered_stream import answer_in_order
-from edge_server.grpc.request_metrics import observed
 from edge_server.inference.predictor import Predictor, PredictOutput
+from edge_server.inference.request_metrics import observed
 from edge_server.metrics import GatewayMetrics
+from edge_server.wire import edge_v1 as converters
 
 # Frames of one PredictStream processed at once: decode of frame N+1 overlaps the
 # inference of frame N, and a slow client cannot pile up unbounded work.
 STREAM_WINDOW = 4
-
-
-class GatewayInfo:
-    """Identity and lifecycle facts that Health reports."""
-
-    def __init__(self, gateway_id: str, software_version: str) -> None:
-        self.gateway_id = gateway_id
-        self.software_version = software_version
-        self.started = time.monotonic()
-        self.shutting_down = False
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -102,14 +92,4 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Health(
         self, request: inference_pb2.HealthRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.HealthResponse:
-        serving = self._models.any_ready() and not self._info.shutting_down
-        return inference_pb2.HealthResponse(
-            status=inference_pb2.SERVING_STATUS_SERVING
-            if serving
-            else inference_pb2.SERVING_STATUS_NOT_SERVING,
-            gateway_id=self._info.gateway_id,
-            software_version=self._info.software_version,
-            uptime_seconds=time.monotonic() - self._info.started,
-            models=[converters.to_model_health(slot) for slot in self._models.slots()],
-            default_model=self._models.default_model,
-        )
+        return converters.to_health_response(self._models, self._info)

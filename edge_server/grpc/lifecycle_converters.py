@@ -6,10 +6,10 @@ import time
 
 from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
 from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
-from edge_server.grpc import converters
 from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.ledger import Ledger, VersionRecord, VersionState
 from edge_server.lifecycle.updater import Mode, Progress, Stage, UpdateHeader
+from edge_server.wire import edge_v1 as converters
 
 _MODES = {
     model_pb2.ACTIVATION_MODE_UNSPECIFIED: Mode.ACTIVATE,

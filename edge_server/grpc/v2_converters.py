@@ -10,17 +10,14 @@ from edge_contracts.proto.inference import model_config_pb2 as config_pb
 from edge_server.catalogue.on_disk import MODEL_FILE
 from edge_server.catalogue.serving import ServingModel
 from edge_server.catalogue.tensor_specs import TensorSpec
-from edge_server.errors import InvalidInput
 from edge_server.inference.statistics import Duration, VersionStatistics
+from edge_server.v2 import repository_parameters
 from edge_server.v2.datatypes import v2_datatype
 from edge_server.v2.model_repository import IndexEntry
+from edge_server.v2.server_facts import BACKEND, PLATFORM
+from edge_server.v2.server_facts import EXTENSIONS as EXTENSIONS
+from edge_server.v2.server_facts import SERVER_NAME as SERVER_NAME
 from edge_server.v2.shared_memory import Region
-
-PLATFORM = "onnxruntime_onnx"
-BACKEND = "onnxruntime"
-SERVER_NAME = "edge-inference-gateway"
-# What this server implements of the protocol's extensions (docs/kserve-v2.md).
-EXTENSIONS = ("model_repository", "model_configuration", "statistics")
 
 _CONFIG_TYPES = {
     "BOOL": config_pb.TYPE_BOOL,
@@ -139,41 +136,12 @@ def _parameter_values(parameters: Mapping[str, pb.ModelRepositoryParameter]) -> 
 
 
 def load_version(parameters: Mapping[str, pb.ModelRepositoryParameter]) -> str:
-    """The version a RepositoryModelLoad asks for ("" = the default choice).
-
-    Either the gateway's own ``version`` string parameter, or Triton's ``config``
-    parameter holding only ``{"version_policy": {"specific": {"versions": [V]}}}``
-    (what ``tritonclient``'s ``load_model(name, config=...)`` sends).
-    """
-    values = _parameter_values(parameters)
-    unknown = sorted(set(values) - {"version", "config"})
-    if unknown:
-        raise InvalidInput(
-            f"load parameter {unknown[0]!r} is not supported: the gateway loads model folders "
-            "as they are on disk and understands only 'version' and a 'config' that picks one "
-            "version",
-            "parameters",
-        )
-    if "config" not in values:
-        return str(values.get("version") or "")
-    try:
-        config = json.loads(str(values["config"]))
-        specific = config["version_policy"]["specific"]["versions"]
-        if set(config) != {"version_policy"} or len(specific) != 1:
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise InvalidInput(
-            "load parameter 'config' must be JSON holding only "
-            '{"version_policy": {"specific": {"versions": [<one version>]}}}',
-            "parameters.config",
-        ) from None
-    return str(specific[0])
+    """The version a RepositoryModelLoad asks for (edge_server/v2/repository_parameters.py)."""
+    return repository_parameters.load_version(_parameter_values(parameters))
 
 
 def check_unload_parameters(parameters: Mapping[str, pb.ModelRepositoryParameter]) -> None:
-    unknown = sorted(set(parameters) - {"unload_dependents"})
-    if unknown:
-        raise InvalidInput(f"unload parameter {unknown[0]!r} is not supported", "parameters")
+    repository_parameters.check_unload(parameters)
 
 
 def to_shared_memory_status(regions: Sequence[Region]) -> pb.SystemSharedMemoryStatusResponse:

@@ -20,8 +20,8 @@ from edge_server.errors import NotEnabled
 from edge_server.grpc import v2_converters, v2_tensors
 from edge_server.grpc.inference_servicer import STREAM_WINDOW, GatewayInfo
 from edge_server.grpc.ordered_stream import answer_in_order
-from edge_server.grpc.request_metrics import observed
 from edge_server.grpc.shared_memory_access import SharedMemoryAccess
+from edge_server.inference.request_metrics import observed
 from edge_server.metrics import GatewayMetrics
 from edge_server.v2.model_repository import ModelRepository
 from edge_server.v2.tensor_inference import TensorInference

@@ -16,16 +16,26 @@ form; ``raw_input_contents`` then holds only the other inputs, in order.
 from __future__ import annotations
 
 import math
-import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import numpy as np
 
 from edge_contracts.proto.inference import grpc_service_pb2 as pb
 from edge_server.errors import InvalidInput, NotEnabled
-from edge_server.v2.datatypes import NUMPY_TO_V2, V2_TO_NUMPY
+from edge_server.v2.raw_tensors import (
+    checked_shape,
+    element_bytes,
+    encode_raw,
+    from_raw,
+    numpy_dtype,
+    object_array,
+    output_datatype,
+)
+from edge_server.v2.raw_tensors import (
+    decode_bytes_elements as decode_bytes_elements,  # re-exported: tests and callers
+)
 from edge_server.v2.shared_memory import CallerRegions
 from edge_server.v2.tensor_inference import NamedTensor, TensorRequest, TensorResult
 
@@ -57,7 +67,6 @@ _FIELD_DTYPE = {
     "fp32_contents": "float32",
     "fp64_contents": "float64",
 }
-_LENGTH = struct.Struct("<I")
 
 # The caller's view of the registry, once it may use shared memory (raises
 # AccessDenied, Unauthenticated or NotEnabled: edge_server/grpc/shared_memory_access.py).
@@ -102,88 +111,6 @@ def region_ref(parameters: Mapping[str, pb.InferParameter], where: str) -> Regio
     return RegionRef(name, offset, size)
 
 
-def numpy_dtype(datatype: str, where: str) -> np.dtype[np.generic]:
-    if datatype == "BF16":
-        raise InvalidInput(
-            f"{where}: BF16 is not served (ONNX Runtime's Python API takes no bfloat16 "
-            "arrays); send FP32 or FP16",
-            f"{where}.datatype",
-        )
-    name = V2_TO_NUMPY.get(datatype)
-    if name is None:
-        raise InvalidInput(
-            f"{where}: {datatype!r} is not a V2 datatype; use one of {', '.join(V2_TO_NUMPY)}",
-            f"{where}.datatype",
-        )
-    return np.dtype(name)
-
-
-# A shape numpy can represent (it allows 64 dimensions and sizes below 2**63 bytes); far
-# beyond any model the gateway serves, but refused here as bad input, not as numpy's error.
-MAX_RANK = 32
-MAX_ELEMENTS = 1 << 40
-
-
-def _shape(tensor: InputTensor, where: str) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{where}: shape {list(shape)} has a negative dimension", where)
-    if len(shape) > MAX_RANK:
-        raise InvalidInput(f"{where}: shape has {len(shape)} dimensions, at most {MAX_RANK}", where)
-    # Zero-sized dimensions included as 1: numpy refuses [0, 2**62, 2**62] as too big too.
-    if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
-        raise InvalidInput(f"{where}: shape {list(shape)} is larger than any tensor served", where)
-    return shape
-
-
-def decode_bytes_elements(data: bytes, count: int, where: str) -> list[bytes]:
-    """Split raw BYTES data (length-prefixed elements) into ``count`` elements."""
-    elements: list[bytes] = []
-    offset = 0
-    while offset < len(data):
-        if offset + 4 > len(data):
-            raise InvalidInput(f"{where}: a BYTES length prefix is cut short at byte {offset}")
-        (length,) = _LENGTH.unpack_from(data, offset)
-        offset += 4
-        if offset + length > len(data):
-            raise InvalidInput(
-                f"{where}: BYTES element {len(elements)} claims {length} bytes but only "
-                f"{len(data) - offset} remain (each element is a 4-byte little-endian length "
-                "and then its bytes)"
-            )
-        elements.append(bytes(data[offset : offset + length]))
-        offset += length
-    if len(elements) != count:
-        raise InvalidInput(
-            f"{where}: holds {len(elements)} BYTES elements; the shape needs {count}"
-        )
-    return elements
-
-
-def _object_array(elements: Sequence[bytes], shape: tuple[int, ...]) -> np.ndarray:
-    array = np.empty(len(elements), dtype=object)
-    array[:] = list(elements)
-    return array.reshape(shape)
-
-
-def _from_raw(data: bytes, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
-    dtype = numpy_dtype(datatype, where)
-    count = math.prod(shape)
-    if datatype == "BYTES":
-        return _object_array(decode_bytes_elements(data, count, where), shape)
-    expected = count * dtype.itemsize
-    if len(data) != expected:
-        raise InvalidInput(
-            f"{where}: raw contents are {len(data)} bytes but {datatype} {list(shape)} needs "
-            f"{expected}",
-            where,
-        )
-    if datatype == "BOOL" and data and np.frombuffer(data, np.uint8).max() > 1:
-        raise InvalidInput(f"{where}: BOOL raw bytes must be 0 or 1", where)
-    array = np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
-    return array.astype(dtype, copy=False)
-
-
 def _from_typed(tensor: InputTensor, shape: tuple[int, ...], where: str) -> np.ndarray:
     datatype = tensor.datatype
     dtype = numpy_dtype(datatype, where)
@@ -205,7 +132,7 @@ def _from_typed(tensor: InputTensor, shape: tuple[int, ...], where: str) -> np.n
             where,
         )
     if datatype == "BYTES":
-        return _object_array(list(values), shape)
+        return object_array(list(values), shape)
     wide = np.array(values, dtype=_FIELD_DTYPE[field])
     array = wide.astype(dtype)
     if dtype.kind in "iu" and not np.array_equal(array, wide):
@@ -239,14 +166,14 @@ def decode_request(
     raw_index = 0
     for tensor, ref in zip(request.inputs, refs, strict=True):
         where = f"input {tensor.name!r}"
-        shape = _shape(tensor, where)
+        shape = checked_shape(tensor.shape, where)
         if ref is not None:
             if tensor.HasField("contents"):
                 raise InvalidInput(f"{where} has both contents and a shared_memory_region", where)
             data = regions().read(ref.region, ref.offset, ref.byte_size, where)
-            array = _from_raw(data, tensor.datatype, shape, where)
+            array = from_raw(data, tensor.datatype, shape, where)
         elif raw:
-            array = _from_raw(raw[raw_index], tensor.datatype, shape, where)
+            array = from_raw(raw[raw_index], tensor.datatype, shape, where)
             raw_index += 1
         elif tensor.HasField("contents"):
             array = _from_typed(tensor, shape, where)
@@ -274,35 +201,11 @@ def decode_request(
     )
 
 
-def _output_datatype(array: np.ndarray) -> str:
-    datatype = NUMPY_TO_V2.get(array.dtype.name)
-    if datatype is None:
-        raise TypeError(f"model output of numpy dtype {array.dtype} has no V2 datatype")
-    return datatype
-
-
-def _element_bytes(element: object) -> bytes:
-    if isinstance(element, bytes):
-        return element
-    return str(element).encode("utf-8")
-
-
-def encode_raw(array: np.ndarray) -> bytes:
-    if array.dtype == object:
-        parts = []
-        for element in array.reshape(-1):
-            data = _element_bytes(element)
-            parts.append(_LENGTH.pack(len(data)))
-            parts.append(data)
-        return b"".join(parts)
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-
-
 def _fill_typed(tensor: OutputTensor, array: np.ndarray) -> None:
     field = TYPED_FIELD[tensor.datatype]
     flat = array.reshape(-1)
     if array.dtype == object:
-        tensor.contents.bytes_contents.extend(_element_bytes(e) for e in flat)
+        tensor.contents.bytes_contents.extend(element_bytes(e) for e in flat)
     else:
         getattr(tensor.contents, field).extend(flat.tolist())
 
@@ -337,7 +240,7 @@ def encode_response(
     response = pb.ModelInferResponse(
         model_name=result.model_name, model_version=result.model_version, id=request_id
     )
-    datatypes = [_output_datatype(output.array) for output in result.outputs]
+    datatypes = [output_datatype(output.array) for output in result.outputs]
     raw = raw or any(datatype not in TYPED_FIELD for datatype in datatypes)
     for output, datatype in zip(result.outputs, datatypes, strict=True):
         tensor = response.outputs.add(

@@ -1,12 +1,21 @@
-"""A tiny asyncio HTTP/1.1 endpoint: Prometheus ``/metrics`` and ``/healthz``.
+"""The gateway's HTTP port: aiohttp on the gateway's own event loop.
 
-No web framework: two read-only routes do not justify a dependency on a small
-board, and running on the gateway's event loop means no extra thread.
+aiohttp was measured against Starlette on uvicorn (benchmarks/http_library.py, numbers
+in docs/architecture.md). It runs on the loop grpc.aio runs on: no thread, no second
+loop. The routes are a table (edge_server/http/routes.py); this module serves them and
+guards the port:
 
-Connections are capped (``max_connections``): beyond the cap a new connection gets an
-immediate ``503`` with ``Retry-After`` and is closed without reading, so idle or slow
-HTTP clients hold at most that many descriptors and the rest stay for gRPC. A
-connection's request head must arrive within ``READ_TIMEOUT_S``.
+* Connections are capped (``max_connections``): beyond the cap a new connection gets an
+  immediate ``503`` with ``Retry-After`` and is closed without reading, so idle or slow
+  HTTP clients hold at most that many descriptors and the rest stay for gRPC.
+* A request head must arrive within ``READ_TIMEOUT_S`` of the connection opening (or of
+  the previous answer): aiohttp's keep-alive timer, which runs from the start of a
+  connection, closes it otherwise. A body must arrive within
+  edge_server/http/bodies.py's ``BODY_TIMEOUT_S`` (408).
+* A request line or header line over ``MAX_HEAD_LINE`` bytes gets ``431``; more than
+  ``MAX_HEADERS`` header lines too. A body over ``max_body_bytes`` gets ``413``.
+
+Every failure leaves through edge_server/http/errors.py (the one status mapping).
 """
 
 from __future__ import annotations
@@ -14,33 +23,177 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST
+from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
+
+from edge_server.http.errors import HttpRefusal, error_response, plain_error
+from edge_server.http.routes import Route, flavour_of
 
 logger = logging.getLogger(__name__)
 
-MAX_REQUEST_HEAD = 8192
-_TEXT = "text/plain; charset=utf-8"
 READ_TIMEOUT_S = 5.0
+SHUTDOWN_GRACE_S = 1.0
+MAX_HEAD_LINE = 8190  # aiohttp's own default line limit
+MAX_HEADERS = 100
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
+_REFUSAL_BODY = (
+    b'{"error": {"code": "UNAVAILABLE", "message": "too many HTTP connections are open; '
+    b'retry shortly"}}'
+)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_connections: int = 64
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+class _Guard:
+    """Counts the connections admitted; what a refused one reports to."""
+
+    def __init__(self, limits: HttpLimits, on_refused: Callable[[], None] | None) -> None:
+        self.limits = limits
+        self.open = 0
+        self.on_refused = on_refused
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, plus the cap and a 431 for an oversized head line.
+
+    The cap is applied in ``connection_made``, once per connection and in accept order,
+    so a burst of connections accepted in one loop turn cannot overshoot it.
+    """
+
+    __slots__ = ("_admitted", "_guard")
+
+    def __init__(self, guard: _Guard, manager: web.Server, **kwargs: object) -> None:
+        super().__init__(manager, **kwargs)  # type: ignore[arg-type]
+        self._guard = guard
+        self._admitted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        guard = self._guard
+        if guard.open >= guard.limits.max_connections:
+            if guard.on_refused is not None:
+                guard.on_refused()
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(_REFUSAL % (len(_REFUSAL_BODY), _REFUSAL_BODY))
+            transport.close()
+            return
+        guard.open += 1
+        self._admitted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._admitted:
+            return
+        self._admitted = False
+        self._guard.open -= 1
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's allows bool
+        """The client half-closed: answer what it sent, then close (aiohttp would close at
+        once, answering nothing); with nothing to answer, close now."""
+        waiting = self._waiter is not None and not self._waiter.done()
+        if waiting:
+            return False
+        self.close()
+        return True
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Requests aiohttp could not parse: 431 for a line over the limit, else its own
+        answer (400), as JSON."""
+        if isinstance(exc, LineTooLong):
+            status, message = 431, f"a request head line is longer than {MAX_HEAD_LINE} bytes"
+        elif status == 400 and exc is not None:
+            message = f"malformed HTTP request: {getattr(exc, 'message', '') or exc}"
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        code = "INVALID_ARGUMENT"
+        response = plain_error(status, code, message or "bad request")
+        response.force_close()
+        return response
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One exit for every failure of a route: the status mapping, in the route's flavour."""
+    flavour = flavour_of(request.path)
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:  # routing (404, 405) and aiohttp's own 413
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "RESOURCE_EXHAUSTED"}
+        message = _http_message(request, exc)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return plain_error(
+            exc.status, code.get(exc.status, "INVALID_ARGUMENT"), message, flavour, **headers
+        )
+    except HttpRefusal as exc:
+        response = plain_error(exc.status, exc.code, str(exc), flavour)
+        if exc.status in (408, 411, 413):  # the rest of the body is not worth reading
+            response.force_close()
+        return response
+    except Exception as exc:
+        return error_response(exc, flavour)
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return (
+            f"no route for {request.path}: try /metrics, /healthz or /predict; every route "
+            "is listed at /openapi.json"
+        )
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return f"{request.method} is not allowed on {request.path}; use {allowed}"
+    if exc.status == 413:
+        return f"the request body is larger than the limit of {request.client_max_size} bytes"
+    return exc.text or exc.reason
 
 
 class HttpEndpoint:
-    """Serves metrics and liveness/readiness on its own port."""
+    """Serves the route table on one port, on the running loop."""
 
     def __init__(
         self,
-        render_metrics: Callable[[], Awaitable[bytes]],
-        is_ready: Callable[[], bool],
-        max_connections: int = 64,
+        routes: Sequence[Route],
+        limits: HttpLimits,
         on_refused: Callable[[], None] | None = None,
     ) -> None:
-        self._render_metrics = render_metrics
-        self._is_ready = is_ready
+        self.routes = tuple(routes)
+        self._guard = _Guard(limits, on_refused)
+        self.app = web.Application(middlewares=[_errors], client_max_size=limits.max_body_bytes)
+        for route in self.routes:
+            if route.method == "GET":  # and HEAD, as every GET route answered before
+                self.app.router.add_get(route.path, route.handler)
+            else:
+                self.app.router.add_route(route.method, route.path, route.handler)
+        self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
-        self.max_connections = max_connections
-        self.connections = 0
-        self._on_refused = on_refused
+
+    @property
+    def max_connections(self) -> int:
+        return self._guard.limits.max_connections
+
+    @property
+    def connections(self) -> int:
+        return self._guard.open
 
     @property
     def port(self) -> int:
@@ -48,103 +201,40 @@ class HttpEndpoint:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def start(self, host: str, port: int) -> None:
-        # limit: the request head may not exceed MAX_REQUEST_HEAD (LimitOverrunError).
-        self._server = await asyncio.start_server(self._handle, host, port, limit=MAX_REQUEST_HEAD)
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        # Shutdown: requests in flight get SHUTDOWN_GRACE_S, then their connections close
+        # (gRPC's drain has already run by then: edge_server/app.py's stop sequence).
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
+        await runner.setup()
+        self._runner = runner
+        manager = runner.server
+        assert manager is not None
+        loop = asyncio.get_running_loop()
+
+        def accept() -> _Handler:
+            return _Handler(
+                self._guard,
+                manager,
+                loop=loop,
+                access_log=None,
+                keepalive_timeout=READ_TIMEOUT_S,
+                max_line_size=MAX_HEAD_LINE,
+                max_field_size=MAX_HEAD_LINE,
+                max_headers=MAX_HEADERS,
+                lingering_time=1.0,
+            )
+
+        try:
+            self._server = await loop.create_server(accept, host, port, ssl=tls)
+        except OSError:
+            await runner.cleanup()
+            raise
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # no new connections
+        if self._runner is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-
-    async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
-        path = path.split("?", 1)[0]
-        if method not in ("GET", "HEAD"):
-            return 405, _TEXT, b"only GET and HEAD are allowed\n"
-        if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await self._render_metrics()
-        if path in ("/healthz", "/readyz"):
-            if self._is_ready():
-                return 200, _TEXT, b"ok\n"
-            return 503, _TEXT, b"not ready: no model is serving\n"
-        if path == "/livez":
-            return 200, _TEXT, b"ok\n"
-        return 404, _TEXT, b"not found: try /metrics or /healthz\n"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= self.max_connections:
-            await self._refuse(writer)
-            return
-        self.connections += 1
-        try:
-            await self._answer(reader, writer)
-        finally:
-            self.connections -= 1
-
-    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
-        """Over the cap: say so at once and give the descriptor back."""
-        if self._on_refused is not None:
-            self._on_refused()
-        body = b"too many HTTP connections; retry shortly\n"
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                _write(writer, 503, _TEXT, body, head_only=False, extra="Retry-After: 1\r\n"),
-                1.0,
-            )
-        writer.close()
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
-            except asyncio.LimitOverrunError:
-                body = f"the request head is larger than {MAX_REQUEST_HEAD} bytes\n".encode()
-                await _write(writer, 431, _TEXT, body, head_only=False)
-                return
-            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            parts = request_line.split()
-            if len(parts) != 3:
-                status, ctype, body = 400, _TEXT, b"bad request\n"
-                method = "GET"
-            else:
-                method, path, _ = parts
-                status, ctype, body = await self._route(method, path)
-            await _write(writer, status, ctype, body, head_only=method == "HEAD")
-        except (TimeoutError, asyncio.IncompleteReadError):
-            pass
-        except ConnectionError:
-            pass
-        except Exception:
-            logger.exception("HTTP endpoint failed to answer")
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
-
-
-async def _write(
-    writer: asyncio.StreamWriter,
-    status: int,
-    ctype: str,
-    body: bytes,
-    head_only: bool,
-    extra: str = "",
-) -> None:
-    """One whole answer; ``extra``: more header lines, each ending in CRLF."""
-    header = (
-        f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n{extra}"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode("latin-1")
-    writer.write(header if head_only else header + body)
-    await writer.drain()
+                await asyncio.wait_for(self._runner.cleanup(), 2 * SHUTDOWN_GRACE_S + 1)

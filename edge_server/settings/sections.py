@@ -41,7 +41,9 @@ class ServerSettings:
     )
     host: str = setting("127.0.0.1", "interface to bind (0.0.0.0 for all)")
     grpc_port: int = setting(50051, "gRPC port (0 picks a free one)")
-    http_port: int = setting(8080, "HTTP port for /metrics and /healthz (0 picks a free one)")
+    http_port: int = setting(
+        8080, "HTTP port: REST and KServe V2 REST, /metrics, /healthz (0 picks a free one)"
+    )
     max_message_bytes: int = setting(
         16 * 1024 * 1024, "largest gRPC message accepted or sent, bytes"
     )

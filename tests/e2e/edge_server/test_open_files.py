@@ -110,5 +110,10 @@ def test_an_oversized_request_head_gets_431_and_the_endpoint_keeps_answering(
         with socket.create_connection(("127.0.0.1", server.http_port), timeout=5) as conn:
             conn.sendall(b"GET /metrics HTTP/1.1\r\nX-Filler: " + b"a" * 20_000)
             conn.settimeout(5)
-            assert conn.recv(64).startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+            # HTTP/1.0: aiohttp answers a request it could not parse in the oldest version.
+            status_line = conn.recv(64).split(b"\r\n", 1)[0]
+            assert status_line in (
+                b"HTTP/1.0 431 Request Header Fields Too Large",
+                b"HTTP/1.1 431 Request Header Fields Too Large",
+            )
         assert "edge_open_files" in metrics(server)

@@ -1,4 +1,8 @@
-"""Protobuf <-> domain conversions for edge.v1 (only the transport layer uses them)."""
+"""Protobuf <-> domain conversions for edge.v1 messages.
+
+Shared by both faces of the gateway: the gRPC servicers send these messages, and the
+HTTP routes send the same messages as JSON (edge_server/http/). No grpc import here.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edge_contracts.proto.edge.v1 import inference_pb2, model_pb2, types_pb2
-from edge_server.catalogue.serving import ModelSlot, ModelState, ServingModel
+from edge_server.catalogue.serving import ModelSlot, ModelState, ServingCatalogue, ServingModel
 from edge_server.catalogue.tensor_specs import TensorSpec
 from edge_server.errors import InvalidInput
+from edge_server.gateway_info import GatewayInfo
 from edge_server.inference.predictor import PredictInput, PredictOutput
 
 MAX_TOP_K = 1000
@@ -180,4 +185,19 @@ def to_model_info(
         outputs=[to_tensor_spec(s) for s in active.outputs] if active else [],
         is_default=is_default,
         label_count=len(active.manifest.labels) if active else 0,
+    )
+
+
+def to_health_response(models: ServingCatalogue, info: GatewayInfo) -> inference_pb2.HealthResponse:
+    """edge.v1 Health: SERVING while a model is ready and the gateway is not draining."""
+    serving = models.any_ready() and not info.shutting_down
+    return inference_pb2.HealthResponse(
+        status=inference_pb2.SERVING_STATUS_SERVING
+        if serving
+        else inference_pb2.SERVING_STATUS_NOT_SERVING,
+        gateway_id=info.gateway_id,
+        software_version=info.software_version,
+        uptime_seconds=time.monotonic() - info.started,
+        models=[to_model_health(slot) for slot in models.slots()],
+        default_model=models.default_model,
     )

@@ -1,4 +1,4 @@
-"""Request metrics for the inference RPCs, recorded one way for edge.v1 and V2 alike.
+"""Request metrics for inference calls, recorded one way for edge.v1, V2 and HTTP alike.
 
 Every call counts once in edge_requests by its outcome: OK with the version that
 answered, the status code of a failure, or CANCELLED / DEADLINE_EXCEEDED when the
@@ -11,8 +11,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
-
-import grpc
 
 from edge_contracts.status import code_for
 from edge_server.inference.predictor import StageTimings
@@ -62,7 +60,7 @@ async def observed(
         raise
     except Exception as exc:
         code = code_for(exc)
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if code.name == "RESOURCE_EXHAUSTED":  # by name: the domain imports no grpc
             metrics.overload_rejections.labels(model).inc()
         metrics.observe_request(method, model, "", code.name, time.perf_counter() - started)
         raise
