@@ -34,7 +34,10 @@ class PhaseProfiler:
 
         def sample(index: int, pid: int) -> None:
             out = self.folder / f"{phase}-{pid}.collapsed"  # type: ignore[operator]
-            found[index] = {"pid": pid, **py_spy_profiles.record(pid, seconds, out)}
+            try:
+                found[index] = {"pid": pid, **py_spy_profiles.record(pid, seconds, out)}
+            except Exception as err:  # a profile lost is no reason to lose the run
+                found[index] = {"pid": pid, "error": f"{type(err).__name__}: {err}"[:300]}
 
         threads = [
             threading.Thread(target=sample, args=(i, pid), daemon=True)

@@ -193,11 +193,12 @@ class Fleet:
         if not _ID_RE.fullmatch(gateway_id):
             raise InvalidRequest(f"gateway id {gateway_id!r} is not valid")
         now = time.time()
+        # No generation bump, even for new labels: a gateway's labels decide only its own
+        # desired state, which its own stream computes next from the labels it sent (and
+        # a later snapshot holds the stored ones). Bumping here made a fleet's first
+        # subscribe burst wake every stream and reread the snapshot once per gateway.
         with self.db.session() as session:
             row = session.get(Gateway, gateway_id)
-            # A new gateway changes no other gateway's desired state, and its own stream
-            # computes it next: only a known gateway's new labels move the generation.
-            relabelled = row is not None and bool(labels) and dict(row.labels or {}) != labels
             if row is None:
                 row = Gateway(id=gateway_id, registered_at=now, address="", token="", ca_pem="")
                 session.add(row)
@@ -206,12 +207,7 @@ class Fleet:
             row.gateway_version = gateway_version
             row.last_seen = now
             self._store_models(session, gateway_id, models, now)
-            stored = {str(k): str(v) for k, v in (row.labels or {}).items()}
-            if relabelled:
-                self.changes.bump(session)
-        if relabelled:
-            self.changes.committed()
-        return stored
+            return {str(k): str(v) for k, v in (row.labels or {}).items()}
 
     def touch(self, gateway_id: str) -> None:
         self.touch_many({gateway_id: time.time()})
