@@ -31,7 +31,8 @@ from cloud_orchestrator.rollouts.runner import (
 from cloud_orchestrator.rollouts.store import RolloutStore
 from cloud_orchestrator.storage.db import Database
 
-if TYPE_CHECKING:  # grpc and prometheus_client are imported only by `serve`
+if TYPE_CHECKING:  # grpc, prometheus_client and aiohttp are imported only by `serve`
+    from cloud_orchestrator.console.keys import ConsoleOptions
     from cloud_orchestrator.grpc.auth import GatewayGuard
     from cloud_orchestrator.metrics import OrchestratorMetrics
 
@@ -105,6 +106,7 @@ class ServeOptions:
     result_bytes_per_day: int = 64 * 1024 * 1024
     events_per_day: int = 10_000
     metrics_port: int | None = None  # GET /metrics on its own port (0: any free); None: off
+    console: ConsoleOptions | None = None  # the web console (--http-port); None: off
 
 
 def presence_window(options: ServeOptions) -> float:
@@ -203,6 +205,12 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         orchestrator.artifacts.describe(),
         "on" if options.run_rollouts else "off",
     )
+    console = None
+    if options.console is not None:
+        from cloud_orchestrator.console.server import ConsoleServer
+
+        console = ConsoleServer(orchestrator, options.console, owner)
+        await console.start()
     runner_task: asyncio.Task[None] | None = None
     if options.run_rollouts:
         runner = orchestrator.runner(
@@ -216,6 +224,8 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         logger.info("orchestrator %s shutting down", owner)
         if runner_task is not None:
             await runner_task
+        if console is not None:
+            await console.stop()
         await server.stop(options.shutdown_grace_seconds)
         await hub.stop()
         await writes.stop()  # what the last calls wrote
