@@ -27,7 +27,7 @@ CSRF_HEADER = "X-CSRF-Token"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Reachable without a credential: the login itself, static files, Prometheus.
 PUBLIC_PREFIXES = ("/static/",)
-PUBLIC_PATHS = frozenset({"/login", "/metrics", "/api/v1/session"})
+PUBLIC_PATHS = frozenset({"/login", "/metrics", "/api/v1/session", "/favicon.ico"})
 LOCAL = Principal("local", ADMIN)  # --console-no-auth on loopback
 
 

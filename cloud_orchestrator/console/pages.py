@@ -62,6 +62,11 @@ async def home(_request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/fleet")
 
 
+@routes.get("/favicon.ico")
+async def favicon(_request: web.Request) -> web.Response:
+    return web.Response(status=204)  # no icon: browsers ask anyway
+
+
 @routes.get("/fleet")
 async def fleet(request: web.Request) -> web.Response:
     return _page(request, "Fleet", "fleet.js")

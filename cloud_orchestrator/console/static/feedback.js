@@ -10,7 +10,7 @@
   const svg = (tag, attrs, ...kids) => {
     const node = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    for (const kid of kids.flat()) node.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    for (const kid of kids.flat(Infinity)) node.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
     return node;
   };
   function lines(series, width, height, id) {
@@ -34,14 +34,14 @@
         const h = (v * (height - 30)) / top;
         return [svg("rect", { x: 30 + i * w + 1, y: height - 20 - h, width: w - 2, height: h, fill: "#1f77b4", "data-count": v }),
           svg("text", { x: 30 + i * w + 2, y: height - 6, "font-size": 9 }, (i / 10).toFixed(1))];
-      }),
+      }).flat(),
       svg("text", { x: 2, y: 14, "font-size": 10 }, top));
   }
   const params = new URLSearchParams(location.search);
   const model = el("select", { id: "model", name: "model" });
   const versionsBox = el("input", { id: "versions", name: "versions", value: params.get("versions") || "", placeholder: "newest two", size: 12 });
   const range = el("select", { id: "range", name: "range" },
-    [["1", "last hour"], ["6", "last 6 hours"], ["24", "last 24 hours"], ["168", "last 7 days"]]
+    [["0.25", "last 15 minutes"], ["1", "last hour"], ["6", "last 6 hours"], ["24", "last 24 hours"], ["168", "last 7 days"]]
       .map(([h, t]) => el("option", { value: h, selected: (params.get("hours") || "1") === h }, t)));
   const out = el("div", { id: "feedback" });
   content(el("form", { class: "filter", onsubmit: e => { e.preventDefault(); load(); } },
