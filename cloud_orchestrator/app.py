@@ -195,6 +195,18 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     writes.start()
     await server.start()
     owner = options.instance_id or default_instance_id()
+    console = None
+    if options.console is not None:  # up before the "listening" line tests wait for
+        from cloud_orchestrator.console.server import ConsoleServer
+
+        console = ConsoleServer(orchestrator, options.console, owner)
+        try:
+            await console.start()
+        except BaseException:  # its port in use: the one error line, nothing left running
+            await server.stop(0)
+            await hub.stop()
+            await presence.stop()
+            raise
     logger.info(
         "orchestrator %s listening: gRPC %s:%d%s; database %s; artifacts in %s; rollouts %s",
         owner,
@@ -205,12 +217,6 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         orchestrator.artifacts.describe(),
         "on" if options.run_rollouts else "off",
     )
-    console = None
-    if options.console is not None:
-        from cloud_orchestrator.console.server import ConsoleServer
-
-        console = ConsoleServer(orchestrator, options.console, owner)
-        await console.start()
     runner_task: asyncio.Task[None] | None = None
     if options.run_rollouts:
         runner = orchestrator.runner(

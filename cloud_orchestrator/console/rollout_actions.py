@@ -133,8 +133,9 @@ class RolloutActions:
             row = session.get(Rollout, rollout_id)
             if row is None:
                 raise NotFound(f"no rollout {rollout_id!r}")
-            live = row.owner and row.lease_expires_at > now
-            if row.state in ACTIVE_STATES and live:
+            if row.state in ACTIVE_STATES and not row.owner:
+                raise Conflict(f"rollout {rollout_id} is {row.state}, waiting for a runner")
+            if row.state in ACTIVE_STATES and row.lease_expires_at > now:
                 raise Conflict(
                     f"rollout {rollout_id} is {row.state} under {row.owner}: nothing to resume"
                 )
