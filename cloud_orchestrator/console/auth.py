@@ -75,9 +75,7 @@ async def _identify(request: web.Request) -> Principal | None:
             raise ApiError(401, "unauthenticated", "Authorization must be 'Bearer <token>'")
         principal = await asyncio.to_thread(operators.by_token, token.strip())
         if principal is None:
-            raise ApiError(
-                401, "unauthenticated", "this operator token is unknown or was removed"
-            )
+            raise ApiError(401, "unauthenticated", "this operator token is unknown or was removed")
         return principal
     cookie = request.cookies.get(COOKIE, "")
     if cookie:

@@ -19,11 +19,12 @@ NAMED_GATEWAYS = 10
 
 def models_list(db: Database, registry: Registry) -> dict[str, Any]:
     with db.session() as session:
-        running = dict(
-            session.execute(
+        running: dict[str, int] = {
+            str(name): int(count)
+            for name, count in session.execute(
                 select(GatewayModel.model_name, func.count()).group_by(GatewayModel.model_name)
-            ).all()
-        )
+            )
+        }
     return {
         "models": [
             {
@@ -41,21 +42,20 @@ def models_list(db: Database, registry: Registry) -> dict[str, Any]:
 def model_detail(db: Database, registry: Registry, name: str) -> dict[str, Any]:
     versions = registry.versions(name)  # NotFound for an unknown model
     with db.session() as session:
-        counts = dict(
-            session.execute(
+        counts: dict[str, int] = {
+            str(version): int(count)
+            for version, count in session.execute(
                 select(GatewayModel.active_version, func.count())
                 .where(GatewayModel.model_name == name)
                 .group_by(GatewayModel.active_version)
-            ).all()
-        )
+            )
+        }
         named: dict[str, list[str]] = {}
         for version in counts:
             named[version] = list(
                 session.scalars(
                     select(GatewayModel.gateway_id)
-                    .where(
-                        GatewayModel.model_name == name, GatewayModel.active_version == version
-                    )
+                    .where(GatewayModel.model_name == name, GatewayModel.active_version == version)
                     .order_by(GatewayModel.gateway_id)
                     .limit(NAMED_GATEWAYS)
                 )

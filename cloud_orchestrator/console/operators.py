@@ -146,9 +146,7 @@ class Operators:
             return
         with self.db.session() as session:
             session.execute(
-                delete(OperatorSession).where(
-                    OperatorSession.id_sha256 == principal.session_digest
-                )
+                delete(OperatorSession).where(OperatorSession.id_sha256 == principal.session_digest)
             )
 
 

@@ -27,15 +27,19 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-NAV = (("/fleet", "Fleet"), ("/rollouts", "Rollouts"), ("/deploy", "Deploy"),
-       ("/models", "Models"), ("/feedback", "Feedback"))
+NAV = (
+    ("/fleet", "Fleet"),
+    ("/rollouts", "Rollouts"),
+    ("/deploy", "Deploy"),
+    ("/models", "Models"),
+    ("/feedback", "Feedback"),
+)
 
 
 def _page(request: web.Request, title: str, script: str, **data: str) -> web.Response:
     principal = principal_of(request)
     links = "".join(
-        f'<a href="{href}"{" class=current" if request.path.startswith(href) else ""}>'
-        f"{name}</a>"
+        f'<a href="{href}"{" class=current" if request.path.startswith(href) else ""}>{name}</a>'
         for href, name in NAV
     )
     attributes = "".join(f' data-{k.replace("_", "-")}="{escape(v)}"' for k, v in data.items())
@@ -135,7 +139,9 @@ async def login_page(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     form: Any = await request.post()
     next_path = _safe_next(form.get("next"))
-    opened = await asyncio.to_thread(request.app[OPERATORS].open_session, str(form.get("token", "")))
+    opened = await asyncio.to_thread(
+        request.app[OPERATORS].open_session, str(form.get("token", ""))
+    )
     if opened is None:
         text = _login_form("That token is unknown or was removed.", next_path)
         return web.Response(

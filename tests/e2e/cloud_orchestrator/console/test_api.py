@@ -135,10 +135,15 @@ def test_read_only_operators_read_and_preview(console: Console) -> None:
     status, fleet = reader.call("GET", "/api/v1/gateways")
     assert status == 200 and fleet["counts"]["total"] == 2
     status, plan = reader.call(
-        "POST", "/api/v1/rollouts/dry-run", {"model": "gray", "version": "2", "strategy": "canary:1"}
+        "POST",
+        "/api/v1/rollouts/dry-run",
+        {"model": "gray", "version": "2", "strategy": "canary:1"},
     )
     assert status == 200, plan
-    assert plan["waves"] == [{"wave": 1, "gateways": ["pull-1"]}, {"wave": 2, "gateways": ["pull-2"]}]
+    assert plan["waves"] == [
+        {"wave": 1, "gateways": ["pull-1"]},
+        {"wave": 2, "gateways": ["pull-2"]},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -206,9 +211,10 @@ def test_cookie_sessions_need_the_csrf_token(console: Console) -> None:
     session = browser.log_in(console.admin)
     assert session["operator"] == "ops" and session["role"] == "admin"
     cookie = next(iter(browser.jar))
-    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.get_nonstandard_attr(
-        "SameSite"
-    ) in ("Strict", "strict")
+    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.get_nonstandard_attr("SameSite") in (
+        "Strict",
+        "strict",
+    )
     status, me = browser.call("GET", "/api/v1/session")
     assert status == 200 and me["operator"] == "ops"
     csrf, browser.csrf = browser.csrf, ""
@@ -268,7 +274,10 @@ def test_no_auth_only_on_loopback(console: Console, tmp_path: Path) -> None:
 
 def test_operators_cli(console: Console) -> None:
     listed = cli_json("operators", db=console.db, artifacts=console.artifacts)
-    assert [(o["operator"], o["role"]) for o in listed] == [("ops", "admin"), ("viewer", "read-only")]
+    assert [(o["operator"], o["role"]) for o in listed] == [
+        ("ops", "admin"),
+        ("viewer", "read-only"),
+    ]
     again = cli("operators", "add", "ops", db=console.db, artifacts=console.artifacts, check=False)
     assert again.returncode == 1
     assert again.stderr.startswith("edge-orchestrator: error: operator 'ops' exists")

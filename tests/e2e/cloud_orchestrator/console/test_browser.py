@@ -238,8 +238,10 @@ def test_canary_rollout_from_the_form(world: World, browser: Any) -> None:
     until(finished, timeout=90, what="the canary rollout to end")
     assert _state(browser) == "SUCCEEDED", _text(browser, "#reason")
     assert seen & {"PENDING", "RUNNING"}  # the page followed it live
-    states = {r.get_attribute("data-gateway"): r.get_attribute("data-state") for r in
-              _css(browser, "#targets tr[data-gateway]")}
+    states = {
+        r.get_attribute("data-gateway"): r.get_attribute("data-state")
+        for r in _css(browser, "#targets tr[data-gateway]")
+    }
     assert states == {"edge-7": "SUCCEEDED", "gw-a": "SUCCEEDED", "gw-b": "SUCCEEDED"}
     events = _text(browser, "#events")
     assert "DEPLOY" in events and "alice" in events and "WAVE_DONE" in events
