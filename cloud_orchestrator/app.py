@@ -199,7 +199,8 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     if options.console is not None:  # up before the "listening" line tests wait for
         from cloud_orchestrator.console.server import ConsoleServer
 
-        console = ConsoleServer(orchestrator, options.console, owner)
+        # metrics: OrchestratorMetrics.render once cloud_orchestrator/metrics.py is here.
+        console = ConsoleServer(orchestrator, options.console, owner, metrics=None)
         try:
             await console.start()
         except BaseException:  # its port in use: the one error line, nothing left running

@@ -12,9 +12,21 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from cloud_orchestrator.app import Orchestrator
-    from cloud_orchestrator.console.operators import Operators
+    from cloud_orchestrator.console.operators import Operators, Principal
 
-__all__ = ["OPERATORS", "OPTIONS", "ORCHESTRATOR", "OWNER", "PRINCIPAL", "ConsoleOptions"]
+__all__ = [
+    "METRICS",
+    "OPERATORS",
+    "OPTIONS",
+    "ORCHESTRATOR",
+    "OWNER",
+    "PRINCIPAL",
+    "ConsoleOptions",
+    "RenderMetrics",
+]
+
+# The Prometheus text page of GET /metrics (blocking: called on a worker thread).
+RenderMetrics = Callable[[], bytes]
 
 
 @dataclass(frozen=True)
@@ -27,9 +39,6 @@ class ConsoleOptions:
     # request is the admin "local". Logged as a warning at start.
     no_auth: bool = False
     online_seconds: float = 90.0  # seen within this long: online
-    # The Prometheus text of GET /metrics (no auth); None: the route answers 404 until the
-    # orchestrator has metrics to mount here (see docs/console.md).
-    metrics: Callable[[], bytes] | None = None
 
     @property
     def tls(self) -> bool:
@@ -40,4 +49,6 @@ ORCHESTRATOR: web.AppKey[Orchestrator] = web.AppKey("orchestrator")
 OPERATORS: web.AppKey[Operators] = web.AppKey("operators")
 OPTIONS: web.AppKey[ConsoleOptions] = web.AppKey("options")
 OWNER: web.AppKey[str] = web.AppKey("owner")  # this process in rollout events
-PRINCIPAL = "principal"  # request key: the Principal of an authenticated request
+METRICS: web.AppKey[RenderMetrics | None] = web.AppKey("metrics")
+# The Principal of an authenticated request.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -6,6 +6,7 @@ so in the log (``cli/serve.py`` refuses ``--console-no-auth`` elsewhere).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import ssl
@@ -16,8 +17,16 @@ from aiohttp import web
 
 from cloud_orchestrator.console.api import feedback, fleet, rollouts, session
 from cloud_orchestrator.console.auth import auth_middleware
-from cloud_orchestrator.console.errors import error_middleware
-from cloud_orchestrator.console.keys import OPERATORS, OPTIONS, ORCHESTRATOR, OWNER, ConsoleOptions
+from cloud_orchestrator.console.errors import error_middleware, error_response
+from cloud_orchestrator.console.keys import (
+    METRICS,
+    OPERATORS,
+    OPTIONS,
+    ORCHESTRATOR,
+    OWNER,
+    ConsoleOptions,
+    RenderMetrics,
+)
 from cloud_orchestrator.console.operators import Operators
 from cloud_orchestrator.console.pages import routes as page_routes
 from cloud_orchestrator.errors import InvalidRequest
@@ -29,6 +38,7 @@ __all__ = ["ConsoleServer", "build_app", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text format
 
 
 def is_loopback(host: str) -> bool:
@@ -41,16 +51,21 @@ def is_loopback(host: str) -> bool:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    render = request.app[OPTIONS].metrics
+    """Prometheus' page, without auth (like the gateway's); 404 when this build has no
+    orchestrator metrics to mount (the ``metrics`` hook of build_app)."""
+    render = request.app[METRICS]
     if render is None:
-        return web.json_response(
-            {"error": {"code": "not_found", "message": "this orchestrator exports no metrics"}},
-            status=404,
-        )
-    return web.Response(body=render(), content_type="text/plain", charset="utf-8")
+        return error_response(404, "not_found", "this orchestrator exports no metrics")
+    body = await asyncio.to_thread(render)  # one database query per scrape
+    return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
 
 
-def build_app(orch: Orchestrator, options: ConsoleOptions, owner: str) -> web.Application:
+def build_app(
+    orch: Orchestrator,
+    options: ConsoleOptions,
+    owner: str,
+    metrics: RenderMetrics | None = None,
+) -> web.Application:
     if options.no_auth and not is_loopback(options.host):
         raise InvalidRequest(
             f"the console serves without operator tokens only on a loopback address, not "
@@ -61,6 +76,7 @@ def build_app(orch: Orchestrator, options: ConsoleOptions, owner: str) -> web.Ap
     app[OPERATORS] = Operators(orch.db)
     app[OPTIONS] = options
     app[OWNER] = owner
+    app[METRICS] = metrics
     for table in (session.routes, fleet.routes, rollouts.routes, feedback.routes, page_routes):
         app.router.add_routes(table)
     app.router.add_get("/metrics", _metrics)
@@ -69,9 +85,16 @@ def build_app(orch: Orchestrator, options: ConsoleOptions, owner: str) -> web.Ap
 
 
 class ConsoleServer:
-    def __init__(self, orch: Orchestrator, options: ConsoleOptions, owner: str) -> None:
+    def __init__(
+        self,
+        orch: Orchestrator,
+        options: ConsoleOptions,
+        owner: str,
+        metrics: RenderMetrics | None = None,
+    ) -> None:
         self.options = options
-        self._runner = web.AppRunner(build_app(orch, options, owner), access_log=None)
+        app = build_app(orch, options, owner, metrics)
+        self._runner = web.AppRunner(app, access_log=None)
         self.port = 0
 
     async def start(self) -> None:
