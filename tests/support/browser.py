@@ -22,10 +22,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
 def chrome(width: int = 1400, height: int = 1000) -> Any:
-    """A headless Chrome session; skips the test when chromium is not installed
-    (``make chromium-bin`` installs it, and ``make test`` depends on that)."""
+    """A headless Chrome session. A missing browser fails the test rather than skipping
+    it: ``make test`` installs chromium first (``make chromium-bin``)."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("chromium and chromium-driver are not installed (make chromium-bin)")
+        pytest.fail("chromium and chromium-driver are not installed: run `make chromium-bin`")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -320,5 +320,10 @@ def test_fleet_after_the_rollouts(world: World, browser: Any) -> None:
         what="gw-a running gray 2",
     )
     assert "online" in rows["gw-a"] and "gray 2" in rows["edge-7"]
-    assert "gray 1" in rows["gw-bad"]  # rolled back to what it ran before
+    # gw-bad refused version 3: the rollout's pin stays, and the orchestrator never heard
+    # what it runs (a push gateway reports only through a successful push): drift.
+    assert "(desired 3)" in rows["gw-bad"]
+    row = _css(browser, "tr[data-gateway='gw-bad']")[0]
+    assert "drift" in row.get_attribute("class")
+    assert _text(browser, "[data-count='drift']").startswith("1")
     screenshot(browser, "fleet-after-rollouts")
