@@ -28,6 +28,9 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Reachable without a credential: the login itself, static files, Prometheus.
 PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = frozenset({"/login", "/metrics", "/api/v1/session", "/favicon.ico"})
+# Logging in again over a live session (another operator) needs no CSRF token: the token
+# itself is the proof, and SameSite=Strict keeps other sites' forms from sending the cookie.
+LOGIN_PATHS = frozenset({"/login", "/api/v1/session"})
 LOCAL = Principal("local", ADMIN)  # --console-no-auth on loopback
 
 
@@ -114,7 +117,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         target = quote(request.path_qs, safe="/?=&")
         raise web.HTTPSeeOther(f"/login?next={target}")
-    if request.method in UNSAFE and not await _csrf_ok(request, principal):
+    logging_in = request.method == "POST" and request.path in LOGIN_PATHS
+    if request.method in UNSAFE and not logging_in and not await _csrf_ok(request, principal):
         return error_response(
             403,
             "csrf",
