@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cloud_orchestrator.app import Orchestrator
+from cloud_orchestrator.console.operators import Operators
+from cloud_orchestrator.fleet.selector import parse_labels
+from cloud_orchestrator.registry.store import load_trusted_keys
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from tests.support.browser import ApiClient, chrome, screenshot, until
 from tests.support.bundles import make_keys
-from tests.support.orchestrator import OrchestratorProcess, Publisher, cli, cli_json, free_port
+from tests.support.orchestrator import OrchestratorProcess, Publisher, free_port
 from tests.support.processes import ServerProcess
 from tests.support.pull_gateway import gray_root, serving_version, start_pull_gateway
 
-pytestmark = pytest.mark.slow
+# The module's fixture starts five processes and a browser: on a busy 2-core machine that
+# alone can take a minute, counted in the first test's time.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HARD_EXAMPLES = {"policy": "hard_examples", "low_confidence": 0.9, "max_examples_per_hour": 200}
 PUSH = {"gw-a": "site=berlin,tier=canary", "gw-b": "site=paris", "gw-bad": "site=lyon"}
@@ -62,53 +69,76 @@ def _push_gateway(root: Path, gateway_id: str, public_key: Path | None) -> Serve
     return gateway
 
 
+def _prepare(db: str, artifacts: Path, bundles: list[Path], public: Path) -> str:
+    """The registry and an admin, in-process (the CLI's own calls; test_api.py runs the
+    CLI): subprocesses cost seconds each on a busy machine."""
+    orch = Orchestrator(db, artifacts)
+    try:
+        for bundle in bundles:
+            orch.registry.publish(bundle, load_trusted_keys([public]))
+        return Operators(orch.db).add("alice", "admin")
+    finally:
+        orch.close()
+
+
+def _register(db: str, artifacts: Path, gateways: dict[str, ServerProcess]) -> None:
+    orch = Orchestrator(db, artifacts)
+    try:
+        for gateway_id, labels in PUSH.items():
+            orch.fleet.register(gateway_id, gateways[gateway_id].target, parse_labels(labels))
+    finally:
+        orch.close()
+
+
+def _start_gateways(root: Path, world: World, publisher: Publisher) -> None:
+    """All four at once; every one that started is in ``world.gateways`` to be stopped."""
+    with ThreadPoolExecutor(4) as pool:
+        started = {
+            gateway_id: pool.submit(
+                _push_gateway,
+                root,
+                gateway_id,
+                None if gateway_id == "gw-bad" else publisher.public_key,
+            )
+            for gateway_id in PUSH
+        }
+        started["edge-7"] = pool.submit(
+            start_pull_gateway,
+            gray_root(root / "edge-7"),
+            world.orchestrator.target,
+            publisher,
+            "--feedback-bucket-seconds",
+            "1",
+        )
+        errors = []
+        for gateway_id, future in started.items():
+            try:
+                world.gateways[gateway_id] = future.result()
+            except Exception as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("console")
     db, artifacts = f"sqlite:///{root / 'orchestrator.db'}", root / "artifacts"
     key, public = make_keys(root / "keys")
     publisher = Publisher(key, public, root / "bundles")
-    for version in ("2", "3"):
-        bundle = publisher.gray_bundle(version, golden=False, feedback=HARD_EXAMPLES)
-        cli("publish", str(bundle), "--trusted-keys", str(public), db=db, artifacts=artifacts)
-    token = cli_json("operators", "add", "alice", "--role", "admin", db=db, artifacts=artifacts)[
-        "token"
+    bundles = [
+        publisher.gray_bundle(version, golden=False, feedback=HARD_EXAMPLES)
+        for version in ("2", "3")
     ]
+    token = _prepare(db, artifacts, bundles, public)
     port = free_port()
     orchestrator = OrchestratorProcess(
-        db,
-        artifacts,
-        "--http-port",
-        str(port),
-        "--heartbeat-seconds",
-        "1",
-        "--poll-seconds",
-        "0.3",
+        db, artifacts, "--http-port", str(port), "--heartbeat-seconds", "1", "--poll-seconds", "0.3"
     )
     world = World(root, db, artifacts, orchestrator, f"http://127.0.0.1:{port}", token)
     try:
-        for gateway_id, labels in PUSH.items():
-            trusted = None if gateway_id == "gw-bad" else public
-            gateway = _push_gateway(root, gateway_id, trusted)
-            world.gateways[gateway_id] = gateway
-            cli(
-                "gateways",
-                "register",
-                gateway_id,
-                "--address",
-                gateway.target,
-                "--labels",
-                labels,
-                db=db,
-                artifacts=artifacts,
-            )
-        world.gateways["edge-7"] = start_pull_gateway(
-            gray_root(root / "edge-7"),
-            orchestrator.target,
-            publisher,
-            "--feedback-bucket-seconds",
-            "1",
-        )
+        _start_gateways(root, world, publisher)
+        _register(db, artifacts, world.gateways)
         yield world
     finally:
         for gateway in world.gateways.values():
@@ -226,7 +256,8 @@ def test_canary_rollout_from_the_form(world: World, browser: Any) -> None:
     waves = until(lambda: [w.text for w in _css(browser, "#planned-waves li")], what="dry run")
     assert waves == ["edge-7", "gw-a, gw-b"]
     screenshot(browser, "deploy-dry-run")
-    assert cli_json("rollouts", db=world.db, artifacts=world.artifacts) == []  # nothing recorded
+    api = ApiClient(world.base, world.token)
+    assert api.call("GET", "/api/v1/rollouts") == (200, {"rollouts": []})  # nothing recorded
 
     rollout_id = _deploy(browser, world.base, "2", form)
     seen = set()
@@ -248,7 +279,8 @@ def test_canary_rollout_from_the_form(world: World, browser: Any) -> None:
     screenshot(browser, "rollout-canary")
     for gateway_id in ("gw-a", "gw-b", "edge-7"):
         assert serving_version(world.gateways[gateway_id].target) == "2"
-    record = cli_json("rollout", rollout_id, db=world.db, artifacts=world.artifacts)
+    status, record = api.call("GET", f"/api/v1/rollouts/{rollout_id}")
+    assert status == 200
     assert record["created_by"] == "alice (console)"
     assert all(t["bytes_sent"] > 0 for t in record["targets"] if t["gateway_id"] != "edge-7")
 
