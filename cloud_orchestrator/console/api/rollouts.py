@@ -1,4 +1,5 @@
-"""Rollouts: GET /api/v1/rollouts, GET /api/v1/rollouts/{id} (waves, targets, events),
+"""Rollouts: GET /api/v1/rollouts, GET /api/v1/rollouts/{id} (waves, targets, events;
+?target_state=FAILED&targets_limit=500),
 POST /api/v1/rollouts (deploy; admin), POST /api/v1/rollouts/dry-run (the waves it would
 run), POST /api/v1/rollouts/{id}/cancel | resume | retry-failed (admin)."""
 
@@ -24,6 +25,7 @@ from cloud_orchestrator.rollouts.records import RolloutRecord
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+TARGETS_SHOWN = 500  # a rollout of 10,000 gateways is polled every second by its page
 
 
 def _actions(request: web.Request) -> RolloutActions:
@@ -41,9 +43,16 @@ def _waves(record: RolloutRecord) -> list[dict[str, Any]]:
     return waves
 
 
-def _detail(actions: RolloutActions, rollout_id: str) -> dict[str, Any]:
+def _detail(
+    actions: RolloutActions, rollout_id: str, state: str = "", limit: int = TARGETS_SHOWN
+) -> dict[str, Any]:
+    """The rollout with its waves counted over every target; ``targets`` holds at most
+    ``limit`` of them (those in ``state`` when given), ``targets_total`` how many match."""
     record = actions.store.get(rollout_id)
     data = record.to_dict()
+    chosen = [t for t in record.targets if not state or t.state == state]
+    data["targets"] = [t.to_dict() for t in chosen[:limit]]
+    data["targets_total"] = len(chosen)
     data["waves"] = _waves(record)
     data["bytes_sent"] = sum(t.bytes_sent for t in record.targets)
     data["events"] = actions.events(rollout_id)
@@ -61,7 +70,12 @@ async def rollouts(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/rollouts/{rollout_id}")
 async def rollout(request: web.Request) -> web.Response:
-    return reply(await blocking(_detail, _actions(request), request.match_info["rollout_id"]))
+    limit = query_int(request, "targets_limit", TARGETS_SHOWN)
+    if not 0 <= limit <= 100_000:
+        raise ApiError(422, "invalid", "targets_limit must be 0..100000")
+    state = request.query.get("target_state", "")
+    rollout_id = request.match_info["rollout_id"]
+    return reply(await blocking(_detail, _actions(request), rollout_id, state, limit))
 
 
 @routes.post("/api/v1/rollouts/dry-run")

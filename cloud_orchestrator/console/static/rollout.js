@@ -11,17 +11,18 @@
   }
   function render(r) {
     const active = r.state === "PENDING" || r.state === "RUNNING";
-    const done = r.targets.filter(t => t.state === "SUCCEEDED").length;
+    const total = r.waves.reduce((n, w) => n + w.gateways, 0);
+    const done = r.waves.reduce((n, w) => n + (w.states.SUCCEEDED || 0), 0);
     const header = el("div", { class: "summary" },
       el("p", {}, el("span", { id: "rollout-state", class: "state " + r.state }, r.state), ` ${r.model_name} version ${r.version} to ${r.selector}`),
       el("p", {}, `strategy ${r.strategy}, max parallel ${r.max_parallel}, max failures ${r.max_failures}, watch ${r.watch_seconds} s; created by ${r.created_by || "-"} ${when(r.created_at)}`),
-      el("p", { id: "progress" }, `${done} of ${r.targets.length} gateways succeeded, wave ${Math.min(r.current_wave + 1, r.wave_count)} of ${r.wave_count}, ${bytes(r.bytes_sent)} sent`),
-      el("progress", { max: r.targets.length || 1, value: done }),
+      el("p", { id: "progress" }, `${done} of ${total} gateways succeeded, wave ${Math.min(r.current_wave + 1, r.wave_count)} of ${r.wave_count}, ${bytes(r.bytes_sent)} sent`),
+      el("progress", { max: total || 1, value: done }),
       r.reason ? el("p", { id: "reason", class: r.state === "HALTED" ? "error" : "" }, "Reason: " + r.reason) : null);
     const actions = el("p", { class: "actions" },
       el("button", { id: "cancel", disabled: !active, onclick: () => act("cancel") }, "Cancel"), " ",
       el("button", { id: "resume", disabled: r.state !== "CANCELLED", onclick: () => act("resume") }, "Resume"), " ",
-      el("button", { id: "retry-failed", disabled: active || !r.targets.some(t => ["FAILED", "SKIPPED", "ROLLED_BACK"].includes(t.state)),
+      el("button", { id: "retry-failed", disabled: active || !r.waves.some(w => w.states.FAILED || w.states.SKIPPED || w.states.ROLLED_BACK),
         onclick: () => act("retry-failed") }, "Retry failed"));
     const waves = r.waves.map(w => el("li", { "data-wave": w.wave },
       `wave ${w.wave}: ${w.gateways} gateways - ` + Object.entries(w.states).map(([s, n]) => `${n} ${s}`).join(", ")));
@@ -31,7 +32,8 @@
     const events = r.events.map(e => el("tr", {}, el("td", {}, when(e.at)), el("td", {}, e.kind),
       el("td", {}, e.actor || "-"), el("td", {}, e.owner), el("td", {}, e.gateway_id), el("td", {}, e.detail)));
     content(header, actions, el("p", { id: "message" }), el("h2", {}, "Waves"), el("ol", { id: "waves" }, waves),
-      el("h2", {}, "Gateways"), table(["Wave", "Gateway", "State", "Previous", "Attempts", "Bytes sent", "Reason"], targets, { id: "targets" }),
+      el("h2", {}, "Gateways"), r.targets_total > r.targets.length ? el("p", { class: "hint" }, `the first ${r.targets.length} of ${r.targets_total}`) : null,
+      table(["Wave", "Gateway", "State", "Previous", "Attempts", "Bytes sent", "Reason"], targets, { id: "targets" }),
       el("h2", {}, "Events"), table(["At", "Event", "Operator", "Orchestrator", "Gateway", "Detail"], events, { id: "events" }));
     return active;
   }

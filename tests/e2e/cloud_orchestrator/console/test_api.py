@@ -250,6 +250,9 @@ def test_actions_are_recorded_with_the_operator(console: Console) -> None:
     kinds = [(e["kind"], e["actor"]) for e in resumed["events"]]
     assert ("DEPLOY", "ops") in kinds and ("CANCEL", "ops") in kinds
     assert ("RESUME", "ops") in kinds
+    status, few = admin.call("GET", path + "?target_state=PENDING&targets_limit=0")
+    assert status == 200 and few["targets"] == [] and few["targets_total"] == 1
+    _error(admin.call("GET", path + "?targets_limit=-1"), 422, "invalid", "targets_limit")
     status, listed = admin.call("GET", "/api/v1/rollouts")
     assert status == 200 and listed["rollouts"][0]["id"] == record["id"]
 
