@@ -164,6 +164,19 @@ def test_unknown_things_are_404(console: Console, path: str) -> None:
     _error(admin.call("GET", path), 404, "not_found")
 
 
+@pytest.mark.parametrize("action", ["cancel", "resume", "retry-failed"])
+def test_actions_on_unknown_rollouts_are_404(console: Console, action: str) -> None:
+    admin = ApiClient(console.base, console.admin)
+    _error(admin.call("POST", f"/api/v1/rollouts/r-nope/{action}"), 404, "not_found", "r-nope")
+
+
+def test_deploying_an_unknown_version_is_404(console: Console) -> None:
+    admin = ApiClient(console.base, console.admin)
+    for path in ("/api/v1/rollouts", "/api/v1/rollouts/dry-run"):
+        result = admin.call("POST", path, {"model": "gray", "version": "9"})
+        _error(result, 404, "not_found", "no version '9'")
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "words"),
     [
