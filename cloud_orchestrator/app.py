@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +33,10 @@ from cloud_orchestrator.storage.db import Database
 
 if TYPE_CHECKING:  # grpc, prometheus_client and aiohttp are imported only by `serve`
     from cloud_orchestrator.console.keys import ConsoleOptions
+    from cloud_orchestrator.console.server import ConsoleServer
     from cloud_orchestrator.grpc.auth import GatewayGuard
     from cloud_orchestrator.metrics import OrchestratorMetrics
+    from cloud_orchestrator.metrics_listener import MetricsListener
 
 __all__ = ["Orchestrator", "ServeOptions", "default_instance_id", "serve"]
 
@@ -146,6 +148,29 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
     )
 
 
+async def start_console(
+    orchestrator: Orchestrator,
+    options: ServeOptions,
+    owner: str,
+    metrics: OrchestratorMetrics,
+    listener: MetricsListener | None,
+) -> ConsoleServer:
+    """The web console, bound before anything else starts: a busy port is one error line
+    and nothing half-started. Online means what it means for the metrics."""
+    from cloud_orchestrator.console.server import ConsoleServer
+
+    assert options.console is not None
+    console_options = replace(options.console, online_seconds=presence_window(options))
+    console = ConsoleServer(orchestrator, console_options, owner, metrics=metrics.render)
+    try:
+        await console.start()
+    except BaseException:
+        if listener is not None:
+            await asyncio.to_thread(listener.close)
+        raise
+    return console
+
+
 async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio.Event) -> None:
     from cloud_orchestrator.fleet.changes import DesiredStateHub
     from cloud_orchestrator.fleet.presence import PresenceBuffer
@@ -190,24 +215,14 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     if options.metrics_port is not None:
         listener = MetricsListener(metrics, options.host, options.metrics_port)
         logger.info("orchestrator metrics on %s", listener.url)
+    owner = options.instance_id or default_instance_id()
+    console = None
+    if options.console is not None:
+        console = await start_console(orchestrator, options, owner, metrics, listener)
     await hub.start()
     presence.start()
     writes.start()
     await server.start()
-    owner = options.instance_id or default_instance_id()
-    console = None
-    if options.console is not None:  # up before the "listening" line tests wait for
-        from cloud_orchestrator.console.server import ConsoleServer
-
-        # metrics: OrchestratorMetrics.render once cloud_orchestrator/metrics.py is here.
-        console = ConsoleServer(orchestrator, options.console, owner, metrics=None)
-        try:
-            await console.start()
-        except BaseException:  # its port in use: the one error line, nothing left running
-            await server.stop(0)
-            await hub.stop()
-            await presence.stop()
-            raise
     logger.info(
         "orchestrator %s listening: gRPC %s:%d%s; database %s; artifacts in %s; rollouts %s",
         owner,

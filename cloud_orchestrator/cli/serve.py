@@ -219,7 +219,6 @@ def _console(args: argparse.Namespace) -> Any:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         no_auth=args.console_no_auth,
-        online_seconds=max(90.0, 3 * args.heartbeat_seconds),
     )
 
 

@@ -38,7 +38,8 @@ class ConsoleOptions:
     # Allowed on a loopback address only (cli/serve.py refuses it elsewhere): every
     # request is the admin "local". Logged as a warning at start.
     no_auth: bool = False
-    online_seconds: float = 90.0  # seen within this long: online
+    # Seen within this long: online (serve sets it to the metrics' presence window).
+    online_seconds: float = 90.0
 
     @property
     def tls(self) -> bool:

@@ -108,6 +108,13 @@ def test_a_malformed_authorization_header_is_401(console: Console) -> None:
     _error(result, 401, "unauthenticated", "Bearer")
 
 
+def test_metrics_on_the_console_port_need_no_credential(console: Console) -> None:
+    status, page = ApiClient(console.base).call("GET", "/metrics")
+    assert status == 200
+    text = page.decode()
+    assert "edge_orchestrator_gateways" in text and "edge_orchestrator_rollouts" in text
+
+
 def test_pages_redirect_to_the_login_and_static_files_are_public(console: Console) -> None:
     client = ApiClient(console.base)
     status, page = client.call("GET", "/fleet")  # urllib follows the 303
@@ -156,7 +163,6 @@ def test_read_only_operators_read_and_preview(console: Console) -> None:
         "/api/v1/feedback/gray?versions=9",
         "/api/v1/hard-examples/999/image",
         "/api/v1/nothing-here",
-        "/metrics",
     ],
 )
 def test_unknown_things_are_404(console: Console, path: str) -> None:
