@@ -26,14 +26,14 @@ from cloud_orchestrator.storage.models import Gateway, GatewayModel
 
 __all__ = ["STATUSES", "FleetQuery", "fleet_page"]
 
-STATUSES = ("any", "online", "offline", "never")
+STATUSES = ("any", "online", "offline", "unobserved")
 MAX_PER_PAGE = 500
 
 
 @dataclass(frozen=True)
 class FleetQuery:
     selector: str = "all"
-    status: str = "any"  # any | online | offline | never (seen)
+    status: str = "any"  # any | online | offline | unobserved (fleet/census.py's words)
     drift_only: bool = False
     page: int = 1
     per_page: int = 50
@@ -52,10 +52,13 @@ class FleetQuery:
 _Row = tuple[str, str, Mapping[str, str], float, str]
 
 
-def _status(last_seen: float, now: float, online_seconds: float) -> str:
-    if not last_seen:
-        return "never"
-    return "online" if now - last_seen <= online_seconds else "offline"
+def _status(address: str, last_seen: float, now: float, online_seconds: float) -> str:
+    """As the metrics count them (fleet/census.py): seen within the window is online; an
+    older pull gateway is offline; an older push gateway is unobserved (the orchestrator
+    only dials it during a rollout)."""
+    if last_seen >= now - online_seconds:
+        return "online"
+    return "unobserved" if address else "offline"
 
 
 class _DesiredMemo:
@@ -132,14 +135,14 @@ def fleet_page(
     rows, running = _read_rows(db, snapshot.labels)
     desired_of = _DesiredMemo(snapshot)
     now = time.time()
-    counts = {"total": 0, "online": 0, "offline": 0, "never": 0, "push": 0, "pull": 0, "drift": 0}
+    counts = dict.fromkeys(("total", "online", "offline", "unobserved", "push", "pull", "drift"), 0)
     nothing: dict[str, str] = {}
     kept: list[tuple[_Row, str, dict[str, str], dict[str, str]]] = []
     for row in rows:
         gateway_id, address, labels, last_seen, _ = row
         if selector.terms and not selector.matches(gateway_id, labels):
             continue
-        status = _status(last_seen, now, online_seconds)
+        status = _status(address, last_seen, now, online_seconds)
         desired = desired_of(gateway_id, labels)
         have = running.get(gateway_id, nothing)
         drift = _drifts(desired, have)

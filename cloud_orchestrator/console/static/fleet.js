@@ -12,13 +12,14 @@
   const list = el("div", { id: "gateways" });
   const selector = el("input", { id: "selector", name: "selector", value: state.selector, size: 40,
     title: "all, KEY=VALUE, KEY!=VALUE, KEY=A|B, id=gw-1|gw-2; terms joined by commas" });
-  const status = el("select", { id: "status", name: "status" },
-    ["any", "online", "offline", "never"].map(s => el("option", { value: s, selected: s === state.status }, s)));
+  const status = el("select", { id: "status", name: "status",
+    title: "online: seen recently; offline: a pull gateway not seen; unobserved: a push gateway not contacted recently (dialled only during rollouts)" },
+    ["any", "online", "offline", "unobserved"].map(s => el("option", { value: s, selected: s === state.status }, s)));
   const drift = el("input", { id: "drift", type: "checkbox", checked: state.drift });
   const form = el("form", { id: "filter", class: "filter", onsubmit: e => { e.preventDefault(); state.page = 1; load(); } },
     el("label", { for: "selector" }, "Selector "), selector, " ",
     el("label", { for: "status" }, "Status "), status, " ",
-    el("label", {}, drift, " drift only"), " ", el("button", { type: "submit", id: "apply" }, "Filter"));
+    el("label", {}, drift, " version drift only"), " ", el("button", { type: "submit", id: "apply" }, "Filter"));
   content(counts, form, el("p", { id: "message" }), list);
 
   function cell(model) {
@@ -29,7 +30,7 @@
   function render(data) {
     const c = data.counts;
     counts.replaceChildren(...[["total", "gateways"], ["online", "online"], ["offline", "offline"],
-      ["never", "never seen"], ["push", "push"], ["pull", "pull"], ["drift", "drifting"]]
+      ["unobserved", "unobserved"], ["push", "push"], ["pull", "pull"], ["drift", "version drift"]]
       .map(([k, name]) => el("div", { class: "count " + k, "data-count": k }, el("b", {}, c[k]), " " + name)));
     const rows = data.gateways.map(g => el("tr", { "data-gateway": g.id, class: g.drift ? "drift" : "" },
       el("td", {}, g.id),

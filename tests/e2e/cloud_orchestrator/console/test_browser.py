@@ -191,7 +191,8 @@ def test_log_in_and_see_the_fleet(world: World, browser: Any) -> None:
     assert "push" in rows["gw-a"] and "site=berlin" in rows["gw-a"]
     counts = {c.get_attribute("data-count"): c.text for c in _css(browser, "[data-count]")}
     assert counts["total"].startswith("4") and counts["push"].startswith("3")
-    assert counts["pull"].startswith("1")
+    assert counts["pull"].startswith("1") and counts["unobserved"].startswith("3")
+    assert "unobserved" in rows["gw-a"] and "never" in rows["gw-a"]
     assert _text(browser, "#operator").startswith("alice")
     screenshot(browser, "fleet")
     # The CLI's selector syntax filters on the server.
@@ -351,7 +352,8 @@ def test_fleet_after_the_rollouts(world: World, browser: Any) -> None:
         lambda: (r := _fleet_rows(browser)) and "gray 2" in r.get("gw-a", "") and r,
         what="gw-a running gray 2",
     )
-    assert "online" in rows["gw-a"] and "gray 2" in rows["edge-7"]
+    # A push gateway is seen when a rollout dials it: gw-a was, and is unobserved since.
+    assert "ago" in rows["gw-a"] and "gray 2" in rows["edge-7"]
     # gw-bad refused version 3: the rollout's pin stays, and the orchestrator never heard
     # what it runs (a push gateway reports only through a successful push): drift.
     assert "(desired 3)" in rows["gw-bad"]

@@ -34,8 +34,8 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
             f"gw-{i:02d}", f"127.0.0.1:{1000 + i}" if i < 10 else "", {"site": site}
         )
         orch.fleet.report(f"gw-{i:02d}", [ReportedModel("gray", "2" if i % 2 else "1", "READY")])
-    with orch.db.session() as session:  # gw-00 seen long ago, gw-01 never
-        session.get(Gateway, "gw-00").last_seen = now - 3600  # type: ignore[union-attr]
+    with orch.db.session() as session:  # pull gw-15 seen long ago, push gw-01 never
+        session.get(Gateway, "gw-15").last_seen = now - 3600  # type: ignore[union-attr]
         session.get(Gateway, "gw-01").last_seen = 0.0  # type: ignore[union-attr]
     orch.fleet.assign("gray", "site=berlin", "2")
     try:
@@ -51,7 +51,7 @@ def page(orch: Orchestrator, **query: object) -> dict[str, object]:
 def test_counts_cover_the_fleet_and_pages_are_cut_on_the_server(orch: Orchestrator) -> None:
     first = page(orch, per_page=7)
     assert first["counts"] == {
-        "total": 30, "online": 28, "offline": 1, "never": 1, "push": 10, "pull": 20, "drift": 5,
+        "total": 30, "online": 28, "offline": 1, "unobserved": 1, "push": 10, "pull": 20, "drift": 5,
     }  # fmt: skip
     assert first["matched"] == 30 and first["pages"] == 5
     ids = [g["id"] for g in first["gateways"]]  # type: ignore[attr-defined]
@@ -74,9 +74,9 @@ def test_selector_and_status_filters(orch: Orchestrator) -> None:
     berlin = page(orch, selector="site=berlin")
     assert berlin["counts"]["total"] == 10 and berlin["selector"] == "site=berlin"  # type: ignore[index]
     assert page(orch, selector="id=gw-03|gw-04")["matched"] == 2
-    assert page(orch, selector="site!=berlin", status="never")["matched"] == 1
+    assert page(orch, selector="site!=berlin", status="unobserved")["matched"] == 1
     offline = page(orch, status="offline")
-    assert [g["id"] for g in offline["gateways"]] == ["gw-00"]  # type: ignore[attr-defined]
+    assert [g["id"] for g in offline["gateways"]] == ["gw-15"]  # type: ignore[attr-defined]
     assert offline["counts"]["total"] == 30  # type: ignore[index]
 
 
