@@ -51,7 +51,8 @@ def page(orch: Orchestrator, **query: object) -> dict[str, object]:
 def test_counts_cover_the_fleet_and_pages_are_cut_on_the_server(orch: Orchestrator) -> None:
     first = page(orch, per_page=7)
     assert first["counts"] == {
-        "total": 30, "online": 28, "offline": 1, "unobserved": 1, "push": 10, "pull": 20, "drift": 5,
+        "total": 30, "online": 28, "offline": 1, "unobserved": 1,
+        "push": 10, "pull": 20, "drift": 5,
     }  # fmt: skip
     assert first["matched"] == 30 and first["pages"] == 5
     ids = [g["id"] for g in first["gateways"]]  # type: ignore[attr-defined]
