@@ -191,21 +191,16 @@ def _check_tls(args: argparse.Namespace) -> None:
 
 
 def _console(args: argparse.Namespace) -> Any:
-    """The console's options, or None without --http-port (aiohttp imported only then)."""
+    """The console's options, or None without --http-port."""
     if args.http_port is None:
         if args.console_no_auth or args.http_host:
             raise InvalidRequest("--http-host and --console-no-auth need --http-port")
         return None
     if not 0 <= args.http_port <= 65535:
         raise InvalidRequest("--http-port must be 0..65535")
-    try:
-        from cloud_orchestrator.console.keys import ConsoleOptions
-        from cloud_orchestrator.console.server import is_loopback
-    except ImportError as exc:
-        raise InvalidRequest(
-            f"the console needs the cloud extra (missing module {exc.name!r}): "
-            "pip install 'edge-inference-gateway[cloud]'"
-        ) from None
+    from cloud_orchestrator.console.keys import ConsoleOptions
+    from cloud_orchestrator.console.server import is_loopback
+
     host = args.http_host or args.host
     if args.console_no_auth and not is_loopback(host):
         raise InvalidRequest(
