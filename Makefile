@@ -15,7 +15,7 @@ GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: help venv venv-dev run test test-fast postgres-server haproxy-bin prometheus-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke arm64-image wheel-e2e clean
+.PHONY: help venv venv-dev run test test-fast postgres-server haproxy-bin prometheus-bin chromium-bin lint typecheck proto proto-check proto-lint demo-model bench arm64-smoke arm64-image wheel-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -75,7 +75,14 @@ prometheus-bin:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
 
-test: $(VENV)/.dev $(NODE_DEPS) postgres-server haproxy-bin prometheus-bin  ## set up and run the whole test suite
+# Debian's chromium and its chromedriver for the console's browser tests
+# (tests/e2e/cloud_orchestrator/console/test_browser.py, Selenium; nothing downloaded).
+chromium-bin:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium chromium-driver; }
+
+test: $(VENV)/.dev $(NODE_DEPS) postgres-server haproxy-bin prometheus-bin chromium-bin  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
 
 # tests/unit: one module or class at a time, no server process, no database, no network

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,9 +31,12 @@ from cloud_orchestrator.rollouts.runner import (
 from cloud_orchestrator.rollouts.store import RolloutStore
 from cloud_orchestrator.storage.db import Database
 
-if TYPE_CHECKING:  # grpc and prometheus_client are imported only by `serve`
+if TYPE_CHECKING:  # grpc, prometheus_client and aiohttp are imported only by `serve`
+    from cloud_orchestrator.console.keys import ConsoleOptions
+    from cloud_orchestrator.console.server import ConsoleServer
     from cloud_orchestrator.grpc.auth import GatewayGuard
     from cloud_orchestrator.metrics import OrchestratorMetrics
+    from cloud_orchestrator.metrics_listener import MetricsListener
 
 __all__ = ["Orchestrator", "ServeOptions", "default_instance_id", "serve"]
 
@@ -105,6 +108,7 @@ class ServeOptions:
     result_bytes_per_day: int = 64 * 1024 * 1024
     events_per_day: int = 10_000
     metrics_port: int | None = None  # GET /metrics on its own port (0: any free); None: off
+    console: ConsoleOptions | None = None  # the web console (--http-port); None: off
 
 
 def presence_window(options: ServeOptions) -> float:
@@ -142,6 +146,29 @@ def gateway_guard(orchestrator: Orchestrator, options: ServeOptions) -> GatewayG
         UsageLedger(orchestrator.db, quotas),
         RateLimiter(options.enroll_rate_per_second, options.enroll_burst),
     )
+
+
+async def start_console(
+    orchestrator: Orchestrator,
+    options: ServeOptions,
+    owner: str,
+    metrics: OrchestratorMetrics,
+    listener: MetricsListener | None,
+) -> ConsoleServer:
+    """The web console, bound before anything else starts: a busy port is one error line
+    and nothing half-started. Online means what it means for the metrics."""
+    from cloud_orchestrator.console.server import ConsoleServer
+
+    assert options.console is not None
+    console_options = replace(options.console, online_seconds=presence_window(options))
+    console = ConsoleServer(orchestrator, console_options, owner, metrics=metrics.render)
+    try:
+        await console.start()
+    except BaseException:
+        if listener is not None:
+            await asyncio.to_thread(listener.close)
+        raise
+    return console
 
 
 async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio.Event) -> None:
@@ -188,11 +215,14 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
     if options.metrics_port is not None:
         listener = MetricsListener(metrics, options.host, options.metrics_port)
         logger.info("orchestrator metrics on %s", listener.url)
+    owner = options.instance_id or default_instance_id()
+    console = None
+    if options.console is not None:
+        console = await start_console(orchestrator, options, owner, metrics, listener)
     await hub.start()
     presence.start()
     writes.start()
     await server.start()
-    owner = options.instance_id or default_instance_id()
     logger.info(
         "orchestrator %s listening: gRPC %s:%d%s; database %s; artifacts in %s; rollouts %s",
         owner,
@@ -216,6 +246,8 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         logger.info("orchestrator %s shutting down", owner)
         if runner_task is not None:
             await runner_task
+        if console is not None:
+            await console.stop()
         await server.stop(options.shutdown_grace_seconds)
         await hub.stop()
         await writes.stop()  # what the last calls wrote

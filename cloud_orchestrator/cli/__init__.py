@@ -7,7 +7,8 @@ not start (arguments, the cloud extra, the database) and 1 when it ran and faile
 (``cli.errors``). The subcommands live in ``cli.registry`` (publish, models,
 versions), ``cli.fleet`` (gateways, assign), ``cli.identity`` (enrollment-tokens;
 gateways identities, admit, reject, revoke), ``cli.rollouts`` (deploy, rollouts,
-rollout), ``cli.serve`` (serve) and ``cli.feedback`` (feedback, export-hard-examples).
+rollout), ``cli.serve`` (serve), ``cli.feedback`` (feedback, export-hard-examples) and
+``cli.operators`` (operators of the web console).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cloud_orchestrator.cli.errors import CLOUD_EXTRA, missing_cloud_module, one
 from cloud_orchestrator.cli.feedback import FEEDBACK_COMMANDS, add_feedback_commands
 from cloud_orchestrator.cli.fleet import FLEET_COMMANDS, add_fleet_commands
 from cloud_orchestrator.cli.identity import IDENTITY_COMMANDS, add_identity_commands
+from cloud_orchestrator.cli.operators import OPERATOR_COMMANDS, add_operator_commands
 from cloud_orchestrator.cli.registry import REGISTRY_COMMANDS, add_registry_commands
 from cloud_orchestrator.cli.rollouts import ROLLOUT_COMMANDS, add_rollout_commands
 from cloud_orchestrator.cli.serve import SERVE_COMMANDS, add_serve_command
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(command)
     add_feedback_commands(command)
     add_drift_commands(command)
+    add_operator_commands(command, common)
     return parser
 
 
@@ -103,6 +106,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     **SERVE_COMMANDS,
     **FEEDBACK_COMMANDS,
     **DRIFT_COMMANDS,
+    **OPERATOR_COMMANDS,
 }
 
 

@@ -85,6 +85,19 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
         help="serve Prometheus GET /metrics on this port of --host (0 = any free; no "
         "authentication: keep it reachable by Prometheus only); off by default",
     )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="serve the web console and its JSON API on this port (0 = any free; "
+        "default: off); HTTPS with --tls-cert/--tls-key",
+    )
+    p.add_argument("--http-host", default=None, help="console address (default: --host)")
+    p.add_argument(
+        "--console-no-auth",
+        action="store_true",
+        help="console without operator tokens: only on a loopback --http-host",
+    )
     limits = _limit_defaults()
     p.add_argument(
         "--rate-per-second",
@@ -177,6 +190,33 @@ def _check_tls(args: argparse.Namespace) -> None:
         check_tls_pair(args.tls_cert, args.tls_key)
 
 
+def _console(args: argparse.Namespace) -> Any:
+    """The console's options, or None without --http-port."""
+    if args.http_port is None:
+        if args.console_no_auth or args.http_host:
+            raise InvalidRequest("--http-host and --console-no-auth need --http-port")
+        return None
+    if not 0 <= args.http_port <= 65535:
+        raise InvalidRequest("--http-port must be 0..65535")
+    from cloud_orchestrator.console.keys import ConsoleOptions
+    from cloud_orchestrator.console.server import is_loopback
+
+    host = args.http_host or args.host
+    if args.console_no_auth and not is_loopback(host):
+        raise InvalidRequest(
+            f"--console-no-auth serves the console to anyone who can reach it: only on a "
+            f"loopback --http-host (127.0.0.1), not {host!r}; create operators instead "
+            "(`edge-orchestrator operators add NAME`)"
+        )
+    return ConsoleOptions(
+        host=host,
+        port=args.http_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        no_auth=args.console_no_auth,
+    )
+
+
 def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
     from cloud_orchestrator.app import ServeOptions, serve
 
@@ -205,6 +245,7 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
         result_bytes_per_day=args.result_bytes_per_day,
         events_per_day=args.events_per_day,
         metrics_port=args.metrics_port,
+        console=_console(args),
     )
 
     async def run() -> None:

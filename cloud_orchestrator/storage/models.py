@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +42,8 @@ __all__ = [
     "HardExampleRow",
     "Model",
     "ModelVersion",
+    "Operator",
+    "OperatorSession",
     "OutboxDrop",
     "Rollout",
     "RolloutEvent",
@@ -214,6 +217,8 @@ class RolloutEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[float] = mapped_column(Float)
+    # The operator who asked for it (console actions); "" for what a process did on its own.
+    actor: Mapped[str] = mapped_column(String(128), default="", server_default=text("''"))
 
 
 class FeedbackBatch(Base):
@@ -354,3 +359,27 @@ class ArtifactChunk(Base):
     length: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(64))  # sha256 of ``data``
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Operator(Base):
+    """A person or script allowed into the console and its JSON API (cloud_orchestrator/
+    console/operators.py); only the token's sha256 is kept."""
+
+    __tablename__ = "operators"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | read-only
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class OperatorSession(Base):
+    """A console login: the sha256 of the session cookie and the CSRF token of its forms."""
+
+    __tablename__ = "operator_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(64), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -43,6 +43,7 @@ from functools import partial
 from pathlib import Path
 
 from tests.installed import scenario_cloud as cloud
+from tests.installed import scenario_console as console
 from tests.installed import scenario_gateway as gateway
 from tests.installed import scenario_tools as tools
 from tests.installed import venvs
@@ -97,6 +98,7 @@ CLOUD: list[Step] = [
     ("edge-orchestrator deploy digits 2", cloud.deploy, "deployed", CLOUD_DEPLOY),
     ("edge-orchestrator rollouts, rollout ID", cloud.rollout_done, "", ("deployed",)),
     ("digits 2 ACTIVE on the gateway", cloud.active_on_gateway, "", ("deployed",)),
+    ("edge-orchestrator serve --http-port (console)", console.console, "", ("registered",)),
 ]
 STOP: list[Step] = [("edge-server exits 0 on SIGTERM", gateway.stop, "", ("gateway",))]
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.models import Rollout
+from cloud_orchestrator.storage.models import Rollout, RolloutEvent
 
 
 def test_a_column_added_since_the_database_was_made_is_added_on_open(tmp_path: Path) -> None:
@@ -32,3 +32,21 @@ def test_a_column_added_since_the_database_was_made_is_added_on_open(tmp_path: P
     finally:
         db.dispose()
     Database(f"sqlite:///{path}").dispose()  # opening again changes nothing
+
+
+def test_rollout_events_made_before_the_actor_column_read_an_empty_actor(tmp_path: Path) -> None:
+    path = tmp_path / "orchestrator.db"
+    Database(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as raw:  # an older release's event log (a string default)
+        raw.execute("ALTER TABLE rollout_events DROP COLUMN actor")
+        raw.execute(
+            "INSERT INTO rollout_events (rollout_id, gateway_id, owner, kind, detail, at)"
+            " VALUES ('r-old', '', 'host-1', 'CREATED', '', 1)"
+        )
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.session() as session:
+            event = session.query(RolloutEvent).one()
+            assert event.actor == "" and event.kind == "CREATED"
+    finally:
+        db.dispose()
