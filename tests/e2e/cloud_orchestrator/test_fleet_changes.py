@@ -111,9 +111,9 @@ async def test_an_idle_fleet_makes_almost_no_queries(publisher: Publisher, tmp_p
         alive = sum(1 for task in fleet._tasks if not task.done())
         await fleet.close()
     assert alive == streams
-    # One generation check a second, for 300 streams (polling did ~5 queries per stream
-    # and second: ~9,000 here).
-    assert len(statements) <= 10, statements
+    # One generation check every 0.5 s (--desired-poll-seconds) and a presence flush or
+    # two, for 300 streams (polling did ~5 queries per stream and second: ~9,000 here).
+    assert len(statements) <= 16, statements
 
 
 async def test_notify_reaches_the_streams_of_another_replica(
