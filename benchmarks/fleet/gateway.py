@@ -86,19 +86,22 @@ class SimulatedGateway:
         gateway_id: str,
         labels: dict[str, str],
         running: dict[str, tuple[str, str]],
-        routes: list[tuple[int, grpc.aio.Channel]],
+        routes: list[tuple[int, grpc.aio.Channel, grpc.aio.Channel]],
         auth: GatewayAuth,
         policy: Policy,
     ) -> None:
-        """``routes``: (target index, channel), the gateway's home first; as the real
-        gateway does with every replica's address, it moves to the next route when its
-        replica is unreachable."""
+        """``routes``: (target index, channel, fetch channel), the gateway's home first;
+        as the real gateway does with every replica's address, it moves to the next route
+        when its replica is unreachable. Bundles come over channels of their own: a real
+        gateway has its own connection, and a few connections shared by thousands of
+        fetches would hold everyone's heartbeats behind HTTP/2 flow control."""
         self.id = gateway_id
         self.labels = labels
         self.running = dict(running)  # model -> (version, sha256)
         self._routes = routes
         self._route = 0
-        self._stubs = [orchestrator_pb2_grpc.OrchestratorServiceStub(c) for _, c in routes]
+        self._stubs = [orchestrator_pb2_grpc.OrchestratorServiceStub(c) for _, c, _ in routes]
+        self._fetch_stubs = [orchestrator_pb2_grpc.OrchestratorServiceStub(f) for *_, f in routes]
         self.subscriptions: list[tuple[float, int]] = []  # (first message at, target index)
         self._auth = auth
         self._policy = policy
@@ -249,7 +252,7 @@ class SimulatedGateway:
                 model_version=model.model_version,
                 offset=offset,
             )
-            call: Any = self._stub.FetchModel(request, metadata=metadata)
+            call: Any = self._fetch_stubs[self._route].FetchModel(request, metadata=metadata)
             try:
                 while True:
                     message = await asyncio.wait_for(call.read(), FETCH_IDLE_SECONDS)

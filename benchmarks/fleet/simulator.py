@@ -32,6 +32,7 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
     ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per channel, not shared
 ]
+FETCH_CHANNELS = 32  # per target, for FetchModel only (benchmarks/fleet/gateway.py)
 
 
 def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
@@ -46,11 +47,22 @@ def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
 
 
 class Simulator:
-    def __init__(self, targets: list[str], channels_per_target: int, auth: GatewayAuth) -> None:
+    def __init__(
+        self,
+        targets: list[str],
+        channels_per_target: int,
+        auth: GatewayAuth,
+        fetch_channels_per_target: int = FETCH_CHANNELS,
+    ) -> None:
         self.targets = len(targets)
         self.channels = [
             grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             for _ in range(channels_per_target)
+            for target in targets
+        ]
+        self.fetch_channels = [
+            grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            for _ in range(fetch_channels_per_target)
             for target in targets
         ]
         self.auth = auth
@@ -59,15 +71,19 @@ class Simulator:
         self.cohorts: dict[str, list[SimulatedGateway]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
-    def _routes(self, i: int) -> list[tuple[int, grpc.aio.Channel]]:
+    def _routes(self, i: int) -> list[tuple[int, grpc.aio.Channel, grpc.aio.Channel]]:
         """Gateway i's home channel (i mod channels: replicas share the fleet evenly),
-        then the channel of the same group on each other target."""
+        then the channel of the same group on each other target; each with a fetch
+        channel on the same target."""
         home = i % len(self.channels)
         group = home - home % self.targets
-        return [
-            ((home + k) % self.targets, self.channels[group + (home + k) % self.targets])
-            for k in range(self.targets)
-        ]
+        fetch_group = (i // self.targets) % (len(self.fetch_channels) // self.targets)
+        routes = []
+        for k in range(self.targets):
+            target = (home + k) % self.targets
+            fetch = self.fetch_channels[fetch_group * self.targets + target]
+            routes.append((target, self.channels[group + target], fetch))
+        return routes
 
     def _members(self, cohort: str | None) -> list[SimulatedGateway]:
         return self.gateways if not cohort else self.cohorts.get(cohort, [])
@@ -313,7 +329,7 @@ async def _serve(args: argparse.Namespace) -> None:
             answer = {"error": f"{type(err).__name__}: {err}"}
         print(json.dumps(answer), flush=True)
     await simulator.stop()
-    for channel in simulator.channels:
+    for channel in [*simulator.channels, *simulator.fetch_channels]:
         await channel.close()
 
 

@@ -9,13 +9,12 @@ sent again is acknowledged without being stored twice.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,10 +147,22 @@ class FeedbackStore:
         except IntegrityError:
             return False  # another orchestrator stored the same batch a moment ago
 
-    async def store_in(self, writes: GroupCommit, batch: BatchIn) -> bool:
-        """``store`` through the process's group commit (storage/group_commit.py)."""
+    async def store_in(
+        self,
+        writes: GroupCommit,
+        batch: BatchIn,
+        charge: Callable[[Session], None] | None = None,
+    ) -> bool:
+        """``store`` through the process's group commit (storage/group_commit.py), after
+        ``charge`` (the sender's quota) in the same transaction."""
+
+        def write(session: Session) -> bool:
+            if charge is not None:
+                charge(session)
+            return self.add(session, batch)
+
         try:
-            return await writes.run(functools.partial(self.add, batch=batch))
+            return await writes.run(write)
         except IntegrityError:
             return False  # another orchestrator stored the same batch a moment ago
 

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import InvalidRequest, LimitReached
 from cloud_orchestrator.storage.db import Database
@@ -79,6 +81,15 @@ class UsageLedger:
 
     def charge(self, gateway_id: str, result_bytes: int = 0, events: int = 0) -> None:
         """Count what ``gateway_id`` is about to store, or refuse it all."""
+        with self.db.session() as session:
+            self.charge_in(session, gateway_id, result_bytes, events)
+
+    def charge_in(
+        self, session: Session, gateway_id: str, result_bytes: int = 0, events: int = 0
+    ) -> None:
+        """``charge`` in ``session``'s transaction: the write it pays for (a status report,
+        a result batch) commits with it, in the same group commit (storage/group_commit.py),
+        instead of a transaction of its own per call."""
         if result_bytes > self.quotas.result_bytes_per_day:
             raise InvalidRequest(
                 f"a batch of {result_bytes} bytes is larger than the daily result quota of "
@@ -106,22 +117,18 @@ class UsageLedger:
                 events=GatewayUsage.events + events,
             )
         )
-        with self.db.session() as session:
-            if getattr(session.execute(charged), "rowcount", 0):
-                return
-        try:
-            with self.db.session() as session:
-                session.add(
-                    GatewayUsage(
-                        gateway_id=gateway_id, day=day, result_bytes=result_bytes, events=events
-                    )
-                )
+        if getattr(session.execute(charged), "rowcount", 0):
             return
-        except IntegrityError:
-            pass  # the day's row exists: the UPDATE found the quota full (or lost a race)
-        with self.db.session() as session:
-            if getattr(session.execute(charged), "rowcount", 0):
-                return
+        # The day's first charge: make its row (a no-op when another call just did), then
+        # the same conditional UPDATE decides.
+        insert = pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
+        session.execute(
+            insert(GatewayUsage)
+            .values(gateway_id=gateway_id, day=day, result_bytes=0, events=0)
+            .on_conflict_do_nothing()
+        )
+        if getattr(session.execute(charged), "rowcount", 0):
+            return
         what = "result bytes" if result_bytes else "status events"
         raise LimitReached(
             f"gateway {gateway_id} reached its daily quota of {what} "

@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, cast
 
 import grpc
+from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import CredentialRefused, NotFound, Unauthenticated
 from cloud_orchestrator.fleet.desired import DesiredVersion
@@ -191,12 +192,13 @@ class GatewayGuard:
         gateway_id = await self.caller(context, request.gateway_id, "ReportStatus")
         converters.to_reported_models(request.models)
         converters.to_reported_events(request.events)
-        if request.events:
-            await asyncio.to_thread(self._usage.charge, gateway_id, 0, len(request.events))
         return gateway_id
 
-    async def charge_results(self, gateway_id: str, batch_bytes: int) -> None:
-        await asyncio.to_thread(self._usage.charge, gateway_id, batch_bytes, 0)
+    def charge_in(
+        self, session: Session, gateway_id: str, result_bytes: int = 0, events: int = 0
+    ) -> None:
+        """The daily quotas, charged in the transaction of the write they pay for."""
+        self._usage.charge_in(session, gateway_id, result_bytes, events)
 
     async def enroll(
         self, context: grpc.aio.ServicerContext, request: orchestrator_pb2.EnrollRequest

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import CredentialRefused, InvalidRequest, ReaderStalled
 from cloud_orchestrator.feedback.store import BatchIn, FeedbackStore
@@ -177,14 +178,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ReportStatusRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ReportStatusResponse:
         await self.guard.report_status(context, request)  # identity, rate, event quota
-        stored = await self._writes.run(
-            functools.partial(
-                self._fleet.report_in,
-                gateway_id=request.gateway_id,
-                models=converters.to_reported_models(request.models),
-                events=converters.to_reported_events(request.events),
-            )
-        )
+        gateway_id = request.gateway_id
+        models = converters.to_reported_models(request.models)
+        events = converters.to_reported_events(request.events)
+
+        def write(session: Session) -> int:
+            self.guard.charge_in(session, gateway_id, events=len(events))  # event quota
+            return self._fleet.report_in(session, gateway_id, models, events)
+
+        stored = await self._writes.run(write)
         return orchestrator_pb2.ReportStatusResponse(events_stored=stored)
 
     @rpc_boundary
@@ -195,6 +197,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.ReportResultsResponse:
         caller = await self.guard.caller(context, None, "ReportResults")
         batches: list[BatchIn] = []
+        sizes: list[int] = []
         async for request in request_iterator:
             if not request.batch.batch_id or not request.gateway_id:
                 raise InvalidRequest("every batch needs a batch_id and a gateway_id")
@@ -206,10 +209,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             if len(batches) >= MAX_BATCHES_PER_CALL:
                 raise InvalidRequest(f"at most {MAX_BATCHES_PER_CALL} batches per call")
             batches.append(converters.to_batch(request.gateway_id, request.batch))
-            await self.guard.charge_results(caller, request.batch.ByteSize())
-        # All of a call's batches join the same group commits; a duplicate (sent again
-        # after a lost answer) is acknowledged, not stored twice.
-        await asyncio.gather(*(self._feedback.store_in(self._writes, b) for b in batches))
+            sizes.append(request.batch.ByteSize())
+        # All of a call's batches join the same group commits, each charged to the daily
+        # quota in its own write; a duplicate (sent again after a lost answer) is
+        # acknowledged, not stored twice.
+        await asyncio.gather(
+            *(
+                self._feedback.store_in(
+                    self._writes,
+                    batch,
+                    functools.partial(self.guard.charge_in, gateway_id=caller, result_bytes=size),
+                )
+                for batch, size in zip(batches, sizes, strict=True)
+            )
+        )
         return orchestrator_pb2.ReportResultsResponse(
             acknowledged_batch_ids=[b.batch_id for b in batches]
         )

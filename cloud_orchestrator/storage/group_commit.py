@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,6 +51,9 @@ class GroupCommit:
         self._db = db
         self._max_group = max_group
         self._max_queued = max_queued
+        # A thread of its own: behind the default pool's queue (thousands of credential
+        # checks in a burst) the one writer every call waits for would starve.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self.groups = 0
@@ -66,6 +70,7 @@ class GroupCommit:
         self._queue.put_nowait(_Pending(_STOP))
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        self._thread.shutdown(wait=True)
 
     async def run(self, write: Callable[[Session], T]) -> T:
         """``write(session)`` inside a group's transaction; its result once committed.
@@ -94,7 +99,9 @@ class GroupCommit:
             stopping = any(p.write is _STOP for p in group)
             group = [p for p in group if p.write is not _STOP]
             if group:
-                outcomes = await asyncio.to_thread(self._commit, [p.write for p in group])
+                loop = asyncio.get_running_loop()
+                writes = [p.write for p in group]
+                outcomes = await loop.run_in_executor(self._thread, self._commit, writes)
                 for pending, (ok, value) in zip(group, outcomes, strict=True):
                     if pending.done.cancelled():
                         continue
