@@ -24,8 +24,11 @@ class PhaseProfiler:
         self.results: dict[str, list[dict[str, Any]]] = {}
 
     @contextlib.contextmanager
-    def during(self, phase: str, pids: list[int], seconds: float) -> Iterator[None]:
-        """Samples every PID for ``seconds`` from entry; the exit waits for the samples."""
+    def during(
+        self, phase: str, pids: list[int], seconds: float, gil_only: bool = False
+    ) -> Iterator[None]:
+        """Samples every PID for ``seconds`` from entry; the exit waits for the samples.
+        ``gil_only``: only the thread holding the GIL (what bounds a busy process)."""
         if self.folder is None or not pids:
             yield
             return
@@ -35,7 +38,11 @@ class PhaseProfiler:
         def sample(index: int, pid: int) -> None:
             out = self.folder / f"{phase}-{pid}.collapsed"  # type: ignore[operator]
             try:
-                found[index] = {"pid": pid, **py_spy_profiles.record(pid, seconds, out)}
+                found[index] = {
+                    "pid": pid,
+                    "gil_only": gil_only,
+                    **py_spy_profiles.record(pid, seconds, out, gil_only=gil_only),
+                }
             except Exception as err:  # a profile lost is no reason to lose the run
                 found[index] = {"pid": pid, "error": f"{type(err).__name__}: {err}"[:300]}
 

@@ -154,7 +154,7 @@ def _phases(
     # The assign is one CLI call on the shared database (what an operator does); the
     # clock starts when it prints, after its commit.
     began = time.time()
-    with profiler.during("assign", pids, 15.0):
+    with profiler.during("assign", pids, 15.0, gil_only=True):
         since = command.run_timed(
             "assign",
             "fleet-small",
