@@ -187,9 +187,10 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
         reconcile_seconds=options.reconcile_seconds,
         heartbeat_seconds=options.heartbeat_seconds,
     )
-    presence = PresenceBuffer(orchestrator.fleet, options.presence_flush_seconds)
-    guard = gateway_guard(orchestrator, options)
+    # One writer thread for every frequent write of serve (SQLite takes one at a time).
     writes = GroupCommit(orchestrator.db)
+    presence = PresenceBuffer(orchestrator.fleet, writes, options.presence_flush_seconds)
+    guard = gateway_guard(orchestrator, options)
     metrics = orchestrator_metrics(orchestrator, options)
     servicer = OrchestratorServicer(
         orchestrator.fleet,
@@ -250,7 +251,7 @@ async def serve(orchestrator: Orchestrator, options: ServeOptions, stop: asyncio
             await console.stop()
         await server.stop(options.shutdown_grace_seconds)
         await hub.stop()
+        await presence.stop()  # the last heartbeats' last-seen, through the writer
         await writes.stop()  # what the last calls wrote
-        await presence.stop()  # the last heartbeats' last-seen
         if listener is not None:
             await asyncio.to_thread(listener.close)

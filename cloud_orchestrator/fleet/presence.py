@@ -9,10 +9,12 @@ buffered: what a gateway reports in ReportStatus is stored at once (fleet/store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
 from cloud_orchestrator.fleet.store import Fleet
+from cloud_orchestrator.storage.group_commit import GroupCommit
 
 __all__ = ["PresenceBuffer"]
 
@@ -22,8 +24,9 @@ MAX_PENDING = 200_000  # gateways; beyond it the oldest news is the least useful
 
 
 class PresenceBuffer:
-    def __init__(self, fleet: Fleet, flush_seconds: float = 5.0) -> None:
+    def __init__(self, fleet: Fleet, writes: GroupCommit, flush_seconds: float = 5.0) -> None:
         self._fleet = fleet
+        self._writes = writes  # the process's one writer: SQLite takes one at a time
         self._flush_seconds = flush_seconds
         self._pending: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -49,7 +52,7 @@ class PresenceBuffer:
         if not pending:
             return
         try:
-            await asyncio.to_thread(self._fleet.touch_many, pending)
+            await self._writes.run(functools.partial(self._fleet.touch_many_in, seen=pending))
             self.flushes += 1
         except Exception:
             logger.warning("could not store last-seen of %d gateways", len(pending), exc_info=True)

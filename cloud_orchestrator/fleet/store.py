@@ -193,6 +193,18 @@ class Fleet:
     ) -> dict[str, str]:
         """``hello`` and ``report`` of what it runs, in one transaction (a fleet's
         reconnect burst); returns the labels now stored."""
+        with self.db.session() as session:
+            return self.connect_in(session, gateway_id, labels, gateway_version, models)
+
+    def connect_in(
+        self,
+        session: Session,
+        gateway_id: str,
+        labels: Mapping[str, str],
+        gateway_version: str,
+        models: Sequence[ReportedModel] = (),
+    ) -> dict[str, str]:
+        """``connect`` in ``session``'s transaction (a group commit's, in Subscribe)."""
         if not _ID_RE.fullmatch(gateway_id):
             raise InvalidRequest(f"gateway id {gateway_id!r} is not valid")
         now = time.time()
@@ -200,17 +212,16 @@ class Fleet:
         # desired state, which its own stream computes next from the labels it sent (and
         # a later snapshot holds the stored ones). Bumping here made a fleet's first
         # subscribe burst wake every stream and reread the snapshot once per gateway.
-        with self.db.session() as session:
-            row = session.get(Gateway, gateway_id)
-            if row is None:
-                row = Gateway(id=gateway_id, registered_at=now, address="", token="", ca_pem="")
-                session.add(row)
-            if labels:
-                row.labels = dict(labels)
-            row.gateway_version = gateway_version
-            row.last_seen = now
-            self._store_models(session, gateway_id, models, now)
-            return {str(k): str(v) for k, v in (row.labels or {}).items()}
+        row = session.get(Gateway, gateway_id)
+        if row is None:
+            row = Gateway(id=gateway_id, registered_at=now, address="", token="", ca_pem="")
+            session.add(row)
+        if labels:
+            row.labels = dict(labels)
+        row.gateway_version = gateway_version
+        row.last_seen = now
+        self._store_models(session, gateway_id, models, now)
+        return {str(k): str(v) for k, v in (row.labels or {}).items()}
 
     def touch(self, gateway_id: str) -> None:
         self.touch_many({gateway_id: time.time()})
@@ -222,18 +233,22 @@ class Fleet:
         orchestrator's CPU building parameters, during an assign too."""
         if not seen:
             return
+        with self.db.session() as session:
+            self.touch_many_in(session, seen)
+
+    def touch_many_in(self, session: Session, seen: Mapping[str, float]) -> None:
+        """``touch_many`` in ``session``'s transaction (the presence flush's group commit)."""
         by_second: dict[int, list[str]] = {}
         for gateway_id, at in seen.items():
             by_second.setdefault(int(at), []).append(gateway_id)
         table = cast(Table, Gateway.__table__)
-        with self.db.session() as session:
-            connection = session.connection()
-            for second, ids in sorted(by_second.items()):
-                for start in range(0, len(ids), TOUCH_CHUNK):
-                    chunk = ids[start : start + TOUCH_CHUNK]
-                    connection.execute(
-                        update(table).where(table.c.id.in_(chunk)).values(last_seen=second)
-                    )
+        connection = session.connection()
+        for second, ids in sorted(by_second.items()):
+            for start in range(0, len(ids), TOUCH_CHUNK):
+                chunk = ids[start : start + TOUCH_CHUNK]
+                connection.execute(
+                    update(table).where(table.c.id.in_(chunk)).values(last_seen=second)
+                )
 
     def _store_models(
         self, session: Session, gateway_id: str, models: Sequence[ReportedModel], now: float

@@ -79,12 +79,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         await self.guard.subscribe(context, request)  # identity, rate and field limits
         gateway_id = request.gateway_id
         models = converters.to_reported_models(request.models)
-        labels = await asyncio.to_thread(
-            self._fleet.connect,
-            gateway_id,
-            dict(request.labels),
-            request.gateway_version,
-            models,
+        labels = await self._writes.run(
+            functools.partial(
+                self._fleet.connect_in,
+                gateway_id=gateway_id,
+                labels=dict(request.labels),
+                gateway_version=request.gateway_version,
+                models=models,
+            )
         )
         labels_epoch = self._hub.epoch
         logger.info("gateway %s subscribed", gateway_id)
