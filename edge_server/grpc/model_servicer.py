@@ -15,6 +15,7 @@ from edge_server.grpc.lifecycle_converters import (
     to_model_info_full,
     to_update_header,
     to_update_response,
+    utc_offset_seconds,
 )
 from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.activation import VersionActivator
@@ -59,7 +60,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         self, request: model_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ListModelsResponse:
         names = [request.model_name] if request.model_name else self._known_names()
-        return model_pb2.ListModelsResponse(models=[self._info(n) for n in names])
+        return model_pb2.ListModelsResponse(
+            models=[self._info(n) for n in names], utc_offset_seconds=utc_offset_seconds()
+        )
 
     @rpc_boundary
     async def ActivateModel(
@@ -76,6 +79,15 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             request.model_name, request.reason or "manual rollback (RollbackModel)"
         )
         return model_pb2.RollbackModelResponse(model=self._info(request.model_name))
+
+    @rpc_boundary
+    async def EndShadow(
+        self, request: model_pb2.EndShadowRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.EndShadowResponse:
+        self._activator.end_shadow(
+            request.model_name, request.model_version, request.reason or "shadow ended (EndShadow)"
+        )
+        return model_pb2.EndShadowResponse(model=self._info(request.model_name))
 
     @rpc_boundary
     async def ModelUpdate(
