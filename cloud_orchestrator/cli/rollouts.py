@@ -107,6 +107,12 @@ def add_gate_arguments(p: argparse.ArgumentParser) -> None:
         "--max-latency-ratio", type=float, default=1.5, help="p95 candidate/active (default 1.5)"
     )
     p.add_argument(
+        "--latency-floor-ms",
+        type=float,
+        default=5.0,
+        help="p95 times under this count as this for the ratio (default 5: noise below)",
+    )
+    p.add_argument(
         "--stage-only",
         action="store_true",
         help="download and verify everywhere; activate later with `rollout ID --activate`",
@@ -136,6 +142,7 @@ def _gate(args: argparse.Namespace) -> Any:
         args.min_agreement,
         args.max_confidence_shift,
         args.max_latency_ratio,
+        latency_floor_ms=args.latency_floor_ms,
     )
 
 
@@ -271,15 +278,14 @@ def cmd_rollouts(orch: Any, args: argparse.Namespace) -> int:
 def cmd_rollout(orch: Any, args: argparse.Namespace) -> int:
     if args.cancel:
         orch.rollouts.cancel(args.rollout_id)
-    if args.activate:
-        from cloud_orchestrator.app import default_instance_id
-
-        orch.rollouts.activate_staged(args.rollout_id, default_instance_id(), 30.0)
     if args.resume or args.activate:
         from cloud_orchestrator.app import default_instance_id
         from cloud_orchestrator.rollouts.runner import RunnerConfig
 
-        asyncio.run(orch.runner(RunnerConfig(default_instance_id())).run_one(args.rollout_id))
+        owner = default_instance_id()
+        if args.activate:
+            orch.rollouts.activate_staged(args.rollout_id, owner, RunnerConfig(owner).lease_seconds)
+        asyncio.run(orch.runner(RunnerConfig(owner)).run_one(args.rollout_id))
     record = orch.rollouts.get(args.rollout_id)
     events = orch.rollouts.events(args.rollout_id) if args.events else None
     data = record.to_dict()

@@ -245,7 +245,7 @@ class Predictor:
             outputs, queue_s, inference_s = await self.runner.run(model, feeds, request.deadline)
             ran = time.perf_counter()
         if self.shadow is not None:
-            self.shadow.offer(model, feeds, outputs[0], request.image, inference_s)
+            self.shadow.offer(model, feeds, outputs[0], request.image)
         classification = classify(outputs[0], model.manifest, request.top_k)
         finished = time.perf_counter()
         return PredictOutput(

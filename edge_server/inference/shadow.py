@@ -5,9 +5,10 @@ versions' top-1 confidence deciles and inference times on the same requests, and
 candidate's failures. Every count lives in fixed-size histograms, so a candidate that
 shadows for days costs the same memory as one that shadows for a minute.
 
-Bounded on purpose: at most ``max_in_flight`` shadow runs at once per model, and
+Bounded on purpose: at most ``max_in_flight`` shadow comparisons at once per model, and
 sampling happens before any work, so shadowing can never slow the active version's
-answers by more than one extra inference in the pool.
+answers by more than one comparison in the pool: a run of the candidate and, for a
+fair latency pair, one more run of the active version.
 """
 
 from __future__ import annotations
@@ -99,10 +100,8 @@ class ShadowRunner:
         feeds: dict[str, np.ndarray],
         output: np.ndarray,
         image: bytes | None = None,
-        active_seconds: float | None = None,
     ) -> None:
-        """Maybe schedule a shadow comparison of this request (never blocks the caller).
-        ``active_seconds``: the active version's inference time on it, when measured."""
+        """Maybe schedule a shadow comparison of this request (never blocks the caller)."""
         slot = self._manager.slot(model.name)
         shadow = slot.shadow if slot else None
         if shadow is None or shadow.version == model.version:
@@ -113,7 +112,7 @@ class ShadowRunner:
             return
         self._in_flight[model.name] = self._in_flight.get(model.name, 0) + 1
         task = asyncio.get_running_loop().create_task(
-            self._compare(model, shadow, feeds, output, image, active_seconds)
+            self._compare(model, shadow, feeds, output, image)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -125,11 +124,19 @@ class ShadowRunner:
         feeds: dict[str, np.ndarray],
         primary: np.ndarray,
         image: bytes | None,
-        active_seconds: float | None,
     ) -> None:
         tally = self._tally(shadow.name, shadow.version)
         try:
-            result = await self._run(shadow, feeds)
+            # Timed as a pair through the same path, back to back, in alternating order:
+            # the active version's own answer may have run inline or in a batch, and
+            # comparing that with a pooled shadow run would measure the path, not the
+            # model. Its outputs are not used: ``primary`` is what the client got.
+            if tally.compared % 2:
+                result = await self._run(shadow, feeds)
+                reference = await self._run(active, feeds)
+            else:
+                reference = await self._run(active, feeds)
+                result = await self._run(shadow, feeds)
             candidate = result.outputs[0]
             ours, theirs = top1(primary), top1(candidate)
             agreed = np.array_equal(ours, theirs)
@@ -141,9 +148,8 @@ class ShadowRunner:
             tally.active_confidence[
                 confidence_bin(classify(primary, active.manifest, 1).confidence)
             ] += 1
-            if active_seconds is not None:  # paired: both times or neither
-                tally.candidate_latency[latency_bucket(result.inference_s)] += 1
-                tally.active_latency[latency_bucket(active_seconds)] += 1
+            tally.candidate_latency[latency_bucket(result.inference_s)] += 1
+            tally.active_latency[latency_bucket(reference.inference_s)] += 1
             if not agreed:
                 for listener in self.on_disagreement:
                     listener(active, shadow, image, int(ours[0]), int(theirs[0]))

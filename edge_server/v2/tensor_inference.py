@@ -206,7 +206,7 @@ class TensorInference:
         run = await self._predictor.run(model, feeds, request.deadline)
         ran = time.perf_counter()
         if self._predictor.shadow is not None and run.outputs:
-            self._predictor.shadow.offer(model, feeds, run.outputs[0], None, run.inference_s)
+            self._predictor.shadow.offer(model, feeds, run.outputs[0])
         outputs = tuple(NamedTensor(model.outputs[i].name, run.outputs[i]) for i in wanted)
         finished = time.perf_counter()
         return TensorResult(
