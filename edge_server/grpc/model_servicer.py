@@ -20,7 +20,7 @@ from edge_server.grpc.lifecycle_converters import (
 from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger
-from edge_server.lifecycle.updater import ModelUpdater, Progress, Stage
+from edge_server.lifecycle.updater import Mode, ModelUpdater, Progress, Stage
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
@@ -115,6 +115,11 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         with self._updater.session(header) as session:
             known = session.existing_outcome()
             if known is not None:
+                if known.stage is Stage.STAGED and header.mode is Mode.SHADOW:
+                    # Held verified but inert (a gate that failed, a stage-only rollout):
+                    # shadow the copy on disk instead of asking for the bytes again.
+                    await self._activator.shadow_on_disk(header.name, header.version)
+                    known = Progress(Stage.SHADOW, header.size, "already on the gateway; shadowing")
                 yield to_update_response(known, header, header.size)
                 return
             yield to_update_response(

@@ -254,6 +254,16 @@ class Reconciler:
             # On disk already (an earlier version, or a rollback target): activate it.
             await self._activator.activate_on_disk(desired.model, desired.version)
             return Progress(Stage.ACTIVE, desired.size, "activated from the local store")
+        if (
+            found is not None
+            and desired.mode is Mode.SHADOW
+            and record is not None
+            and record.state in (VersionState.STAGED, VersionState.INACTIVE)
+            and (not record.sha256 or not desired.sha256 or record.sha256 == desired.sha256)
+        ):
+            # Verified and inert on disk (an earlier gate that failed): shadow it again.
+            await self._activator.shadow_on_disk(desired.model, desired.version)
+            return Progress(Stage.SHADOW, desired.size, "shadowing the copy in the local store")
         if not desired.sha256:
             raise ModelNotFound(
                 f"version {desired.version} of {desired.model} is neither published nor in "
