@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud_orchestrator.cli.output import emit, json_flag, table, when
-from cloud_orchestrator.cli.rollout_evidence import evidence_table
-from cloud_orchestrator.rollouts.evidence_view import wave_evidence
 
 __all__ = ["ROLLOUT_COMMANDS", "add_rollout_commands"]
 
@@ -183,6 +181,8 @@ def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> s
             ("GATEWAY", "WAVE", "STATE", "PREVIOUS", "ATTEMPTS", "BYTES SENT", "REASON"),
         )
     )
+    from cloud_orchestrator.cli.rollout_evidence import evidence_table
+
     evidence = evidence_table(record)
     if evidence:
         lines.append("evidence:")
@@ -289,6 +289,8 @@ def cmd_rollout(orch: Any, args: argparse.Namespace) -> int:
     record = orch.rollouts.get(args.rollout_id)
     events = orch.rollouts.events(args.rollout_id) if args.events else None
     data = record.to_dict()
+    from cloud_orchestrator.rollouts.evidence_view import wave_evidence
+
     data["wave_evidence"] = wave_evidence(record)
     if events is not None:
         data["events"] = events

@@ -47,7 +47,13 @@ from tests.support.orchestrator import (  # noqa: F401
 pytestmark = pytest.mark.slow
 
 GRAYS = (10, 50, 90, 130, 170, 210, 250)  # uniform gray images the traffic cycles through
-GATE = ("--gate", "shadow", "--evidence-requests", "20", "--watch-seconds", "0.2")
+# The models here run in microseconds: on a shared CI machine their p95 is scheduler
+# noise (spikes of 16 ms measured), so these rollouts set the latency floor above it;
+# the slow twin's test keeps the default floor.
+GATE = (
+    "--gate", "shadow", "--evidence-requests", "20", "--watch-seconds", "0.2",
+    "--latency-floor-ms", "50",
+)  # fmt: skip
 
 
 def publish_model(

@@ -82,7 +82,8 @@ def gray_info(target: str) -> model_pb2.ModelInfo:
 def deploy(db: str, artifacts: Path, version: str, *args: str) -> tuple[int, dict[str, Any]]:
     result = cli(
         "deploy", "gray", version, "--gateways", "id=edge-7", "--gate", "shadow",
-        "--evidence-requests", "10", "--watch-seconds", "0.3", *args, "--json",
+        "--evidence-requests", "10", "--watch-seconds", "0.3", "--latency-floor-ms", "50",
+        *args, "--json",
         db=db, artifacts=artifacts, check=False,
     )  # fmt: skip
     assert result.stdout, result.stderr
