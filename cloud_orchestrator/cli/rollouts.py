@@ -21,8 +21,8 @@ def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser])
     p.add_argument(
         "--retry-failed",
         metavar="ROLLOUT_ID",
-        help="run a halted or finished rollout again for its FAILED, SKIPPED and "
-        "ROLLED_BACK gateways (instead of NAME VERSION --gateways)",
+        help="run a halted or finished rollout again for its FAILED, SKIPPED, "
+        "ROLLED_BACK and GATE_FAILED gateways (instead of NAME VERSION --gateways)",
     )
     p.add_argument("--strategy", default="all", help="all | canary:N | waves:1,10%%,50%%,100%%")
     # deploy's arguments are required unless --retry-failed is given: checked in

@@ -28,6 +28,11 @@ from cloud_orchestrator.rollouts.records import (
     TargetRecord,
     record_from_rows,
 )
+from cloud_orchestrator.rollouts.restarts import (
+    ACTIVE_STATES,
+    RETRY_TARGET_STATES,
+    RolloutRestarts,
+)
 from cloud_orchestrator.rollouts.windows import parse_windows, windows_to_json
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import Rollout, RolloutEvent, RolloutTarget
@@ -41,11 +46,9 @@ __all__ = [
     "TargetRecord",
 ]
 
-ACTIVE_STATES = ("PENDING", "RUNNING")
 # STAGED: verified on the gateway, waiting for `rollout ID --activate` (stage-only);
 # GATE_FAILED: the wave's evidence gate failed, the candidate never served there.
 TERMINAL_TARGET_STATES = ("SUCCEEDED", "FAILED", "ROLLED_BACK", "SKIPPED", "STAGED", "GATE_FAILED")
-RETRY_TARGET_STATES = ("FAILED", "SKIPPED", "ROLLED_BACK", "GATE_FAILED")
 
 
 def _execute(session: Any, statement: Any) -> CursorResult[Any]:
@@ -53,7 +56,7 @@ def _execute(session: Any, statement: Any) -> CursorResult[Any]:
     return cast(CursorResult[Any], session.execute(statement))
 
 
-class RolloutStore:
+class RolloutStore(RolloutRestarts):
     def __init__(self, db: Database, registry: Registry, fleet: Fleet) -> None:
         self.db = db
         self.registry = registry
@@ -190,98 +193,6 @@ class RolloutStore:
                 )
                 for row in rows
             ]
-
-    def retry_failed(self, rollout_id: str, owner: str, lease_seconds: float) -> RolloutRecord:
-        """Put a finished or halted rollout's FAILED, SKIPPED and ROLLED_BACK targets back
-        to PENDING and the rollout back to its first wave with such a target; claimed by
-        ``owner`` when ``lease_seconds`` > 0 (else an `edge-orchestrator serve` runs it)."""
-        now = time.time()
-        retry = RETRY_TARGET_STATES
-        with self.db.session() as session:
-            row = session.get(Rollout, rollout_id)
-            if row is None:
-                raise NotFound(f"no rollout {rollout_id!r}")
-            if row.state in ACTIVE_STATES:
-                raise InvalidRequest(
-                    f"rollout {rollout_id} is {row.state}: wait for it to end or cancel it "
-                    f"(`edge-orchestrator rollout {rollout_id} --cancel`) before retrying"
-                )
-            waves = session.scalars(
-                select(RolloutTarget.wave).where(
-                    RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry)
-                )
-            ).all()
-            if not waves:
-                raise InvalidRequest(f"rollout {rollout_id} has no failed gateway to retry")
-            session.execute(
-                update(RolloutTarget)
-                .where(RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry))
-                .values(state="PENDING", reason="", updated_at=now)
-            )
-            row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
-            row.current_wave = min(waves)
-            row.owner = owner if lease_seconds > 0 else ""
-            row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
-            row.reason = ""
-            row.updated_at = now
-            session.add(
-                RolloutEvent(
-                    rollout_id=rollout_id,
-                    owner=owner or "cli",
-                    kind="RETRY",
-                    detail=f"{len(waves)} gateways back to PENDING from wave {min(waves) + 1}",
-                    at=now,
-                )
-            )
-        return self.get(rollout_id)
-
-    def activate_staged(self, rollout_id: str, owner: str, lease_seconds: float) -> RolloutRecord:
-        """`rollout ID --activate`: a stage-only rollout's STAGED gateways back to PENDING
-        and the rollout back to its first wave, now activating (its waves, pace and
-        windows still apply); claimed by ``owner`` when ``lease_seconds`` > 0."""
-        now = time.time()
-        with self.db.session() as session:
-            row = session.get(Rollout, rollout_id)
-            if row is None:
-                raise NotFound(f"no rollout {rollout_id!r}")
-            if not row.stage_only:
-                raise InvalidRequest(
-                    f"rollout {rollout_id} was not started with --stage-only: it activates "
-                    "by itself"
-                )
-            if row.state in ACTIVE_STATES:
-                raise InvalidRequest(
-                    f"rollout {rollout_id} is {row.state}: wait until every gateway is staged"
-                )
-            staged = session.scalars(
-                select(RolloutTarget.wave).where(
-                    RolloutTarget.rollout_id == rollout_id, RolloutTarget.state == "STAGED"
-                )
-            ).all()
-            if not staged:
-                raise InvalidRequest(f"rollout {rollout_id} has no staged gateway to activate")
-            session.execute(
-                update(RolloutTarget)
-                .where(RolloutTarget.rollout_id == rollout_id, RolloutTarget.state == "STAGED")
-                .values(state="PENDING", reason="", updated_at=now)
-            )
-            row.stage_only = 0
-            row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
-            row.current_wave = min(staged)
-            row.owner = owner if lease_seconds > 0 else ""
-            row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
-            row.reason = ""
-            row.updated_at = now
-            session.add(
-                RolloutEvent(
-                    rollout_id=rollout_id,
-                    owner=owner or "cli",
-                    kind="ACTIVATE_STAGED",
-                    detail=f"{len(staged)} staged gateways to activate",
-                    at=now,
-                )
-            )
-        return self.get(rollout_id)
 
     # -- ownership --------------------------------------------------------------------------
 
