@@ -22,9 +22,11 @@ from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
 from cloud_orchestrator.metrics import OrchestratorMetrics
 from cloud_orchestrator.registry.fetch_budget import fetch_budget
 from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.evidence_store import ShadowEvidenceStore
 from cloud_orchestrator.storage.group_commit import GroupCommit
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
+from edge_contracts.shadow_evidence import evidence_from_proto
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +185,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         gateway_id = request.gateway_id
         models = converters.to_reported_models(request.models)
         events = converters.to_reported_events(request.events)
+        shadow = [  # evidence for rollout gates (rollouts/gates.py)
+            (r.model_name, r.model_version, evidence_from_proto(r.evidence))
+            for r in request.shadow_reports
+        ]
+        evidence = ShadowEvidenceStore(self._fleet.db)
 
         def write(session: Session) -> int:
             self.guard.charge_in(session, gateway_id, events=len(events))  # event quota
+            if shadow:
+                evidence.record_in(session, gateway_id, shadow)
             return self._fleet.report_in(session, gateway_id, models, events)
 
         stored = await self._writes.run(write)
