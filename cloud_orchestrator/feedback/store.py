@@ -169,8 +169,13 @@ class FeedbackStore:
     def add(self, session: Session, batch: BatchIn) -> bool:
         """A batch's rows in ``session``'s transaction; False when it is there already."""
         now = time.time()
-        if session.get(FeedbackBatch, batch.batch_id) is not None:
+        # Batches added earlier in this session (not flushed: a group commit runs without
+        # autoflush) count too; a batch another replica stored a moment ago fails the
+        # commit, and the group commit retries this write alone (False then).
+        added: set[str] = session.info.setdefault("feedback_batches", set())
+        if batch.batch_id in added or session.get(FeedbackBatch, batch.batch_id) is not None:
             return False
+        added.add(batch.batch_id)
         session.add(
             FeedbackBatch(
                 batch_id=batch.batch_id,
@@ -180,7 +185,7 @@ class FeedbackStore:
                 dropped_batches=batch.dropped_batches,
             )
         )
-        session.flush()  # a concurrent duplicate fails here, before anything else
+        session.flush()  # the batch row first: its aggregates and examples refer to it
         for a in batch.aggregates:
             session.add(
                 FeedbackAggregate(

@@ -54,6 +54,10 @@ class PresenceBuffer:
         try:
             await self._writes.run(functools.partial(self._fleet.touch_many_in, seen=pending))
             self.flushes += 1
+        except asyncio.CancelledError:  # stopping: stop() flushes them once more
+            for gateway_id, seen in pending.items():
+                self._pending.setdefault(gateway_id, seen)
+            raise
         except Exception:
             logger.warning("could not store last-seen of %d gateways", len(pending), exc_info=True)
             for gateway_id, seen in pending.items():  # newer news wins, kept for next time

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
@@ -95,6 +95,23 @@ def _gateway_info(row: Gateway, running: Sequence[GatewayModel] = ()) -> Gateway
             for r in running
         },
     )
+
+
+T = TypeVar("T")
+
+
+def _in_session(session: Session, model: type[T], key: Any) -> T | None:
+    """``session.get`` that also finds rows added earlier in this session but not yet
+    flushed: a group commit's session runs without autoflush (storage/group_commit.py),
+    and one group may hold two writes for the same gateway."""
+    added: dict[tuple[type, Any], Any] = session.info.setdefault("added", {})
+    found = added.get((model, key))
+    return found if found is not None else session.get(model, key)
+
+
+def _keep(session: Session, model: type[T], key: Any, row: T) -> None:
+    session.add(row)
+    session.info.setdefault("added", {})[(model, key)] = row
 
 
 TOUCH_CHUNK = 1000  # ids per UPDATE: far below either database's bound-parameter limit
@@ -212,10 +229,10 @@ class Fleet:
         # desired state, which its own stream computes next from the labels it sent (and
         # a later snapshot holds the stored ones). Bumping here made a fleet's first
         # subscribe burst wake every stream and reread the snapshot once per gateway.
-        row = session.get(Gateway, gateway_id)
+        row = _in_session(session, Gateway, gateway_id)
         if row is None:
             row = Gateway(id=gateway_id, registered_at=now, address="", token="", ca_pem="")
-            session.add(row)
+            _keep(session, Gateway, gateway_id, row)
         if labels:
             row.labels = dict(labels)
         row.gateway_version = gateway_version
@@ -254,10 +271,11 @@ class Fleet:
         self, session: Session, gateway_id: str, models: Sequence[ReportedModel], now: float
     ) -> None:
         for model in models:
-            row = session.get(GatewayModel, (gateway_id, model.model_name))
+            key = (gateway_id, model.model_name)
+            row = _in_session(session, GatewayModel, key)
             if row is None:
                 row = GatewayModel(gateway_id=gateway_id, model_name=model.model_name)
-                session.add(row)
+                _keep(session, GatewayModel, key, row)
             row.active_version = model.active_version
             row.state = model.state
             row.bundle_sha256 = model.bundle_sha256
@@ -282,7 +300,7 @@ class Fleet:
     ) -> int:
         """``report`` in ``session``'s transaction (a group commit's, in ReportStatus)."""
         now = time.time()
-        gateway = session.get(Gateway, gateway_id)
+        gateway = _in_session(session, Gateway, gateway_id)
         if gateway is None:
             raise NotFound(f"gateway {gateway_id!r} is unknown; Subscribe first")
         gateway.last_seen = now

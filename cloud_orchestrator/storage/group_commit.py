@@ -39,6 +39,7 @@ Write = Callable[[Session], Any]
 @dataclass
 class _Pending:
     write: Write
+    abandoned: bool = False  # its caller is gone (deadline, cancel): not worth writing
     done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -58,6 +59,7 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         self.groups = 0
         self.writes = 0
+        self.abandoned = 0
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -87,7 +89,13 @@ class GroupCommit:
             )
         pending = _Pending(write)
         self._queue.put_nowait(pending)
-        result: T = await asyncio.shield(pending.done)
+        try:
+            result: T = await asyncio.shield(pending.done)
+        except asyncio.CancelledError:
+            # Not yet taken: dropped, so a backlog of calls that timed out (and will be
+            # sent again) is not written at the expense of the calls still waiting.
+            pending.abandoned = True
+            raise
         return result
 
     async def _run(self) -> None:
@@ -97,7 +105,8 @@ class GroupCommit:
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             stopping = any(p.write is _STOP for p in group)
-            group = [p for p in group if p.write is not _STOP]
+            self.abandoned += sum(1 for p in group if p.abandoned)
+            group = [p for p in group if p.write is not _STOP and not p.abandoned]
             if group:
                 loop = asyncio.get_running_loop()
                 writes = [p.write for p in group]
@@ -118,7 +127,9 @@ class GroupCommit:
         self.writes += len(writes)
         if len(writes) > 1:
             try:
-                with self._db.session() as session:
+                # No autoflush: the group's rows are flushed once, at its commit, in
+                # batches (a flush before each lookup cost more than the rows).
+                with self._db.session() as session, session.no_autoflush:
                     results = [write(session) for write in writes]
                 return [(True, result) for result in results]
             except Exception:  # found again below, write by write

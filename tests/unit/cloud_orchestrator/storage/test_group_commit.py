@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +119,39 @@ async def test_a_full_queue_asks_callers_to_retry(db: Database, fleet: Fleet) ->
     refused = [o for o in outcomes if isinstance(o, LimitReached)]
     assert refused and all(o.retry_after_ms > 0 for o in refused)
     assert len(fleet.events("gw-4")) == outcomes.count(1)
+
+
+async def test_writes_for_the_same_new_gateway_share_a_group(db: Database, fleet: Fleet) -> None:
+    """No autoflush in a group: the second write still finds the row the first added."""
+    writes = GroupCommit(db)
+    writes.start()
+    connect = functools.partial(
+        fleet.connect_in, gateway_id="gw-new", labels={"site": "a"}, gateway_version="1"
+    )
+    try:
+        labels = await asyncio.gather(writes.run(connect), writes.run(connect))
+        stored = await asyncio.gather(*(writes.run(_report(fleet, "gw-new")) for _ in range(3)))
+    finally:
+        await writes.stop()
+    assert labels == [{"site": "a"}] * 2 and stored == [1] * 3
+    assert writes.groups <= 3  # they were grouped, not retried one by one
+    assert len(fleet.events("gw-new")) == 3
+
+
+async def test_a_write_whose_caller_left_before_it_was_taken_is_not_written(
+    db: Database, fleet: Fleet
+) -> None:
+    writes = GroupCommit(db)
+    writes.start()
+    try:
+        busy = asyncio.ensure_future(writes.run(lambda _session: time.sleep(0.3)))
+        await asyncio.sleep(0.1)  # the writer is busy with it
+        left = asyncio.ensure_future(writes.run(_report(fleet, "gw-5")))
+        await asyncio.sleep(0)  # queued behind it
+        left.cancel()
+        await busy
+        assert await writes.run(_report(fleet, "gw-6")) == 1
+    finally:
+        await writes.stop()
+    assert writes.abandoned == 1
+    assert fleet.events("gw-5") == [] and len(fleet.events("gw-6")) == 1
