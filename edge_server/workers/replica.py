@@ -1,7 +1,8 @@
-"""A replica gateway process: ``python -m edge_server.workers.replica CONFIG INDEX``.
+"""A replica gateway process: ``python -m edge_server.workers.replica CONFIG INDEX [RELAY]``.
 
 Started by the primary's WorkerSupervisor, never by hand: CONFIG is the primary's
-resolved settings, INDEX this worker's number. It serves inference, health and
+resolved settings, INDEX this worker's number, RELAY the primary's private management
+socket (management calls arriving here are relayed to it). It serves inference, health and
 reflection on the shared gRPC port, follows the primary's models through its stdin
 and stops on SIGTERM or when the primary goes away (stdin closes).
 """
@@ -22,12 +23,12 @@ from edge_server.workers.follower import ModelFollower
 logger = logging.getLogger("edge_server")
 
 
-async def serve_replica(config: Path, index: int) -> int:
+async def serve_replica(config: Path, index: int, relay_to: str = "") -> int:
     from edge_server.app import Gateway, lower_background_priority  # after logging is set
 
     settings = load_settings({}, environ={}, config_file=config)
     lower_background_priority(settings)
-    gateway = Gateway(settings, worker_index=index)
+    gateway = Gateway(settings, worker_index=index, primary_management=relay_to)
     await gateway.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -54,8 +55,8 @@ async def serve_replica(config: Path, index: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m edge_server.workers.replica CONFIG INDEX", file=sys.stderr)
+    if len(args) not in (2, 3):
+        print("usage: python -m edge_server.workers.replica CONFIG INDEX [RELAY]", file=sys.stderr)
         return 2
     index = int(args[1])
     level = load_settings({}, environ={}, config_file=Path(args[0])).server.log_level
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return asyncio.run(serve_replica(Path(args[0]), index))
+    return asyncio.run(serve_replica(Path(args[0]), index, *args[2:]))
 
 
 if __name__ == "__main__":

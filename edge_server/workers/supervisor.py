@@ -2,7 +2,8 @@
 
 Each replica is ``python -m edge_server.workers.replica`` with the primary's resolved
 settings (same model root, same gRPC port bound with SO_REUSEPORT; it never binds the management
-port, its own metrics port on an ephemeral loopback port). The kernel spreads new
+port, its own metrics port on an ephemeral loopback port) and, when management shares the
+public port, the primary's private management socket, where it relays management calls. The kernel spreads new
 connections across every process listening on the port. A replica that dies is
 restarted with a growing pause; a replica whose primary dies sees its stdin close
 and shuts itself down, so no orphan keeps serving a stale model.
@@ -53,9 +54,11 @@ class WorkerSupervisor:
         settings: Settings,
         grpc_port: int,
         models: ServingCatalogue,
+        relay_to: str = "",
         on_restart: Callable[[int], None] = lambda _index: None,
     ) -> None:
         self._models = models
+        self._relay_to = relay_to
         self._on_restart = on_restart
         self._replicas = [Replica(i) for i in range(1, settings.effective_workers)]
         self._stopping = False
@@ -96,6 +99,7 @@ class WorkerSupervisor:
             "edge_server.workers.replica",
             str(self._config),
             str(replica.index),
+            *([self._relay_to] if self._relay_to else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
