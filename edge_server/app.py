@@ -52,6 +52,7 @@ from edge_server.settings import Settings
 from edge_server.v2.model_repository import ModelRepository
 from edge_server.v2.shared_memory import SharedMemoryRegistry, state_file_for
 from edge_server.v2.tensor_inference import TensorInference
+from edge_server.workers.follow_barrier import FollowBarrier
 from edge_server.workers.management_relay import ManagementRelay, PrivateSocket
 from edge_server.workers.metrics_merge import merge_expositions
 from edge_server.workers.supervisor import WorkerSupervisor
@@ -352,17 +353,29 @@ class Gateway:
         )
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        return [*self._auth_interceptors(), *self._worker_interceptors()]
+
+    def _worker_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """A replica relays management; the primary of several answers it once followed."""
+        if self._relay is not None:
+            return [self._relay]
+        if not self.is_replica and self.settings.effective_workers > 1:
+            return [FollowBarrier(self._replicas_followed)]
+        return []
+
+    async def _replicas_followed(self) -> None:
+        if self.workers is not None:
+            await self.workers.wait_followed()
+
+    def _auth_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         s = self.settings.server
         token = self.settings.effective_management_token
         if token:
             return [
                 ManagementAuthInterceptor(
                     token, lambda _method, reason: self.metrics.auth_failures.labels(reason).inc()
-                ),
-                *([self._relay] if self._relay else []),
+                )
             ]
-        if self._relay is not None:
-            return [self._relay]
         if s.tls_client_ca is None and not self._warned_open_management:
             self._warned_open_management = True
             logger.warning(

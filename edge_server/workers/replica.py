@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edge_server.settings import load_settings
-from edge_server.workers.control import Hello
+from edge_server.workers.control import Followed, Hello
 from edge_server.workers.follower import ModelFollower
 
 logger = logging.getLogger("edge_server")
@@ -39,7 +39,12 @@ async def serve_replica(config: Path, index: int, relay_to: str = "") -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    follower = ModelFollower(gateway.models)
+
+    def report(followed: Followed) -> None:
+        sys.stdout.buffer.write(followed.encode())
+        sys.stdout.buffer.flush()
+
+    follower = ModelFollower(gateway.models, report)
     reading = asyncio.create_task(follower.read(reader))
     reading.add_done_callback(lambda _task: stop.set())  # the primary is gone
     following = asyncio.create_task(follower.follow(gateway.load_task))
