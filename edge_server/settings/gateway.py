@@ -44,17 +44,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         problems = [p for name in SECTIONS for p in getattr(self, name).problems()]
-        if self.server.workers >= 0 and self.effective_workers > 1:
-            if self.server.management_port == -1:
-                problems.append(
-                    "workers > 1 needs --management-port (0 = any free port): model "
-                    "management is served by the primary process only, on its own port"
-                )
-            if self.cloud.orchestrator:
-                problems.append(
-                    "workers > 1 cannot be combined with --orchestrator yet: feedback and "
-                    "pull mode run in the primary process and would miss the other workers"
-                )
+        if self.server.workers > 1 and self.cloud.orchestrator:
+            problems.append(
+                "workers > 1 cannot be combined with --orchestrator yet: feedback and "
+                "pull mode run in the primary process and would miss the other workers "
+                "(leave --workers at 0, automatic, or set 1)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -86,8 +81,12 @@ class Settings:
 
     @property
     def effective_workers(self) -> int:
-        """Gateway processes sharing the gRPC port: one per core when 0."""
-        return self.server.workers or default_cpu_count()
+        """Gateway processes sharing the gRPC port. 0 (automatic) is one per core, one in
+        pull mode; `edge-server` fixes it at start with the memory in view as well
+        (edge_server/workers/layout.py)."""
+        if self.server.workers:
+            return self.server.workers
+        return 1 if self.cloud.orchestrator else default_cpu_count()
 
     @property
     def cores_per_worker(self) -> int:
