@@ -70,11 +70,12 @@ def run_gateway(
         for case in cases().values():
             record(config, case.model, grpc_cell(args, gateway, case), workers=gateway.workers)
         before_http = sum_rss_mb(gateway.pids, "VmRSS")
-        url = f"http://127.0.0.1:{gateway.http_port}/predict"
-        if not wrk.binary() or not http_cells.answers(url, cases()["digits"]):
+        base = f"http://127.0.0.1:{gateway.http_port}/v1/models"
+        if not wrk.binary() or not http_cells.answers(f"{base}/digits/predict", cases()["digits"]):
             record(config, "http", {"skipped": "no wrk, or no HTTP /predict on this gateway"})
             return
         for case in cases().values():
+            url = f"{base}/{case.model}/predict"  # /predict with the model named
             row = http_cells.measure(
                 url, case, gateway.pids, CLIENTS, args.duration, args.out / "scratch"
             )

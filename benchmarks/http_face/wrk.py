@@ -78,6 +78,8 @@ def run(url: str, script: Path, connections: int, duration: float, threads: int 
             f"-c{connections}",
             f"-d{max(1, round(duration))}s",
             "--latency",
+            "--timeout",
+            "30s",  # a slow answer is slow, not failed (wrk's default gives up at 2 s)
             "-s",
             str(script),
             url,

@@ -90,8 +90,12 @@ class Settings:
 
     @property
     def cores_per_worker(self) -> int:
-        """The cores each gateway process sizes its thread pools for."""
-        return max(1, default_cpu_count() // self.effective_workers)
+        """The cores each gateway process sizes its thread pools for: all of them, also
+        with several workers. A process may have the board to itself while the others
+        idle: the primary alone serves the HTTP port, and the kernel spreads gRPC
+        connections unevenly; when all are busy, the scheduler shares the cores anyway
+        (pool threads are below the event loops, worker_thread_nice)."""
+        return default_cpu_count()
 
     @property
     def effective_inference_workers(self) -> int:

@@ -129,8 +129,8 @@ class RuntimeSettings:
 
     intra_op_threads: int = setting(
         0,
-        "ONNX Runtime intra-op threads per run (0 = cores / (workers x inference workers), "
-        "i.e. 1 when the inference workers already fill the cores)",
+        "ONNX Runtime intra-op threads per run (0 = cores / inference workers, i.e. 1 "
+        "when the inference workers already fill the cores)",
     )
     inter_op_threads: int = setting(1, "ONNX Runtime inter-op threads per session")
     graph_optimization: str = setting(
