@@ -43,6 +43,7 @@ pytestmark = pytest.mark.slow
 CONNECTIONS = 16  # P(all on one of 2 processes) = 2 * 0.5**16: never in practice
 WORKER_UP = re.compile(r"worker 1 \(pid (\d+)\) is serving")
 MANAGEMENT = re.compile(r"management on port (\d+)")
+AUTOMATIC = re.compile(r"workers: (\d+) \(automatic: (\d+) cores")
 RELAY = re.compile(r"relay management calls to unix:(\S+)")
 
 
@@ -328,6 +329,26 @@ async def test_management_on_the_shared_port_reaches_the_primary_from_a_replica(
             assert await versions_on_new_connections(server.target) == ["3"] * CONNECTIONS
         assert server.terminate() == 0
         assert not relay_socket.exists()  # the primary's stop removes it
+    finally:
+        server.kill()
+
+
+async def test_no_flags_start_one_process_per_core(tmp_path: Path) -> None:
+    """The default (--workers 0): as many processes as cores here (memory is plenty),
+    every one serving, management on the one port."""
+    root = build_model_root(tmp_path / "models")
+    cores = len(os.sched_getaffinity(0))
+    server = ServerProcess(["--model-root", str(root), "--default-model", "gray"])
+    try:
+        server.wait_serving()
+        chosen = next(m for line in server.log if (m := AUTOMATIC.search(line)))
+        assert int(chosen[1]) == cores, chosen[0]
+        deadline = time.monotonic() + 30  # replicas join once their models are loaded
+        while cores > 1 and set(predict_counts(server)) != {str(i) for i in range(cores)}:
+            assert time.monotonic() < deadline, "not every worker answered:\n" + "".join(server.log)
+            assert set(await versions_on_new_connections(server.target)) == {"2"}
+        assert management_port(server) == server.grpc_port
+        assert server.terminate() == 0
     finally:
         server.kill()
 
