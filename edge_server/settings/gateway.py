@@ -81,12 +81,10 @@ class Settings:
 
     @property
     def effective_workers(self) -> int:
-        """Gateway processes sharing the gRPC port. 0 (automatic) is one per core, one in
-        pull mode; `edge-server` fixes it at start with the memory in view as well
-        (edge_server/workers/layout.py)."""
-        if self.server.workers:
-            return self.server.workers
-        return 1 if self.cloud.orchestrator else default_cpu_count()
+        """Gateway processes sharing the gRPC port. 0 (automatic) is resolved by
+        `edge-server` at start from the cores and the memory (edge_server/workers/layout.py);
+        a Gateway built from unresolved settings (the Python API, tests) is one process."""
+        return self.server.workers or 1
 
     @property
     def cores_per_worker(self) -> int:

@@ -18,7 +18,6 @@ from edge_server.settings import (
     load_settings,
     settings_to_json,
 )
-from edge_server.settings.sections import default_cpu_count
 
 
 def test_precedence(tmp_path: Path) -> None:
@@ -108,9 +107,10 @@ def test_cross_section_checks() -> None:
     # Management shares the port with several workers: replicas relay it to the primary.
     assert Settings.from_values(workers=2).effective_workers == 2
     assert Settings.from_values(workers=2, management_port=0).effective_workers == 2
-    # Automatic workers: one per core, one in pull mode (not a refusal).
+    # Automatic workers (0) are resolved by `edge-server` (workers/layout.py); unresolved,
+    # a Gateway is one process; pull mode with automatic workers is not a refusal.
     assert Settings().server.workers == 0
-    assert Settings().effective_workers == default_cpu_count()
+    assert Settings().effective_workers == 1
     assert Settings.from_values(orchestrator="127.0.0.1:1").effective_workers == 1
 
 
