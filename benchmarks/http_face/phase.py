@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import h2load, models, verified_cell
+from benchmarks.cpu_accounting import CpuMeter
 from benchmarks.gateway_workers import sum_rss_mb
 from benchmarks.http_face import http_cells, report, wrk
 from benchmarks.http_face.cases import CLIENTS, Case, cases
 from benchmarks.http_face.http_cells import FlaskProcess
+from benchmarks.noise_reruns import wait_quiet
 from benchmarks.pipeline_limit import pipeline_limit
 from benchmarks.run_options import RESULTS
 from benchmarks.server_processes import GatewayProcess, NaiveProcess
@@ -42,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(--workers 1), workers2 (default: default,workers1; quick: default)",
     )
     parser.add_argument("--gateway-args", default="", help="extra flags for every gateway")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="before each repeat, wait up to this many seconds for a quiet machine",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args, _unknown = parser.parse_known_args(argv)  # make bench passes BENCH_ARGS on
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -102,7 +110,10 @@ def run_baselines(args: argparse.Namespace, root: Path, record: Callable[..., No
 def run_pipeline(args: argparse.Namespace, root: Path, record: Callable[..., None]) -> None:
     case = cases()["mobilenet-int8"]
     seconds = 1.0 if args.quick else 2.0
+    meter = CpuMeter([])  # the limit runs in this process: the "load generator" share
     limit = pipeline_limit(models.MODELS[case.model].path(root), case.picture, seconds)
+    share = meter.stop()
+    limit["cpu"] = {"gateway": share.loadgen, "loadgen": 0.0, "other": share.other}
     record("pipeline", case.model, limit)
 
 
@@ -131,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for repeat in range(args.repeats):
         now["repeat"] = repeat
+        busy = wait_quiet(args.wait_quiet)  # other processes' load starves the servers
+        print(f"[{repeat}] other processes use {busy:.2f} cores", flush=True)
         shift = repeat % len(steps)
         for step in steps[shift:] + steps[:shift]:
             step()
