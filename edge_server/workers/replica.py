@@ -29,23 +29,26 @@ async def serve_replica(config: Path, index: int, relay_to: str = "") -> int:
     settings = load_settings({}, environ={}, config_file=config)
     lower_background_priority(settings)
     gateway = Gateway(settings, worker_index=index, primary_management=relay_to)
-    await gateway.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    sys.stdout.buffer.write(Hello(os.getpid(), gateway.http.port).encode())
-    sys.stdout.buffer.flush()
+    follower = ModelFollower(gateway.models, _send)
+    # Listen to the primary from the start: one that dies while this worker loads its
+    # models must not find the port still held when it is started again.
+    reading = asyncio.create_task(follower.read(reader))
+    starting = asyncio.create_task(gateway.start())
+    await asyncio.wait({reading, starting}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        logger.warning("the primary process went away; worker %d stops before serving", index)
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return 0
+    starting.result()  # a start-up error ends this worker (the primary restarts it)
+    _send(Hello(os.getpid(), gateway.http.port))
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-
-    def report(followed: Followed) -> None:
-        sys.stdout.buffer.write(followed.encode())
-        sys.stdout.buffer.flush()
-
-    follower = ModelFollower(gateway.models, report)
-    reading = asyncio.create_task(follower.read(reader))
     reading.add_done_callback(lambda _task: stop.set())  # the primary is gone
     following = asyncio.create_task(follower.follow(gateway.load_task))
     await stop.wait()
@@ -56,6 +59,12 @@ async def serve_replica(config: Path, index: int, relay_to: str = "") -> int:
     await asyncio.gather(reading, following, return_exceptions=True)
     await gateway.stop()
     return 0
+
+
+def _send(message: Hello | Followed) -> None:
+    """One line to the primary (the replica's stdout is the control pipe)."""
+    sys.stdout.buffer.write(message.encode())
+    sys.stdout.buffer.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
