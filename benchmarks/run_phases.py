@@ -184,7 +184,7 @@ def run_startup(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
             name,
             payload,
             repeats,
-            shlex.split(args.gateway_args),
+            [*worker_flags(1), *shlex.split(args.gateway_args)],  # one process's start and RSS
             1.0 if args.quick else 3.0,
             args.out / "scratch",
             args.generator,
