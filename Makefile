@@ -68,6 +68,13 @@ haproxy-bin:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q haproxy; }
 
+# wrk drives the HTTP cells of `make bench` (benchmarks/http_face/: multipart uploads).
+.PHONY: wrk-bin
+wrk-bin:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q wrk; }
+
 # Prometheus and promtool for deploy/prometheus (tests/e2e/deploy/). No recommends: they
 # would add node-exporter, a service of its own.
 prometheus-bin:
@@ -110,12 +117,13 @@ demo-model: $(VENV)/.dev  ## retrain the digits demo model and rebuild examples/
 
 # h2load (Debian nghttp2-client) drives the load; without it the grpc.aio generator does.
 # py-spy profiles the cells that miss a target. BENCH_ARGS=--quick for a smoke run.
-bench: $(VENV)/.dev haproxy-bin  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ (not part of make test)
+bench: $(VENV)/.dev haproxy-bin wrk-bin  ## gateway vs raw ONNX Runtime benchmark -> bench-results/ (not part of make test)
 	@command -v h2load >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
 	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nghttp2-client) >/dev/null 2>&1 \
 	  || echo "bench: cannot install h2load (nghttp2-client): using the grpc.aio load generator" >&2; }
 	@$(PIP) py-spy >/dev/null 2>&1 || echo "bench: py-spy unavailable: no profiles" >&2
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.http_face $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.footprint
 	$(MAKE) --no-print-directory bench-fleet
 

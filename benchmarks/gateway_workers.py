@@ -20,8 +20,9 @@ _REPLICA = "edge_server.workers.replica"
 
 
 def worker_count(flags: list[str]) -> int:
-    """Gateway processes ``--workers N`` / ``--workers=N`` asks for (0 = one per core)."""
-    count = 1
+    """Gateway processes ``--workers N`` / ``--workers=N`` asks for (0 or none: automatic,
+    one per core here; GatewayProcess corrects it from the gateway's log)."""
+    count = 0
     for index, flag in enumerate(flags):
         if flag == "--workers" and index + 1 < len(flags):
             count = int(flags[index + 1])

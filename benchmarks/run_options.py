@@ -104,18 +104,19 @@ def gateway_configs(args: argparse.Namespace) -> list[tuple[str, int]]:
 
 def gateway_args(args: argparse.Namespace, batching: str, workers: int = 1) -> list[str]:
     """edge-server flags for one batching setting ("on"/"off") and process count, plus
-    ``--gateway-args``. Several workers need a management port of their own (0 = any)."""
+    ``--gateway-args``."""
     return [
         "--batching",
         "true" if batching == "on" else "false",
-        *(worker_flags(workers) if workers > 1 else []),
+        *worker_flags(workers),
         *shlex.split(args.gateway_args),
     ]
 
 
 def worker_flags(workers: int) -> list[str]:
-    """The edge-server flags for ``workers`` processes on the shared gRPC port."""
-    return ["--workers", str(workers), "--management-port", "0"]
+    """The edge-server flags for ``workers`` processes on the shared gRPC port, named
+    even for 1: the gateway's default (0) is one per core."""
+    return ["--workers", str(workers)]
 
 
 def meta(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:

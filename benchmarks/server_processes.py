@@ -31,6 +31,8 @@ from benchmarks import payloads
 from benchmarks.cpu_accounting import child_pids, rss_mb
 from benchmarks.gateway_workers import reap_replicas, sum_rss_mb, worker_count
 
+# `--workers 0` (the default) logs the count it chose before it listens.
+AUTO_WORKERS = re.compile(r"workers: (\d+) \(automatic")
 LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\d+)")
 _SAMPLE = re.compile(r"^edge_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -104,6 +106,8 @@ class GatewayProcess:
             assert self.proc is not None and self.proc.stderr is not None
             for line in self.proc.stderr:  # keep draining: a full pipe would block the server
                 self.log_tail.append(line.rstrip())
+                if automatic := AUTO_WORKERS.search(line):
+                    self.workers = int(automatic[1])
                 match = LISTENING.search(line)
                 if match and not ready.is_set():
                     self.grpc_port, self.http_port = int(match[1]), int(match[2])

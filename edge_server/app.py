@@ -43,6 +43,7 @@ from edge_server.listeners import (
     ListenerPlan,
     plan_listeners,
     reflected,
+    reflected_on_main,
 )
 from edge_server.runtime import allocator
 from edge_server.runtime.open_files import raise_open_files_limit
@@ -51,6 +52,8 @@ from edge_server.settings import Settings
 from edge_server.v2.model_repository import ModelRepository
 from edge_server.v2.shared_memory import SharedMemoryRegistry, state_file_for
 from edge_server.v2.tensor_inference import TensorInference
+from edge_server.workers.follow_barrier import FollowBarrier
+from edge_server.workers.management_relay import ManagementRelay, PrivateSocket
 from edge_server.workers.metrics_merge import merge_expositions
 from edge_server.workers.supervisor import WorkerSupervisor
 
@@ -90,7 +93,9 @@ class Gateway:
     on the shared port and follows the primary's models (see edge_server/workers).
     """
 
-    def __init__(self, settings: Settings, worker_index: int = 0) -> None:
+    def __init__(
+        self, settings: Settings, worker_index: int = 0, primary_management: str = ""
+    ) -> None:
         self.settings = settings
         self.is_replica = worker_index > 0
         self.parts = build_parts(settings, self.is_replica)
@@ -100,6 +105,13 @@ class Gateway:
         self.lifecycle = self.parts.lifecycle
         self.cloud = self.parts.cloud
         self.plan: ListenerPlan = plan_listeners(settings, self.is_replica)
+        # A replica relays management calls to the primary's private socket (given).
+        self._relay = (
+            ManagementRelay(primary_management, settings.server.max_message_bytes)
+            if self.plan.relays_management and primary_management
+            else None
+        )
+        self.private_socket: PrivateSocket | None = None
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
         self.http = HttpEndpoint(
@@ -112,6 +124,7 @@ class Gateway:
         self._warned_open_management = self.is_replica  # a replica has no management
         self._server: grpc.aio.Server | None = None
         self._management_server: grpc.aio.Server | None = None
+        self._private_server: grpc.aio.Server | None = None
         self._created_servers: list[grpc.aio.Server] = []  # stopped if start() fails
         self._load_task: asyncio.Task[None] | None = None
         self.grpc_port = 0
@@ -151,6 +164,11 @@ class Gateway:
             Step("model load in the background", self._start_load, not self.is_replica),
             Step("cloud link: pull mode, feedback upload", self._start_cloud, bool(self.cloud)),
             Step(
+                "private management socket for the workers' relays",
+                self._start_private_management,
+                bool(self.plan.private_management),
+            ),
+            Step(
                 "worker processes",
                 self._start_workers,
                 not self.is_replica and s.effective_workers > 1,
@@ -169,6 +187,8 @@ class Gateway:
         except StartupError:
             for server in self._created_servers:
                 await server.stop(None)
+            if self.private_socket is not None:
+                self.private_socket.remove()
             self.shared_memory.detach(remove=not self.is_replica)
             self.parts.preprocess_pool.shutdown(wait=False, cancel_futures=True)
             self.parts.inference_pool.shutdown(wait=False, cancel_futures=True)
@@ -249,7 +269,7 @@ class Gateway:
         )
         if MODEL_SERVICE in self.plan.main:
             model_pb2_grpc.add_ModelServiceServicer_to_server(self._model_servicer(), server)
-        enable_reflection(server, reflected(self.plan.main))
+        enable_reflection(server, reflected_on_main(self.plan))
         self.grpc_port = self._bind(server, s.host, s.grpc_port, ("--grpc-port", "--host"))
         if s.shared_memory != "off":  # the primary starts the workers' shared state afresh
             self.shared_memory.attach(
@@ -259,15 +279,28 @@ class Gateway:
         self._server = server
         self.management_port = self.grpc_port if MODEL_SERVICE in self.plan.main else -1
 
-    async def _start_management(self) -> None:
-        s = self.settings.server
+    def _new_management_server(self, services: tuple[str, ...]) -> grpc.aio.Server:
         management = self._new_server()
         model_pb2_grpc.add_ModelServiceServicer_to_server(self._model_servicer(), management)
         management.add_generic_rpc_handlers(
             (repository_handler(self._v2_servicer(repository_writes=True)),)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, management)
-        enable_reflection(management, reflected(self.plan.management))
+        enable_reflection(management, reflected(services))
+        return management
+
+    async def _start_private_management(self) -> None:
+        # No TLS on it: the folder is 0700 and the replicas checked the caller already.
+        self.private_socket = PrivateSocket()
+        server = self._new_management_server(self.plan.private_management)
+        server.add_insecure_port(self.private_socket.address)
+        await server.start()
+        self._private_server = server
+        logger.info("workers relay management calls to %s", self.private_socket.address)
+
+    async def _start_management(self) -> None:
+        s = self.settings.server
+        management = self._new_management_server(self.plan.management)
         self.management_port = self._bind(
             management,
             s.management_host or s.host,
@@ -301,7 +334,8 @@ class Gateway:
         await self.cloud.start(self.wait_for_models)
 
     async def _start_workers(self) -> None:
-        self.workers = WorkerSupervisor(self.settings, self.grpc_port, self.models)
+        relay_to = self.private_socket.address if self.private_socket else ""
+        self.workers = WorkerSupervisor(self.settings, self.grpc_port, self.models, relay_to)
         await self.workers.start()
 
     def _log_listening(self) -> None:
@@ -319,6 +353,21 @@ class Gateway:
         )
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        return [*self._auth_interceptors(), *self._worker_interceptors()]
+
+    def _worker_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """A replica relays management; the primary of several answers it once followed."""
+        if self._relay is not None:
+            return [self._relay]
+        if not self.is_replica and self.settings.effective_workers > 1:
+            return [FollowBarrier(self._replicas_followed)]
+        return []
+
+    async def _replicas_followed(self) -> None:
+        if self.workers is not None:
+            await self.workers.wait_followed()
+
+    def _auth_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         s = self.settings.server
         token = self.settings.effective_management_token
         if token:
@@ -378,7 +427,11 @@ class Gateway:
 
     async def _drain(self) -> None:
         grace = self.settings.server.shutdown_grace_seconds
-        servers = [srv for srv in (self._server, self._management_server) if srv is not None]
+        servers = [
+            srv
+            for srv in (self._server, self._management_server, self._private_server)
+            if srv is not None
+        ]
         draining = [srv.stop(grace) for srv in servers]
         if self.workers is not None:  # the replicas drain their own calls meanwhile
             draining.append(self.workers.stop(grace))
@@ -393,6 +446,10 @@ class Gateway:
         await self.cloud.stop()
 
     async def _release(self) -> None:
+        if self._relay is not None:
+            await self._relay.close()
+        if self.private_socket is not None:
+            self.private_socket.remove()
         self.shared_memory.detach(remove=not self.is_replica)
         self.parts.preprocess_pool.shutdown(wait=False, cancel_futures=True)
         self.parts.inference_pool.shutdown(wait=True, cancel_futures=True)

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(settings: Settings) -> int:
     from edge_server.app import Gateway, lower_background_priority  # fast `--help`
+    from edge_server.workers.layout import resolve_workers
 
+    settings = resolve_workers(settings)  # --workers 0: from the cores and the memory
     lower_background_priority(settings)
     gateway = Gateway(settings)
     await gateway.start()

@@ -6,7 +6,12 @@
   (repository read-only) and Health; the management port serves ModelService, V2's
   repository load/unload and Health.
 - replica (``--workers`` > 1, index > 0): --grpc-port (shared) serves InferenceService,
-  V2 (repository read-only) and Health; management is the primary's.
+  V2 and Health; with a ``--management-port`` management is the primary's port alone,
+  without one the replica relays ModelService and V2's repository load/unload to the
+  primary (edge_server/workers/management_relay.py), so management answers on every
+  connection to the shared port.
+- primary of several workers with management shared: as "management shared" above, plus
+  a private unix socket serving the management calls its replicas relay.
 
 Every gRPC listener also answers reflection for the services it serves. HTTP (``/metrics``,
 ``/healthz``) is one more listener, on loopback for a replica (the primary scrapes it).
@@ -34,6 +39,10 @@ class ListenerPlan:
 
     main: tuple[str, ...]
     management: tuple[str, ...]
+    # The primary's private socket for the calls replicas relay (empty: none).
+    private_management: tuple[str, ...] = ()
+    # A replica relays the management calls it receives to the primary's private socket.
+    relays_management: bool = False
 
     @property
     def separate_management(self) -> bool:
@@ -47,11 +56,19 @@ class ListenerPlan:
 
 def plan_listeners(settings: Settings, is_replica: bool) -> ListenerPlan:
     serving = (INFERENCE_SERVICE, V2_SERVICE, HEALTH_SERVICE)
+    management = (MODEL_SERVICE, V2_REPOSITORY, HEALTH_SERVICE)
+    shared = settings.server.management_port < 0
     if is_replica:
-        return ListenerPlan(serving, ())
-    if settings.server.management_port >= 0:
-        return ListenerPlan(serving, (MODEL_SERVICE, V2_REPOSITORY, HEALTH_SERVICE))
-    return ListenerPlan((*serving, MODEL_SERVICE), ())
+        return ListenerPlan(serving, (), relays_management=shared)
+    if not shared:
+        return ListenerPlan(serving, management)
+    private = management if settings.effective_workers > 1 else ()
+    return ListenerPlan((*serving, MODEL_SERVICE), (), private_management=private)
+
+
+def reflected_on_main(plan: ListenerPlan) -> list[str]:
+    """What reflection lists on the main port: a relaying replica answers management too."""
+    return reflected((*plan.main, MODEL_SERVICE) if plan.relays_management else plan.main)
 
 
 def reflected(services: tuple[str, ...]) -> list[str]:

@@ -70,10 +70,12 @@ class Process:
 
 
 def gateway(root: Path) -> Process:
-    """The real `edge-server` serving ``root``."""
+    """The real `edge-server` serving ``root``, one process: the footprint budget is
+    per gateway process (the default starts one per core, each about this size)."""
     grpc_port = free_port()
     command = [
         *(str(BIN / "edge-server"), "--model-root", str(root), "--log-level", "WARNING"),
+        *("--workers", "1"),
         *("--grpc-port", str(grpc_port), "--http-port", str(free_port())),
     ]
     return Process(command, grpc_port)

@@ -44,17 +44,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         problems = [p for name in SECTIONS for p in getattr(self, name).problems()]
-        if self.server.workers >= 0 and self.effective_workers > 1:
-            if self.server.management_port == -1:
-                problems.append(
-                    "workers > 1 needs --management-port (0 = any free port): model "
-                    "management is served by the primary process only, on its own port"
-                )
-            if self.cloud.orchestrator:
-                problems.append(
-                    "workers > 1 cannot be combined with --orchestrator yet: feedback and "
-                    "pull mode run in the primary process and would miss the other workers"
-                )
+        if self.server.workers > 1 and self.cloud.orchestrator:
+            problems.append(
+                "workers > 1 cannot be combined with --orchestrator yet: feedback and "
+                "pull mode run in the primary process and would miss the other workers "
+                "(leave --workers at 0, automatic, or set 1)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -86,13 +81,19 @@ class Settings:
 
     @property
     def effective_workers(self) -> int:
-        """Gateway processes sharing the gRPC port: one per core when 0."""
-        return self.server.workers or default_cpu_count()
+        """Gateway processes sharing the gRPC port. 0 (automatic) is resolved by
+        `edge-server` at start from the cores and the memory (edge_server/workers/layout.py);
+        a Gateway built from unresolved settings (the Python API, tests) is one process."""
+        return self.server.workers or 1
 
     @property
     def cores_per_worker(self) -> int:
-        """The cores each gateway process sizes its thread pools for."""
-        return max(1, default_cpu_count() // self.effective_workers)
+        """The cores each gateway process sizes its thread pools for: all of them, also
+        with several workers. A process may have the board to itself while the others
+        idle: the primary alone serves the HTTP port, and the kernel spreads gRPC
+        connections unevenly; when all are busy, the scheduler shares the cores anyway
+        (pool threads are below the event loops, worker_thread_nice)."""
+        return default_cpu_count()
 
     @property
     def effective_inference_workers(self) -> int:

@@ -69,9 +69,10 @@ class ServerSettings:
         10.0, "how long in-flight calls may finish after SIGTERM"
     )
     workers: int = setting(
-        1,
-        "gateway processes serving the gRPC port together (SO_REUSEPORT; 0 = one per "
-        "core); more than 1 needs --management-port",
+        0,
+        "gateway processes serving the gRPC port together (SO_REUSEPORT; 0 = automatic: "
+        "one per core while the memory holds a copy of the models per process, 1 in pull "
+        "mode); management answers on every process",
     )
     shared_memory: str = setting(
         "local",
@@ -110,7 +111,7 @@ class ServerSettings:
         if self.shutdown_grace_seconds < 0:
             found.append("shutdown_grace_seconds must be >= 0")
         if self.workers < 0:
-            found.append("workers must be >= 0 (0 = one per core)")
+            found.append("workers must be >= 0 (0 = automatic: one per core)")
         if self.shared_memory not in SHARED_MEMORY_MODES:
             found.append(f"shared_memory must be one of {', '.join(SHARED_MEMORY_MODES)}")
         if not 1 <= self.shared_memory_max_regions <= 4096:
@@ -128,8 +129,8 @@ class RuntimeSettings:
 
     intra_op_threads: int = setting(
         0,
-        "ONNX Runtime intra-op threads per run (0 = cores / (workers x inference workers), "
-        "i.e. 1 when the inference workers already fill the cores)",
+        "ONNX Runtime intra-op threads per run (0 = cores / inference workers, i.e. 1 "
+        "when the inference workers already fill the cores)",
     )
     inter_op_threads: int = setting(1, "ONNX Runtime inter-op threads per session")
     graph_optimization: str = setting(

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from edge_server.catalogue.serving import ModelState, ServingCatalogue
-from edge_server.workers.control import ModelEvent
+from edge_server.workers.control import Followed, ModelEvent
 
 logger = logging.getLogger(__name__)
 
 
 class ModelFollower:
-    def __init__(self, models: ServingCatalogue) -> None:
+    def __init__(
+        self, models: ServingCatalogue, report: Callable[[Followed], None] = lambda _f: None
+    ) -> None:
         self._models = models
+        self._report = report  # tells the primary how far this process has followed
         self._wanted: dict[str, ModelEvent] = {}
+        self._latest = 0
         self._changed = asyncio.Event()
 
     def offer(self, event: ModelEvent) -> None:
         self._wanted[event.model] = event
+        self._latest = max(self._latest, event.seq)
         self._changed.set()
 
     async def read(self, reader: asyncio.StreamReader) -> None:
@@ -42,8 +48,10 @@ class ModelFollower:
         while True:
             await self._changed.wait()
             self._changed.clear()
+            reached = self._latest  # every event up to it is in _wanted now
             for name in list(self._wanted):
                 await self._apply(self._wanted[name])
+            self._report(Followed(reached))
 
     async def _apply(self, event: ModelEvent) -> None:
         slot = self._models.slot(event.model)

@@ -2,10 +2,11 @@
 
 Each replica is ``python -m edge_server.workers.replica`` with the primary's resolved
 settings (same model root, same gRPC port bound with SO_REUSEPORT; it never binds the management
-port, its own metrics port on an ephemeral loopback port). The kernel spreads new
-connections across every process listening on the port. A replica that dies is
-restarted with a growing pause; a replica whose primary dies sees its stdin close
-and shuts itself down, so no orphan keeps serving a stale model.
+port, its own metrics port on an ephemeral loopback port) and, when management shares the
+public port, the primary's private management socket, where it relays management calls.
+The kernel spreads new connections across every process listening on the port. A
+replica that dies is restarted with a growing pause; a replica whose primary dies sees
+its stdin close and shuts itself down, so no orphan keeps serving a stale model.
 """
 
 from __future__ import annotations
@@ -24,18 +25,21 @@ from pathlib import Path
 
 from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
 from edge_server.settings import Settings, settings_to_json
-from edge_server.workers.control import Hello, ModelEvent
+from edge_server.workers.control import Followed, Hello, ModelEvent
 
 logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 60.0
+# Longest a management answer waits for the replicas to load what the primary activated;
+# beyond it the answer goes out and the late replica is logged.
+FOLLOW_TIMEOUT_S = 120.0
 METRICS_TIMEOUT_S = 2.0
 MAX_RESTART_PAUSE_S = 30.0
 
 
-def event_for(slot: ModelSlot) -> ModelEvent:
+def event_for(slot: ModelSlot, seq: int = 0) -> ModelEvent:
     version = slot.active.version if slot.active is not None else ""
-    return ModelEvent(slot.name, version, slot.state.name)
+    return ModelEvent(slot.name, version, slot.state.name, seq)
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Replica:
     index: int
     process: asyncio.subprocess.Process | None = None
     hello: Hello | None = None
+    followed: int = 0  # the last event number it reported applied
     restarts: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -53,12 +58,16 @@ class WorkerSupervisor:
         settings: Settings,
         grpc_port: int,
         models: ServingCatalogue,
+        relay_to: str = "",
         on_restart: Callable[[int], None] = lambda _index: None,
     ) -> None:
         self._models = models
+        self._relay_to = relay_to
         self._on_restart = on_restart
         self._replicas = [Replica(i) for i in range(1, settings.effective_workers)]
         self._stopping = False
+        self._seq = 0
+        self._progress = asyncio.Condition()
         # The replicas' settings: the primary's, resolved, with the port it really bound.
         replica_settings = settings_to_json(settings)
         replica_settings.update(grpc_port=grpc_port, http_port=0)
@@ -77,7 +86,8 @@ class WorkerSupervisor:
             replica.task = asyncio.create_task(self._keep_running(replica))
 
     def _broadcast(self, slot: ModelSlot) -> None:
-        line = event_for(slot).encode()
+        self._seq += 1
+        line = event_for(slot, self._seq).encode()
         for replica in self._replicas:
             self._send(replica, line)
 
@@ -96,14 +106,16 @@ class WorkerSupervisor:
             "edge_server.workers.replica",
             str(self._config),
             str(replica.index),
+            *([self._relay_to] if self._relay_to else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
         replica.process = process
         # The snapshot goes first: the replica applies it after its own start-up load.
+        replica.followed = 0
         for slot in self._models.slots():
-            self._send(replica, event_for(slot).encode())
+            self._send(replica, event_for(slot, self._seq).encode())
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), HELLO_TIMEOUT_S)
         if not line:
@@ -112,11 +124,49 @@ class WorkerSupervisor:
         logger.info("worker %d (pid %d) is serving", replica.index, process.pid)
         return process
 
+    async def _read_progress(self, replica: Replica, stdout: asyncio.StreamReader) -> None:
+        """The replica's Followed lines, until it exits."""
+        while line := await stdout.readline():
+            try:
+                replica.followed = Followed.decode(line).seq
+            except (ValueError, KeyError) as exc:
+                logger.error("worker %d sent a malformed line: %s", replica.index, exc)
+                continue
+            async with self._progress:
+                self._progress.notify_all()
+        replica.hello = None  # gone: no longer waited for
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def wait_followed(self, timeout: float = FOLLOW_TIMEOUT_S) -> None:
+        """Until every serving replica applied every event sent so far (a management
+        call's answer waits for it, so the next call on any connection sees the change)."""
+        target = self._seq
+
+        def behind() -> list[Replica]:
+            return [
+                r
+                for r in self._replicas
+                if r.hello is not None
+                and r.process is not None
+                and r.process.returncode is None
+                and r.followed < target
+            ]
+
+        try:
+            async with self._progress:
+                await asyncio.wait_for(self._progress.wait_for(lambda: not behind()), timeout)
+        except TimeoutError:
+            late = ", ".join(str(r.index) for r in behind())
+            logger.warning("worker(s) %s did not follow the primary within %.0f s", late, timeout)
+
     async def _keep_running(self, replica: Replica) -> None:
         pause = 1.0
         while not self._stopping:
             try:
                 process = await self._spawn(replica)
+                assert process.stdout is not None
+                await self._read_progress(replica, process.stdout)
                 await process.wait()
             except asyncio.CancelledError:
                 raise

@@ -40,6 +40,9 @@ def test_reference_traffic_stays_below_the_threshold_and_shifted_traffic_rises_a
         [
             *("--model-root", str(root), "--drift-window", str(WINDOW)),
             *("--inference-workers", "1", "--preprocess-workers", "1"),
+            # One process: each worker scores the traffic it serves (a worker label per
+            # series), and this test reads one window of all the traffic.
+            *("--workers", "1"),
         ]
     )
     try:

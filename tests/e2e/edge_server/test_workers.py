@@ -2,7 +2,9 @@
 
 Real `edge-server` processes: connections spread over both, a version pushed to the
 primary's management port reaches every connection, an unload and a load follow,
-a killed replica comes back, and no replica outlives its primary.
+a killed replica comes back, and no replica outlives its primary. Without
+--management-port, management answers on the shared port whichever process the
+connection reached: a replica relays it to the primary.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -29,11 +30,12 @@ from edge_contracts.proto.edge.v1 import (
 )
 from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edge_server.v2.shared_memory import state_file_for
+from edge_server.workers.management_relay import SOCKET_NAME
 from edge_server.workers.metrics_merge import merge_expositions
 from tests.support.bundles import build_bundle, make_keys, push
 from tests.support.lifecycle import GRAY_MANIFEST, gray_png
 from tests.support.model_factory import build_model_root, linear_classifier
-from tests.support.processes import BIN, ServerProcess
+from tests.support.processes import ServerProcess
 from tests.support.shared_memory import TOKEN_A, bearer, channel_as, two_apps
 
 pytestmark = pytest.mark.slow
@@ -41,12 +43,19 @@ pytestmark = pytest.mark.slow
 CONNECTIONS = 16  # P(all on one of 2 processes) = 2 * 0.5**16: never in practice
 WORKER_UP = re.compile(r"worker 1 \(pid (\d+)\) is serving")
 MANAGEMENT = re.compile(r"management on port (\d+)")
+AUTOMATIC = re.compile(r"workers: (\d+) \(automatic: (\d+) cores")
+RELAY = re.compile(r"relay management calls to unix:(\S+)")
 
 
-def start(root: Path, public_key: Path, *extra: str) -> ServerProcess:
+def start(
+    root: Path,
+    public_key: Path,
+    *extra: str,
+    management: tuple[str, ...] = ("--management-port", "0"),
+) -> ServerProcess:
     server = ServerProcess(
         ["--model-root", str(root), "--trusted-keys", str(public_key), "--default-model", "gray",
-         "--workers", "2", "--management-port", "0", "--rollback-window-seconds", "0", *extra]
+         "--workers", "2", *management, "--rollback-window-seconds", "0", *extra]
     )  # fmt: skip
     server.wait_serving()
     wait_for(lambda: replica_pid(server) is not None, "worker 1 never came up", server)
@@ -252,15 +261,96 @@ def v2_request(data: bytes | None, shm_size: int = 0) -> grpc_service_pb2.ModelI
     return request
 
 
-def test_workers_need_a_management_port(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(BIN / "edge-server"), "--model-root", str(tmp_path), "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "workers > 1 needs --management-port" in result.stderr
+async def channel_on_worker(server: ServerProcess, worker: str) -> grpc.aio.Channel:
+    """A connection of its own that the kernel gave to ``worker`` ("0": the primary)."""
+    for _ in range(64):  # P(64 misses of one of 2 processes) = 0.5**64
+        channel = grpc.aio.insecure_channel(
+            server.target, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        before = predict_counts(server).get(worker, 0)
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await stub.Predict(inference_pb2.PredictRequest(image=gray_png()), timeout=10)
+        if predict_counts(server).get(worker, 0) > before:
+            return channel
+        await channel.close()
+    raise AssertionError(f"no connection reached worker {worker}:\n" + "".join(server.log))
+
+
+async def test_management_on_the_shared_port_reaches_the_primary_from_a_replica(
+    tmp_path: Path,
+) -> None:
+    """No --management-port: a push, a list, a V2 unload and load sent over a
+    connection the replica holds are relayed to the primary; each call ends once every
+    worker follows (the next connection, whichever process, sees the change); a refused
+    call comes back with its status and message."""
+    root = build_model_root(tmp_path / "models")
+    key, public = make_keys(tmp_path / "keys")
+    model = linear_classifier(tmp_path / "src" / "model.onnx", seed=45)
+    bundle = build_bundle(tmp_path / "g3.edgebundle", model, "gray", "3", key, GRAY_MANIFEST)
+    server = start(root, public, "--management-token", "s3cret", management=())
+    token = (("authorization", "Bearer s3cret"),)
+    try:
+        assert management_port(server) == server.grpc_port
+        relay_socket = next(Path(m[1]) for line in server.log if (m := RELAY.search(line)))
+        assert relay_socket.name == SOCKET_NAME and relay_socket.is_socket()
+        assert relay_socket.parent.stat().st_mode & 0o077 == 0  # this user's only
+        channel = await channel_on_worker(server, "1")
+        async with channel:
+            models = model_pb2_grpc.ModelServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await models.ListModels(model_pb2.ListModelsRequest(), timeout=5)
+            assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert "management token" in (refused.value.details() or "")
+            listed = await models.ListModels(model_pb2.ListModelsRequest(), metadata=token)
+            assert "gray" in {m.name for m in listed.models}
+            responses, _ = await push(models, bundle, metadata=token)
+            assert responses[-1].stage == model_pb2.UPDATE_STAGE_ACTIVE, responses[-1]
+            # The call ended once every worker followed: read your writes on any connection.
+            assert await versions_on_new_connections(server.target) == ["3"] * CONNECTIONS
+            repository = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            await repository.RepositoryModelUnload(
+                grpc_service_pb2.RepositoryModelUnloadRequest(model_name="gray"),
+                timeout=10,
+                metadata=token,
+            )
+            assert await versions_on_new_connections(server.target) == ["UNAVAILABLE"] * CONNECTIONS
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await repository.RepositoryModelLoad(
+                    grpc_service_pb2.RepositoryModelLoadRequest(model_name="nope"),
+                    timeout=30,
+                    metadata=token,
+                )
+            assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+            await repository.RepositoryModelLoad(
+                grpc_service_pb2.RepositoryModelLoadRequest(model_name="gray"),
+                timeout=30,
+                metadata=token,
+            )
+            assert await versions_on_new_connections(server.target) == ["3"] * CONNECTIONS
+        assert server.terminate() == 0
+        assert not relay_socket.exists()  # the primary's stop removes it
+    finally:
+        server.kill()
+
+
+async def test_no_flags_start_one_process_per_core(tmp_path: Path) -> None:
+    """The default (--workers 0): as many processes as cores here (memory is plenty),
+    every one serving, management on the one port."""
+    root = build_model_root(tmp_path / "models")
+    cores = len(os.sched_getaffinity(0))
+    server = ServerProcess(["--model-root", str(root), "--default-model", "gray"])
+    try:
+        server.wait_serving()
+        chosen = next(m for line in server.log if (m := AUTOMATIC.search(line)))
+        assert int(chosen[1]) == cores, chosen[0]
+        deadline = time.monotonic() + 30  # replicas join once their models are loaded
+        while cores > 1 and set(predict_counts(server)) != {str(i) for i in range(cores)}:
+            assert time.monotonic() < deadline, "not every worker answered:\n" + "".join(server.log)
+            assert set(await versions_on_new_connections(server.target)) == {"2"}
+        assert management_port(server) == server.grpc_port
+        assert server.terminate() == 0
+    finally:
+        server.kill()
 
 
 def test_metrics_of_workers_merge_with_a_worker_label() -> None:

@@ -102,11 +102,16 @@ def test_problems_of_several_sections_are_reported_together() -> None:
 
 
 def test_cross_section_checks() -> None:
-    with pytest.raises(ValueError, match="workers > 1 needs --management-port"):
-        Settings.from_values(workers=2)
     with pytest.raises(ValueError, match="cannot be combined with --orchestrator"):
-        Settings.from_values(workers=2, management_port=0, orchestrator="127.0.0.1:1")
+        Settings.from_values(workers=2, orchestrator="127.0.0.1:1")
+    # Management shares the port with several workers: replicas relay it to the primary.
+    assert Settings.from_values(workers=2).effective_workers == 2
     assert Settings.from_values(workers=2, management_port=0).effective_workers == 2
+    # Automatic workers (0) are resolved by `edge-server` (workers/layout.py); unresolved,
+    # a Gateway is one process; pull mode with automatic workers is not a refusal.
+    assert Settings().server.workers == 0
+    assert Settings().effective_workers == 1
+    assert Settings.from_values(orchestrator="127.0.0.1:1").effective_workers == 1
 
 
 def test_a_config_file_may_group_settings_by_section(tmp_path: Path) -> None:

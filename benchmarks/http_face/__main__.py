@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.http_face.phase import main
+
+sys.exit(main())
