@@ -28,6 +28,7 @@ __all__ = ["Policy", "SimulatedGateway"]
 FIRST_MESSAGE_SECONDS = 30.0
 FETCH_IDLE_SECONDS = 30.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+ACTIVATION_SECONDS = (0.2, 1.0)  # load, warm-up and golden check of a small model
 REPORT_ATTEMPTS = 40  # minutes of retries: only a run's end stops a report
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -232,7 +233,10 @@ class SimulatedGateway:
                 if not fetch.ok:
                     return
             # Other models: the version is taken as already on disk (the reconciler
-            # activates such a version from the local store without a download).
+            # activates such a version from the local store without a download). Either
+            # way a real gateway loads the session, warms it up and checks its golden
+            # samples before it reports: a fraction of a second to a second.
+            await asyncio.sleep(self._rng.uniform(*ACTIVATION_SECONDS))
             self.running[model.model_name] = (model.model_version, model.bundle_sha256)
             await self._report(model)
         finally:
