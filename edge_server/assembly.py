@@ -149,13 +149,15 @@ def build_parts(settings: Settings, is_replica: bool) -> GatewayParts:
     shadow = (
         ShadowRunner(
             models,
-            runner.outputs,
+            functools.partial(runner.run, deadline=None),  # outputs and inference time
             settings.lifecycle.shadow_sample_rate,
             on_disagreement=[cloud.observe_disagreement] if cloud else [],
         )
         if lifecycle is not None
         else None
     )
+    if cloud is not None and shadow is not None:
+        cloud.shadow_evidence = shadow.shadowing  # pull mode reports it to rollout gates
     predictor = Predictor(
         models,
         admission,

@@ -21,8 +21,8 @@ def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser])
     p.add_argument(
         "--retry-failed",
         metavar="ROLLOUT_ID",
-        help="run a halted or finished rollout again for its FAILED, SKIPPED and "
-        "ROLLED_BACK gateways (instead of NAME VERSION --gateways)",
+        help="run a halted or finished rollout again for its FAILED, SKIPPED, "
+        "ROLLED_BACK and GATE_FAILED gateways (instead of NAME VERSION --gateways)",
     )
     p.add_argument("--strategy", default="all", help="all | canary:N | waves:1,10%%,50%%,100%%")
     # deploy's arguments are required unless --retry-failed is given: checked in
@@ -54,6 +54,7 @@ def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser])
     )
     p.add_argument("--lease-seconds", type=float, default=30.0)
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    add_gate_arguments(p)
     json_flag(p)
 
     p = command("rollouts", "list rollouts")
@@ -68,7 +69,79 @@ def add_rollout_commands(command: Callable[[str, str], argparse.ArgumentParser])
         action="store_true",
         help="run it here to its end (when no other process owns it)",
     )
+    p.add_argument(
+        "--activate",
+        action="store_true",
+        help="activate a --stage-only rollout's staged version, wave by wave, and run it here",
+    )
     json_flag(p)
+
+
+def add_gate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gate",
+        choices=("shadow",),
+        help="shadow: each wave runs the version in shadow first and activates it only "
+        "when the evidence holds (docs/rollouts.md)",
+    )
+    amount = p.add_mutually_exclusive_group()
+    amount.add_argument(
+        "--evidence-requests",
+        type=int,
+        metavar="N",
+        help="shadowed requests each gateway needs before the gate judges (default 200)",
+    )
+    amount.add_argument(
+        "--evidence-minutes", type=float, metavar="M", help="collect evidence for M minutes"
+    )
+    p.add_argument("--min-agreement", type=float, default=0.97, help="default 0.97")
+    p.add_argument(
+        "--max-confidence-shift",
+        type=float,
+        default=0.1,
+        help="Jensen-Shannon distance of the top-1 confidence deciles (default 0.1)",
+    )
+    p.add_argument(
+        "--max-latency-ratio", type=float, default=1.5, help="p95 candidate/active (default 1.5)"
+    )
+    p.add_argument(
+        "--latency-floor-ms",
+        type=float,
+        default=5.0,
+        help="p95 times under this count as this for the ratio (default 5: noise below)",
+    )
+    p.add_argument(
+        "--stage-only",
+        action="store_true",
+        help="download and verify everywhere; activate later with `rollout ID --activate`",
+    )
+    p.add_argument(
+        "--window",
+        action="append",
+        default=[],
+        metavar="[SELECTOR@]HH:MM-HH:MM",
+        help="activate only in this window of the gateway's local time (download any time); "
+        "repeat per label selector, the first match applies",
+    )
+
+
+def _gate(args: argparse.Namespace) -> Any:
+    from cloud_orchestrator.rollouts.gates import GateConfig
+
+    tuned = args.evidence_requests or args.evidence_minutes
+    if not args.gate:
+        if tuned:
+            args.deploy_parser.error("--evidence-requests/--evidence-minutes need --gate shadow")
+        return None
+    return GateConfig(
+        args.gate,
+        args.evidence_requests or 0,
+        args.evidence_minutes or 0.0,
+        args.min_agreement,
+        args.max_confidence_shift,
+        args.max_latency_ratio,
+        latency_floor_ms=args.latency_floor_ms,
+    )
 
 
 def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> str:
@@ -80,6 +153,15 @@ def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> s
         f"  state {record.state}, wave {min(record.current_wave + 1, record.wave_count)} of "
         f"{record.wave_count}" + (f", owner {record.owner}" if record.owner else ""),
     ]
+    if record.gate:
+        from cloud_orchestrator.rollouts.gates import GateConfig
+
+        config = GateConfig.from_json(record.gate)
+        lines.append(f"  {config.describe() if config else ''}")
+    if record.stage_only:
+        lines.append("  stage only: activate with `edge-orchestrator rollout ID --activate`")
+    if record.windows:
+        lines.append(f"  windows (gateway local time): {record.windows}")
     if record.reason:
         lines.append(f"  reason: {record.reason}")
     lines.append(
@@ -99,6 +181,12 @@ def _print_rollout(record: Any, events: list[dict[str, Any]] | None = None) -> s
             ("GATEWAY", "WAVE", "STATE", "PREVIOUS", "ATTEMPTS", "BYTES SENT", "REASON"),
         )
     )
+    from cloud_orchestrator.cli.rollout_evidence import evidence_table
+
+    evidence = evidence_table(record)
+    if evidence:
+        lines.append("evidence:")
+        lines.append(evidence)
     if events:
         lines.append("events:")
         for e in events:
@@ -139,6 +227,9 @@ def cmd_deploy(orch: Any, args: argparse.Namespace) -> int:
             created_by=owner,
             lease_seconds=lease,
             rate_per_minute=parse_rate(args.rate),
+            gate=_gate(args),
+            stage_only=args.stage_only,
+            windows=args.window,
         )
     if args.detach:
         emit(
@@ -157,7 +248,7 @@ def cmd_deploy(orch: Any, args: argparse.Namespace) -> int:
     finally:
         observer.close()
     emit(args, final.to_dict(), lambda: _print_rollout(final))
-    return 0 if final.state == "SUCCEEDED" else 1
+    return 0 if final.state in ("SUCCEEDED", "STAGED") else 1
 
 
 def cmd_rollouts(orch: Any, args: argparse.Namespace) -> int:
@@ -187,18 +278,24 @@ def cmd_rollouts(orch: Any, args: argparse.Namespace) -> int:
 def cmd_rollout(orch: Any, args: argparse.Namespace) -> int:
     if args.cancel:
         orch.rollouts.cancel(args.rollout_id)
-    if args.resume:
+    if args.resume or args.activate:
         from cloud_orchestrator.app import default_instance_id
         from cloud_orchestrator.rollouts.runner import RunnerConfig
 
-        asyncio.run(orch.runner(RunnerConfig(default_instance_id())).run_one(args.rollout_id))
+        owner = default_instance_id()
+        if args.activate:
+            orch.rollouts.activate_staged(args.rollout_id, owner, RunnerConfig(owner).lease_seconds)
+        asyncio.run(orch.runner(RunnerConfig(owner)).run_one(args.rollout_id))
     record = orch.rollouts.get(args.rollout_id)
     events = orch.rollouts.events(args.rollout_id) if args.events else None
     data = record.to_dict()
+    from cloud_orchestrator.rollouts.evidence_view import wave_evidence
+
+    data["wave_evidence"] = wave_evidence(record)
     if events is not None:
         data["events"] = events
     emit(args, data, lambda: _print_rollout(record, events))
-    return 0
+    return 0 if not args.activate or record.state == "SUCCEEDED" else 1
 
 
 ROLLOUT_COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {

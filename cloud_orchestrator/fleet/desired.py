@@ -32,6 +32,7 @@ class DesiredVersion:
     size_bytes: int
     mode: str
     rollout_id: str = ""
+    window: str = ""  # HH:MM-HH:MM in the gateway's local time: activate only then
 
 
 @dataclass(frozen=True)
@@ -47,21 +48,24 @@ class DesiredSnapshot:
     """What decides every gateway's desired state, as read at one moment."""
 
     assignments: tuple[AssignmentRule, ...]
-    pins: Mapping[str, Mapping[str, tuple[str, str]]]  # gateway -> model -> (version, rollout)
+    # gateway -> model -> (version, rollout, mode, window)
+    pins: Mapping[str, Mapping[str, tuple[str, str, str, str]]]
     labels: Mapping[str, Mapping[str, str]]  # gateway -> labels (as stored)
     latest: Mapping[str, VersionInfo]
     versions: Mapping[tuple[str, str], VersionInfo | None] = field(default_factory=dict)
 
     def desired(self, gateway_id: str, labels: Mapping[str, Any]) -> list[DesiredVersion]:
         """Rollout pins first, then the newest matching assignment per model."""
-        chosen: dict[str, tuple[str, str, str]] = {}
+        chosen: dict[str, tuple[str, str, str, str]] = {}
         for assignment in self.assignments:
             if assignment.selector.matches(gateway_id, labels):
-                chosen[assignment.model_name] = (assignment.version, assignment.mode, "")
-        for model_name, (version, rollout_id) in self.pins.get(gateway_id, {}).items():
-            chosen[model_name] = (version, "ACTIVATE", rollout_id)
+                chosen[assignment.model_name] = (assignment.version, assignment.mode, "", "")
+        for model_name, (version, rollout_id, mode, window) in self.pins.get(
+            gateway_id, {}
+        ).items():
+            chosen[model_name] = (version, mode, rollout_id, window)
         desired = []
-        for model_name, (version, mode, rollout_id) in sorted(chosen.items()):
+        for model_name, (version, mode, rollout_id, window) in sorted(chosen.items()):
             if version == "latest":
                 info = self.latest.get(model_name)
                 if info is None:
@@ -71,12 +75,14 @@ class DesiredSnapshot:
                 if found is None:
                     # A rollback target the gateway had before the registry knew the model:
                     # it can only be activated from the gateway's own store.
-                    desired.append(DesiredVersion(model_name, version, "", 0, mode, rollout_id))
+                    desired.append(
+                        DesiredVersion(model_name, version, "", 0, mode, rollout_id, window)
+                    )
                     continue
                 info = found
             desired.append(
                 DesiredVersion(
-                    model_name, info.version, info.sha256, info.size_bytes, mode, rollout_id
+                    model_name, info.version, info.sha256, info.size_bytes, mode, rollout_id, window
                 )
             )
         return desired
@@ -91,7 +97,12 @@ def load_snapshot(db: Database, registry: Registry, gateway_id: str = "") -> Des
             ).order_by(Assignment.id)
         ).all()
         pin_query = select(
-            DesiredPin.gateway_id, DesiredPin.model_name, DesiredPin.version, DesiredPin.rollout_id
+            DesiredPin.gateway_id,
+            DesiredPin.model_name,
+            DesiredPin.version,
+            DesiredPin.rollout_id,
+            DesiredPin.mode,
+            DesiredPin.window,
         )
         # As text, decoded once per distinct label set below: a fleet of 10,000 has few
         # distinct sets, and decoding each row's JSON was a visible part of an assign.
@@ -105,9 +116,9 @@ def load_snapshot(db: Database, registry: Registry, gateway_id: str = "") -> Des
         AssignmentRule(name, Selector.parse(selector), version, mode)
         for name, selector, version, mode in rows
     )
-    pins: dict[str, dict[str, tuple[str, str]]] = {}
-    for gateway, model_name, version, rollout_id in pin_rows:
-        pins.setdefault(gateway, {})[model_name] = (version, rollout_id)
+    pins: dict[str, dict[str, tuple[str, str, str, str]]] = {}
+    for gateway, model_name, version, rollout_id, mode, window in pin_rows:
+        pins.setdefault(gateway, {})[model_name] = (version, rollout_id, mode, window)
     labels = _decode_labels(label_rows)
     named = {(a.model_name, a.version) for a in assignments if a.version != "latest"}
     named |= {(model, pin[0]) for by_model in pins.values() for model, pin in by_model.items()}

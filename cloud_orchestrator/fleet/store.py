@@ -348,7 +348,15 @@ class Fleet:
                 )
             )
 
-    def pin(self, gateway_id: str, model_name: str, version: str, rollout_id: str) -> None:
+    def pin(
+        self,
+        gateway_id: str,
+        model_name: str,
+        version: str,
+        rollout_id: str,
+        mode: str = "ACTIVATE",
+        window: str = "",
+    ) -> None:
         with self._changing() as session:
             row = session.get(DesiredPin, (gateway_id, model_name))
             if row is None:
@@ -356,6 +364,8 @@ class Fleet:
                 session.add(row)
             row.version = version
             row.rollout_id = rollout_id
+            row.mode = mode
+            row.window = window
             row.updated_at = time.time()
 
     def unpin(self, gateway_id: str, model_name: str) -> None:

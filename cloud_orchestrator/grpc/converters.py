@@ -145,6 +145,7 @@ def to_desired_state(
                 bundle_size=d.size_bytes,
                 activation_mode=_MODES.get(d.mode, model_pb2.ACTIVATION_MODE_ACTIVATE),
                 rollout_id=d.rollout_id,
+                activation_window=d.window,
             )
             for d in desired
         ],

@@ -28,6 +28,7 @@ from cloud_orchestrator.rollouts.gateway_control import (
 from edge_client.aio_push import push_bundle_async
 from edge_client.push_protocol import CHUNK_BYTES, BundleFile
 from edge_contracts.proto.edge.v1 import model_pb2, model_pb2_grpc, types_pb2
+from edge_contracts.shadow_evidence import evidence_from_proto
 
 __all__ = ["CHUNK_BYTES", "GrpcGatewayControl", "connect"]
 
@@ -126,19 +127,27 @@ class GrpcGatewayControl:
         if not reply.models:
             return None
         info = reply.models[0]
-        state, reason = "", ""
+        state, reason, evidence = "", "", None
         for entry in info.versions:
             if entry.version == version:
                 state, reason = _version_state(entry.state), entry.reason
+                if entry.HasField("shadow_evidence"):
+                    evidence = evidence_from_proto(entry.shadow_evidence)
         return ModelStatus(
             active_version=info.active_version,
             ready=info.state == types_pb2.MODEL_STATE_READY,
             version_state=state,
             version_reason=reason,
+            evidence=evidence,
+            utc_offset_seconds=reply.utc_offset_seconds,
         )
 
     async def push(
-        self, bundle: BundleRef, source: str, on_bytes: BytesCallback | None = None
+        self,
+        bundle: BundleRef,
+        source: str,
+        on_bytes: BytesCallback | None = None,
+        mode: str = "activate",
     ) -> PushOutcome:
         attempts = [1]
 
@@ -162,6 +171,7 @@ class GrpcGatewayControl:
                 pushed,
                 token=self._token,
                 source=source,
+                mode=mode,
                 progress=progress,
                 max_attempts=self._max_attempts,
                 timeout=self._push_timeout,
@@ -196,6 +206,16 @@ class GrpcGatewayControl:
             )
         except grpc.aio.AioRpcError as err:
             raise self._error("ActivateModel", err) from None
+
+    async def end_shadow(self, model: str, version: str, reason: str) -> None:
+        try:
+            await self._stub.EndShadow(
+                model_pb2.EndShadowRequest(model_name=model, model_version=version, reason=reason),
+                timeout=self._call_timeout,
+                metadata=self._metadata,
+            )
+        except grpc.aio.AioRpcError as err:
+            raise self._error("EndShadow", err) from None
 
     async def close(self) -> None:
         await self._channel.close()

@@ -22,9 +22,11 @@ from cloud_orchestrator.grpc.auth import GatewayGuard, recheck_on_heartbeat
 from cloud_orchestrator.metrics import OrchestratorMetrics
 from cloud_orchestrator.registry.fetch_budget import fetch_budget
 from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.evidence_store import ShadowEvidenceStore
 from cloud_orchestrator.storage.group_commit import GroupCommit
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from edge_contracts.rpc_boundary import rpc_boundary
+from edge_contracts.shadow_evidence import evidence_from_proto
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +191,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             return self._fleet.report_in(session, gateway_id, models, events)
 
         stored = await self._writes.run(write)
+        if request.shadow_reports:  # evidence for rollout gates (rollouts/gates.py)
+            await asyncio.to_thread(
+                ShadowEvidenceStore(self._fleet.db).record,
+                request.gateway_id,
+                [
+                    (r.model_name, r.model_version, evidence_from_proto(r.evidence))
+                    for r in request.shadow_reports
+                ],
+            )
         return orchestrator_pb2.ReportStatusResponse(events_stored=stored)
 
     @rpc_boundary

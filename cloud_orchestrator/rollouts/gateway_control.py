@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from edge_contracts.shadow_evidence import ShadowEvidence
+
 __all__ = ["BlockSource", "BundleRef", "GatewayControl", "ModelStatus", "PushOutcome"]
 
 BytesCallback = Callable[[int, int], None]  # bytes stored on the gateway, bundle size
@@ -40,6 +42,9 @@ class ModelStatus:
     ready: bool
     version_state: str  # state of the version asked about: READY, ROLLED_BACK, ... or ""
     version_reason: str
+    # What the version asked about did in shadow (None: never shadowed on this gateway).
+    evidence: ShadowEvidence | None = None
+    utc_offset_seconds: int = 0  # the gateway's local time = UTC + this
 
 
 class GatewayControl(Protocol):
@@ -48,9 +53,14 @@ class GatewayControl(Protocol):
         ...
 
     async def push(
-        self, bundle: BundleRef, source: str, on_bytes: BytesCallback | None = None
+        self,
+        bundle: BundleRef,
+        source: str,
+        on_bytes: BytesCallback | None = None,
+        mode: str = "activate",
     ) -> PushOutcome:
-        """Stream the bundle (resuming after broken streams) and wait for the verdict."""
+        """Stream the bundle (resuming after broken streams) and wait for the verdict;
+        ``mode``: activate, stage or shadow once verified."""
         ...
 
     async def rollback(self, model: str, reason: str) -> str:
@@ -58,5 +68,9 @@ class GatewayControl(Protocol):
         ...
 
     async def activate(self, model: str, version: str) -> None: ...
+
+    async def end_shadow(self, model: str, version: str, reason: str) -> None:
+        """Stop running a version in shadow (it stays on the gateway, staged)."""
+        ...
 
     async def close(self) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +23,16 @@ class TargetRecord:
     reason: str
     updated_at: float
     pushed_by: str
+    evidence: str = ""  # JSON: the gate's evidence and verdict for this gateway
+
+    @property
+    def evidence_data(self) -> dict[str, Any] | None:
+        return json.loads(self.evidence) if self.evidence else None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["evidence"] = self.evidence_data
+        return data
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,15 @@ class RolloutRecord:
     reason: str
     targets: tuple[TargetRecord, ...] = field(default=())
     rate_per_minute: float = 0.0  # 0: paced by --max-parallel only
+    gate: str = ""  # GateConfig as JSON (rollouts/gates.py); "" without an evidence gate
+    stage_only: bool = False
+    windows: str = ""  # maintenance windows as JSON (rollouts/windows.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["targets"] = [t.to_dict() for t in self.targets]
+        data["gate"] = json.loads(self.gate) if self.gate else None
+        data["windows"] = json.loads(self.windows) if self.windows else []
         return data
 
 
@@ -93,6 +106,7 @@ def _target(row: RolloutTarget) -> TargetRecord:
         row.reason,
         row.updated_at,
         row.pushed_by,
+        row.evidence or "",
     )
 
 
@@ -116,5 +130,8 @@ def record_from_rows(row: Rollout, targets: Sequence[RolloutTarget] = ()) -> Rol
         updated_at=row.updated_at,
         reason=row.reason,
         rate_per_minute=row.rate_per_minute or 0.0,
+        gate=row.gate or "",
+        stage_only=bool(row.stage_only),
+        windows=row.windows or "",
         targets=tuple(_target(t) for t in sorted(targets, key=lambda t: (t.wave, t.gateway_id))),
     )

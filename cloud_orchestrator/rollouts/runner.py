@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from cloud_orchestrator.errors import Conflict, GatewayError, LeaseLost, NotFound
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.evidence_gate import EvidenceGate
+from cloud_orchestrator.rollouts.evidence_store import ShadowEvidenceStore
+from cloud_orchestrator.rollouts.gates import GateConfig
 from cloud_orchestrator.rollouts.gateway_control import BundleRef
 from cloud_orchestrator.rollouts.observer import RolloutObserver
 from cloud_orchestrator.rollouts.pacing import RatePacer
@@ -70,6 +73,7 @@ class RolloutRunner:
             pull_timeout_seconds=config.pull_timeout_seconds,
             pull_poll_seconds=config.pull_poll_seconds,
         )
+        self.gate = EvidenceGate(self.targets, ShadowEvidenceStore(store.db))
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -178,10 +182,21 @@ class RolloutRunner:
         bundle = BundleRef(blocks, info.model, info.version, info.sha256, info.size_bytes)
         threshold = FailureThreshold.parse(record.max_failures)
         pacer = RatePacer(record.rate_per_minute)  # one pace across all waves
+        gate = GateConfig.from_json(record.gate)
         for wave in range(record.current_wave, record.wave_count):
             self.observer.on_wave(record.id, wave, record.wave_count)
             current = await asyncio.to_thread(self.store.get, record.id)
             targets = [t for t in current.targets if t.wave == wave]
+            if gate is not None:
+                outcome = await self.gate.run(record, bundle, targets, gate, pacer)
+                if not outcome.passed:
+                    await asyncio.to_thread(
+                        self.store.finish, record.id, owner, "HALTED", outcome.reason
+                    )
+                    logger.warning("rollout %s halted: %s", record.id, outcome.reason)
+                    return
+                current = await asyncio.to_thread(self.store.get, record.id)
+                targets = [t for t in current.targets if t.wave == wave]
             await self._run_wave(record, bundle, targets, threshold, pacer)
             current = await asyncio.to_thread(self.store.get, record.id)
             targets = [t for t in current.targets if t.wave == wave]
@@ -200,8 +215,9 @@ class RolloutRunner:
             await asyncio.to_thread(
                 self.store.event, record.id, owner, "WAVE_DONE", "", f"wave {wave + 1}"
             )
-        await asyncio.to_thread(self.store.finish, record.id, owner, "SUCCEEDED")
-        logger.info("rollout %s succeeded", record.id)
+        final = "STAGED" if record.stage_only else "SUCCEEDED"
+        await asyncio.to_thread(self.store.finish, record.id, owner, final)
+        logger.info("rollout %s: %s", record.id, final.lower())
 
     async def _run_wave(
         self,
@@ -226,7 +242,7 @@ class RolloutRunner:
                         record, target.gateway_id, "SKIPPED", "wave halted"
                     )
                     return
-                if not await self.targets.deploy(record, bundle, target):
+                if not await self.targets.deploy(record, bundle, target, gate):
                     failures += 1
 
         pending = [t for t in targets if t.state not in TERMINAL_TARGET_STATES]

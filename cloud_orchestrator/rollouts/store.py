@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, or_, select, update
@@ -19,6 +20,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from cloud_orchestrator.errors import InvalidRequest, LeaseLost, NotFound
 from cloud_orchestrator.fleet.store import Fleet, Selector
 from cloud_orchestrator.registry.store import Registry
+from cloud_orchestrator.rollouts.gates import GateConfig
 from cloud_orchestrator.rollouts.plan import FailureThreshold, Strategy, plan_waves
 from cloud_orchestrator.rollouts.records import (
     RolloutRecord,
@@ -26,19 +28,27 @@ from cloud_orchestrator.rollouts.records import (
     TargetRecord,
     record_from_rows,
 )
+from cloud_orchestrator.rollouts.restarts import (
+    ACTIVE_STATES,
+    RETRY_TARGET_STATES,
+    RolloutRestarts,
+)
+from cloud_orchestrator.rollouts.windows import parse_windows, windows_to_json
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import Rollout, RolloutEvent, RolloutTarget
 
 __all__ = [
     "ACTIVE_STATES",
+    "RETRY_TARGET_STATES",
     "TERMINAL_TARGET_STATES",
     "RolloutRecord",
     "RolloutStore",
     "TargetRecord",
 ]
 
-ACTIVE_STATES = ("PENDING", "RUNNING")
-TERMINAL_TARGET_STATES = ("SUCCEEDED", "FAILED", "ROLLED_BACK", "SKIPPED")
+# STAGED: verified on the gateway, waiting for `rollout ID --activate` (stage-only);
+# GATE_FAILED: the wave's evidence gate failed, the candidate never served there.
+TERMINAL_TARGET_STATES = ("SUCCEEDED", "FAILED", "ROLLED_BACK", "SKIPPED", "STAGED", "GATE_FAILED")
 
 
 def _execute(session: Any, statement: Any) -> CursorResult[Any]:
@@ -46,7 +56,7 @@ def _execute(session: Any, statement: Any) -> CursorResult[Any]:
     return cast(CursorResult[Any], session.execute(statement))
 
 
-class RolloutStore:
+class RolloutStore(RolloutRestarts):
     def __init__(self, db: Database, registry: Registry, fleet: Fleet) -> None:
         self.db = db
         self.registry = registry
@@ -64,6 +74,9 @@ class RolloutStore:
         created_by: str = "",
         lease_seconds: float = 0.0,
         rate_per_minute: float = 0.0,
+        gate: GateConfig | None = None,
+        stage_only: bool = False,
+        windows: Sequence[str] = (),
     ) -> RolloutRecord:
         """Plan the waves now (the fleet as it is) and persist the rollout as PENDING, or
         already claimed by ``created_by`` when ``lease_seconds`` is given (so a `serve`
@@ -78,6 +91,12 @@ class RolloutStore:
             raise InvalidRequest("--watch-seconds must be >= 0")
         if rate_per_minute < 0:
             raise InvalidRequest("--rate must be positive (or 0 for no rate limit)")
+        gate = gate.checked() if gate is not None else None
+        if gate is not None and stage_only:
+            raise InvalidRequest(
+                "--stage-only and --gate do not combine: a gate activates what passes it"
+            )
+        window_rules = parse_windows(windows)
         gateways = self.fleet.gateways(parsed_selector)
         if not gateways:
             raise InvalidRequest(
@@ -108,6 +127,9 @@ class RolloutStore:
                     updated_at=now,
                     reason="",
                     rate_per_minute=rate_per_minute,
+                    gate=gate.to_json() if gate is not None else "",
+                    stage_only=int(stage_only),
+                    windows=windows_to_json(window_rules),
                 )
             )
             session.flush()
@@ -171,50 +193,6 @@ class RolloutStore:
                 )
                 for row in rows
             ]
-
-    def retry_failed(self, rollout_id: str, owner: str, lease_seconds: float) -> RolloutRecord:
-        """Put a finished or halted rollout's FAILED, SKIPPED and ROLLED_BACK targets back
-        to PENDING and the rollout back to its first wave with such a target; claimed by
-        ``owner`` when ``lease_seconds`` > 0 (else an `edge-orchestrator serve` runs it)."""
-        now = time.time()
-        retry = ("FAILED", "SKIPPED", "ROLLED_BACK")
-        with self.db.session() as session:
-            row = session.get(Rollout, rollout_id)
-            if row is None:
-                raise NotFound(f"no rollout {rollout_id!r}")
-            if row.state in ACTIVE_STATES:
-                raise InvalidRequest(
-                    f"rollout {rollout_id} is {row.state}: wait for it to end or cancel it "
-                    f"(`edge-orchestrator rollout {rollout_id} --cancel`) before retrying"
-                )
-            waves = session.scalars(
-                select(RolloutTarget.wave).where(
-                    RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry)
-                )
-            ).all()
-            if not waves:
-                raise InvalidRequest(f"rollout {rollout_id} has no failed gateway to retry")
-            session.execute(
-                update(RolloutTarget)
-                .where(RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry))
-                .values(state="PENDING", reason="", updated_at=now)
-            )
-            row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
-            row.current_wave = min(waves)
-            row.owner = owner if lease_seconds > 0 else ""
-            row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
-            row.reason = ""
-            row.updated_at = now
-            session.add(
-                RolloutEvent(
-                    rollout_id=rollout_id,
-                    owner=owner or "cli",
-                    kind="RETRY",
-                    detail=f"{len(waves)} gateways back to PENDING from wave {min(waves) + 1}",
-                    at=now,
-                )
-            )
-        return self.get(rollout_id)
 
     # -- ownership --------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ report. Every state change is persisted, so another process can resume the rollo
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from cloud_orchestrator.fleet.store import Fleet, GatewayInfo, ReportedModel
 from cloud_orchestrator.rollouts.gateway_control import BundleRef, GatewayControl
 from cloud_orchestrator.rollouts.observer import RolloutObserver
 from cloud_orchestrator.rollouts.store import RolloutRecord, RolloutStore, TargetRecord
+from cloud_orchestrator.rollouts.windows import window_for, windows_from_json
+from edge_contracts.maintenance_window import MaintenanceWindow, local_seconds_of_day
 
 __all__ = ["Connect", "TargetDeployer"]
 
@@ -25,6 +28,7 @@ Connect = Callable[[GatewayInfo], GatewayControl]
 # What a gateway answers to an ACTIVATE push of a version it holds already but does not
 # serve (rolled back, staged, loaded, shadow): the verdict of the earlier push.
 HELD_NOT_ACTIVE = frozenset({"STAGED", "SHADOW"})
+WINDOW_RECHECK_SECONDS = 30.0
 
 
 @dataclass
@@ -55,8 +59,15 @@ class TargetDeployer:
         )
         self.observer.on_target(record.id, gateway_id, state, reason)
 
-    async def deploy(self, record: RolloutRecord, bundle: BundleRef, target: TargetRecord) -> bool:
-        """One gateway: returns False when it failed."""
+    async def deploy(
+        self,
+        record: RolloutRecord,
+        bundle: BundleRef,
+        target: TargetRecord,
+        slot: asyncio.Semaphore | None = None,
+    ) -> bool:
+        """One gateway: returns False when it failed. ``slot`` (the wave's parallelism,
+        held by the caller) is given back while the gateway waits for its window."""
         try:
             gateway = await asyncio.to_thread(self.fleet.gateway, target.gateway_id)
         except NotFound:
@@ -82,18 +93,31 @@ class TargetDeployer:
         )
         # The desired version: what pull-mode gateways fetch, and what `gateways` compares
         # every gateway's running version with.
+        window = window_for(windows_from_json(record.windows), gateway.id, gateway.labels)
         await asyncio.to_thread(
-            self.fleet.pin, gateway.id, record.model_name, record.version, record.id
+            self.fleet.pin,
+            gateway.id,
+            record.model_name,
+            record.version,
+            record.id,
+            "STAGE" if record.stage_only else "ACTIVATE",
+            str(window) if window and not record.stage_only else "",
         )
         if gateway.address:
-            state, reason = await self._push(record, bundle, target, gateway)
+            state, reason = await self._push(record, bundle, target, gateway, window, slot)
         else:
             state, reason = await self._pull(record, target, gateway)
         await self.set_state(record, gateway.id, state, reason)
         return state == "SUCCEEDED"
 
     async def _push(
-        self, record: RolloutRecord, bundle: BundleRef, target: TargetRecord, gateway: GatewayInfo
+        self,
+        record: RolloutRecord,
+        bundle: BundleRef,
+        target: TargetRecord,
+        gateway: GatewayInfo,
+        window: MaintenanceWindow | None,
+        slot: asyncio.Semaphore | None,
     ) -> tuple[str, str]:
         control = self.connect(gateway)
         try:
@@ -106,9 +130,16 @@ class TargetDeployer:
             def on_bytes(stored: int, total: int) -> None:
                 self.observer.on_bytes(record.id, gateway.id, stored, total)
 
-            outcome = await control.push(bundle, f"orchestrator:{record.id}", on_bytes)
+            offset = status.utc_offset_seconds if status else 0
+            closed = window is not None and not window.contains(local_seconds_of_day(offset))
+            mode = "stage" if record.stage_only or closed else "activate"
+            outcome = await control.push(bundle, f"orchestrator:{record.id}", on_bytes, mode)
             await self.set_state(record, gateway.id, "PUSHING", "", bytes_sent=outcome.bytes_sent)
+            if record.stage_only and outcome.stage in ("STAGED", "SHADOW", "ACTIVE"):
+                return ("SUCCEEDED" if outcome.stage == "ACTIVE" else "STAGED"), outcome.reason
             if outcome.stage in HELD_NOT_ACTIVE:
+                if window is not None:
+                    await self._wait_for_window(record, control, gateway.id, window, slot)
                 await self._activate_held(record, control, gateway.id, outcome.stage)
             elif outcome.stage != "ACTIVE":
                 return "FAILED", f"{outcome.stage}: {outcome.reason}"
@@ -157,6 +188,39 @@ class TargetDeployer:
         )
         await control.activate(record.model_name, record.version)
 
+    async def _wait_for_window(
+        self,
+        record: RolloutRecord,
+        control: GatewayControl,
+        gateway_id: str,
+        window: MaintenanceWindow,
+        slot: asyncio.Semaphore | None,
+    ) -> None:
+        """Until the gateway's local time is inside ``window`` (its UTC offset read again
+        every check: a DST change or a moved gateway); the wave's slot is free meanwhile."""
+        waiting = False
+        try:
+            while True:
+                status = await control.model_status(record.model_name)
+                offset = status.utc_offset_seconds if status else 0
+                wait = window.seconds_until_open(local_seconds_of_day(offset))
+                if wait == 0:
+                    return
+                if not waiting:
+                    waiting = True
+                    if slot is not None:
+                        slot.release()
+                    detail = f"staged; activates in its window {window} (gateway local time)"
+                    await self.set_state(record, gateway_id, "WINDOW_WAIT", detail)
+                    await asyncio.to_thread(
+                        self.store.event, record.id, self.owner, "WINDOW_WAIT", gateway_id,
+                        f"{detail}, opens in {wait} s",
+                    )  # fmt: skip
+                await asyncio.sleep(min(wait + 0.05, WINDOW_RECHECK_SECONDS))
+        finally:
+            if waiting and slot is not None:
+                await slot.acquire()
+
     async def _pull(
         self, record: RolloutRecord, target: TargetRecord, gateway: GatewayInfo
     ) -> tuple[str, str]:
@@ -179,6 +243,19 @@ class TargetDeployer:
             ]
             if bad:
                 return "FAILED", f"{bad[-1].kind}: {bad[-1].reason}"
+            staged = any(e.model_version == version and e.kind == "STAGED" for e in events)
+            if staged and record.stage_only:
+                return "STAGED", ""
+            if staged and watching_since is None and deadline != math.inf:
+                # Staged outside its maintenance window: the gateway activates it when
+                # the window opens, however far away that is.
+                deadline = math.inf
+                await self.set_state(
+                    record,
+                    gateway.id,
+                    "WINDOW_WAIT",
+                    "staged; the gateway activates it in its window",
+                )
             reported = current.running.get(model)
             serving = reported is not None and reported.active_version == version
             now = time.time()
@@ -206,7 +283,7 @@ class TargetDeployer:
             reported = gateway.running.get(model)
             if reported is None or reported.active_version != record.version:
                 return None
-            await self._repin(gateway.id, model, previous, record.id)
+            await self.repin(gateway.id, model, previous, record.id)
             return previous
         control = self.connect(gateway)
         try:
@@ -222,7 +299,7 @@ class TargetDeployer:
             if previous and active != previous:
                 await control.activate(model, previous)
                 active = previous
-            await self._repin(gateway.id, model, active, record.id)
+            await self.repin(gateway.id, model, active, record.id)
             await asyncio.to_thread(
                 self.fleet.report, gateway.id, [ReportedModel(model, active, "READY", "")]
             )
@@ -230,7 +307,7 @@ class TargetDeployer:
         finally:
             await control.close()
 
-    async def _repin(self, gateway_id: str, model: str, version: str, rollout_id: str) -> None:
+    async def repin(self, gateway_id: str, model: str, version: str, rollout_id: str) -> None:
         if version:
             await asyncio.to_thread(self.fleet.pin, gateway_id, model, version, rollout_id)
         else:

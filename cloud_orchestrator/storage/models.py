@@ -48,6 +48,7 @@ __all__ = [
     "Rollout",
     "RolloutEvent",
     "RolloutTarget",
+    "ShadowEvidenceReport",
 ]
 
 Json = dict[str, Any]
@@ -150,6 +151,10 @@ class DesiredPin(Base):
     version: Mapped[str] = mapped_column(String(128))
     rollout_id: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[float] = mapped_column(Float)
+    # ACTIVATE, STAGE or SHADOW (an evidence-gated or stage-only rollout), and the
+    # maintenance window the gateway activates in (HH:MM-HH:MM local; '' any time).
+    mode: Mapped[str] = mapped_column(String(16), default="ACTIVATE", server_default="'ACTIVATE'")
+    window: Mapped[str] = mapped_column(String(16), default="", server_default="''")
 
 
 class FleetGeneration(Base):
@@ -187,6 +192,12 @@ class Rollout(Base):
     # Targets started per minute at most (0: only --max-parallel paces the rollout).
     # server_default: storage/db.py adds the column to databases made before it existed.
     rate_per_minute: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Evidence gate settings as JSON (rollouts/gates.py GateConfig); '' for no gate.
+    gate: Mapped[str] = mapped_column(Text, default="", server_default="''")
+    # 1: download and verify everywhere, activate later (`rollout ID --activate`).
+    stage_only: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Maintenance windows as JSON [[selector, "HH:MM-HH:MM"], ...]; '' for none.
+    windows: Mapped[str] = mapped_column(Text, default="", server_default="''")
 
 
 class RolloutTarget(Base):
@@ -203,6 +214,20 @@ class RolloutTarget(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[float] = mapped_column(Float)
     pushed_by: Mapped[str] = mapped_column(String(128), default="")
+    # The gate's evidence and verdict for this gateway as JSON; '' without a gate.
+    evidence: Mapped[str] = mapped_column(Text, default="", server_default="''")
+
+
+class ShadowEvidenceReport(Base):
+    """The latest shadow evidence a pull-mode gateway reported for one version."""
+
+    __tablename__ = "shadow_evidence"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    evidence: Mapped[str] = mapped_column(Text)  # edge_contracts.shadow_evidence as JSON
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class RolloutEvent(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from edge_contracts.proto.edge.v1 import model_pb2, types_pb2
+from edge_contracts.shadow_evidence import evidence_to_proto
 from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
 from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.ledger import Ledger, VersionRecord, VersionState
@@ -94,7 +95,13 @@ def _version_info(
     if tally is not None:
         info.shadow_compared = tally.compared
         info.shadow_agreement = tally.agreement
+        info.shadow_evidence.CopyFrom(evidence_to_proto(tally.evidence()))
     return info
+
+
+def utc_offset_seconds() -> int:
+    """The gateway's UTC offset now (DST included): maintenance windows are in local time."""
+    return time.localtime().tm_gmtoff
 
 
 def _utc(seconds: float) -> str:

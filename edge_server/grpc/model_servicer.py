@@ -15,11 +15,12 @@ from edge_server.grpc.lifecycle_converters import (
     to_model_info_full,
     to_update_header,
     to_update_response,
+    utc_offset_seconds,
 )
 from edge_server.inference.shadow import ShadowRunner
 from edge_server.lifecycle.activation import VersionActivator
 from edge_server.lifecycle.ledger import Ledger
-from edge_server.lifecycle.updater import ModelUpdater, Progress, Stage
+from edge_server.lifecycle.updater import Mode, ModelUpdater, Progress, Stage
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
@@ -59,7 +60,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         self, request: model_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ListModelsResponse:
         names = [request.model_name] if request.model_name else self._known_names()
-        return model_pb2.ListModelsResponse(models=[self._info(n) for n in names])
+        return model_pb2.ListModelsResponse(
+            models=[self._info(n) for n in names], utc_offset_seconds=utc_offset_seconds()
+        )
 
     @rpc_boundary
     async def ActivateModel(
@@ -76,6 +79,15 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             request.model_name, request.reason or "manual rollback (RollbackModel)"
         )
         return model_pb2.RollbackModelResponse(model=self._info(request.model_name))
+
+    @rpc_boundary
+    async def EndShadow(
+        self, request: model_pb2.EndShadowRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.EndShadowResponse:
+        self._activator.end_shadow(
+            request.model_name, request.model_version, request.reason or "shadow ended (EndShadow)"
+        )
+        return model_pb2.EndShadowResponse(model=self._info(request.model_name))
 
     @rpc_boundary
     async def ModelUpdate(
@@ -103,6 +115,11 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         with self._updater.session(header) as session:
             known = session.existing_outcome()
             if known is not None:
+                if known.stage is Stage.STAGED and header.mode is Mode.SHADOW:
+                    # Held verified but inert (a gate that failed, a stage-only rollout):
+                    # shadow the copy on disk instead of asking for the bytes again.
+                    await self._activator.shadow_on_disk(header.name, header.version)
+                    known = Progress(Stage.SHADOW, header.size, "already on the gateway; shadowing")
                 yield to_update_response(known, header, header.size)
                 return
             yield to_update_response(

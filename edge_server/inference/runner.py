@@ -100,7 +100,3 @@ class InferenceRunner:
         outputs, started, finished = await self._run_in_pool(model, feeds, deadline)
         self.inline_policy.record(model.name, model.version, "run", finished - started)
         return RunResult(outputs, started - submitted, finished - started)
-
-    async def outputs(self, model: ServingModel, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Just the outputs, no deadline: what a shadow run needs."""
-        return (await self.run(model, feeds, None)).outputs

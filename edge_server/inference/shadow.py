@@ -1,9 +1,14 @@
 """Shadow mode: a staged version also runs on a sample of live requests, off the
-response path, and its top-1 agreement with the active version is counted.
+response path, and its top-1 agreement with the active version is counted, with the
+rest of the evidence a rollout's gates judge (edge_contracts/shadow_evidence.py): both
+versions' top-1 confidence deciles and inference times on the same requests, and the
+candidate's failures. Every count lives in fixed-size histograms, so a candidate that
+shadows for days costs the same memory as one that shadows for a minute.
 
-Bounded on purpose: at most ``max_in_flight`` shadow runs at once per model, and
+Bounded on purpose: at most ``max_in_flight`` shadow comparisons at once per model, and
 sampling happens before any work, so shadowing can never slow the active version's
-answers by more than one extra inference in the pool.
+answers by more than one comparison in the pool: a run of the candidate and, for a
+fair latency pair, one more run of the active version.
 """
 
 from __future__ import annotations
@@ -12,15 +17,26 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_contracts.shadow_evidence import (
+    CONFIDENCE_BINS,
+    LATENCY_BUCKETS,
+    ShadowEvidence,
+    confidence_bin,
+    latency_bucket,
+)
 from edge_server.catalogue.serving import ServingCatalogue, ServingModel
+from edge_server.inference.postprocess import classify
+from edge_server.inference.runner import RunResult
 
 logger = logging.getLogger(__name__)
 
-Runner = Callable[[ServingModel, dict[str, np.ndarray]], Awaitable[list[np.ndarray]]]
+Runner = Callable[[ServingModel, dict[str, np.ndarray]], Awaitable[RunResult]]
+# Tallies kept per model: the shadowed versions a rollout may still ask about.
+MAX_TALLIES_PER_MODEL = 8
 # (active model, shadow model, the request's encoded image or None, active top-1, shadow top-1)
 DisagreementListener = Callable[[ServingModel, ServingModel, bytes | None, int, int], None]
 
@@ -30,10 +46,26 @@ class ShadowTally:
     compared: int = 0
     agreed: int = 0
     failed: int = 0
+    candidate_confidence: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
+    active_confidence: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
+    candidate_latency: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
+    active_latency: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
 
     @property
     def agreement(self) -> float:
         return self.agreed / self.compared if self.compared else 0.0
+
+    def evidence(self) -> ShadowEvidence:
+        return ShadowEvidence(
+            self.compared,
+            self.agreed,
+            self.failed,
+            0,
+            tuple(self.candidate_confidence),
+            tuple(self.active_confidence),
+            tuple(self.candidate_latency),
+            tuple(self.active_latency),
+        )
 
 
 def top1(output: np.ndarray) -> np.ndarray:
@@ -93,13 +125,31 @@ class ShadowRunner:
         primary: np.ndarray,
         image: bytes | None,
     ) -> None:
-        tally = self.tallies.setdefault((shadow.name, shadow.version), ShadowTally())
+        tally = self._tally(shadow.name, shadow.version)
         try:
-            outputs = await self._run(shadow, feeds)
-            ours, theirs = top1(primary), top1(outputs[0])
+            # Timed as a pair through the same path, back to back, in alternating order:
+            # the active version's own answer may have run inline or in a batch, and
+            # comparing that with a pooled shadow run would measure the path, not the
+            # model. Its outputs are not used: ``primary`` is what the client got.
+            if tally.compared % 2:
+                result = await self._run(shadow, feeds)
+                reference = await self._run(active, feeds)
+            else:
+                reference = await self._run(active, feeds)
+                result = await self._run(shadow, feeds)
+            candidate = result.outputs[0]
+            ours, theirs = top1(primary), top1(candidate)
             agreed = np.array_equal(ours, theirs)
             tally.compared += 1
             tally.agreed += int(agreed)
+            # Confidence as clients see it (softmax unless the manifest says probabilities).
+            mine = classify(candidate, shadow.manifest, 1).confidence
+            tally.candidate_confidence[confidence_bin(mine)] += 1
+            tally.active_confidence[
+                confidence_bin(classify(primary, active.manifest, 1).confidence)
+            ] += 1
+            tally.candidate_latency[latency_bucket(result.inference_s)] += 1
+            tally.active_latency[latency_bucket(reference.inference_s)] += 1
             if not agreed:
                 for listener in self.on_disagreement:
                     listener(active, shadow, image, int(ours[0]), int(theirs[0]))
@@ -109,5 +159,24 @@ class ShadowRunner:
         finally:
             self._in_flight[shadow.name] -= 1
 
+    def _tally(self, model: str, version: str) -> ShadowTally:
+        key = (model, version)
+        tally = self.tallies.get(key)
+        if tally is None:
+            mine = [k for k in self.tallies if k[0] == model]
+            for old in mine[: max(0, len(mine) - MAX_TALLIES_PER_MODEL + 1)]:
+                del self.tallies[old]  # oldest first: dicts keep insertion order
+            tally = self.tallies[key] = ShadowTally()
+        return tally
+
     def tally(self, model: str, version: str) -> ShadowTally | None:
         return self.tallies.get((model, version))
+
+    def shadowing(self) -> list[tuple[str, str, ShadowEvidence]]:
+        """Evidence of every version in shadow now (what pull mode reports)."""
+        found = []
+        for slot in self._manager.slots():
+            if slot.shadow is not None:
+                tally = self.tallies.get((slot.name, slot.shadow.version)) or ShadowTally()
+                found.append((slot.name, slot.shadow.version, tally.evidence()))
+        return found

@@ -89,6 +89,45 @@ class VersionActivator:
         self.commit_activation(model)
         return model
 
+    async def shadow_on_disk(self, name: str, version: str) -> ServingModel:
+        """Run a verified version already on disk (staged, or shadowed before and ended)
+        in shadow again: a new evidence-gated rollout of it needs no download."""
+        found = self.manager.store.find(name, version)
+        if found is None:
+            raise ModelNotFound(f"model {name!r} has no version {version!r} on disk")
+        record = self.ledger.load(name).record(version)
+        if record is not None and record.state is VersionState.REJECTED:
+            raise VersionNotActive(
+                f"model {name!r} version {version!r} was rejected ({record.reason})"
+            )
+        slot = self.manager.slot(name)
+        if slot is not None and slot.shadow is not None and slot.shadow.version == version:
+            return slot.shadow
+        if slot is not None and slot.active is not None and slot.active.version == version:
+            raise VersionNotActive(f"model {name!r} version {version!r} is the active one")
+        model = await self.manager.load(found)
+        self.ledger.update(name, version, state=VersionState.SHADOW, reason="")
+        self.manager.set_shadow(model, name)
+        return model
+
+    def end_shadow(self, name: str, version: str, reason: str) -> None:
+        """Stop running ``version`` in shadow; its verified files stay, STAGED, so a later
+        decision can still activate it without a download (an evidence gate that failed
+        leaves the candidate inert). Ending a shadow that already ended is a no-op."""
+        slot = self.manager.slot(name)
+        shadow = slot.shadow if slot else None
+        if shadow is None or shadow.version != version:
+            record = self.ledger.load(name).record(version)
+            if record is None or record.state is not VersionState.SHADOW:
+                running = shadow.version if shadow else "none"
+                raise VersionNotActive(
+                    f"model {name!r} version {version!r} is not in shadow (shadow: {running})"
+                )
+        else:
+            self.manager.set_shadow(None, name)
+        self.ledger.update(name, version, state=VersionState.STAGED, reason=reason)
+        logger.info("model %s version %s no longer in shadow: %s", name, version, reason)
+
     async def rollback(
         self, name: str, reason: str, previous: ServingModel | None = None
     ) -> ServingModel:

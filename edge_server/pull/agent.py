@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edge_contracts.backoff import Backoff
+from edge_contracts.shadow_evidence import ShadowEvidence
 from edge_server import __version__
 from edge_server.catalogue.serving import ServingCatalogue, ServingModel
 from edge_server.drift.monitor import DriftMonitor, margin_of
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUED_EVENTS = 256
 STATUS_REFRESH_SECONDS = 30.0
+# While a version runs in shadow: a rollout's evidence gate waits for its counts.
+SHADOW_REFRESH_SECONDS = 2.0
 # Sooner while a reported model was still loading: a gateway that connects during its
 # start-up would otherwise show LOADING in the inventory for STATUS_REFRESH_SECONDS.
 LOADING_REFRESH_SECONDS = 1.0
@@ -110,6 +113,8 @@ class CloudLink:
             )
         )
         self.connected = False
+        # Evidence of the versions in shadow; assembly.py hands the shadow runner's over.
+        self.shadow_evidence: Callable[[], list[tuple[str, str, ShadowEvidence]]] = list
         self._events: deque[StatusEvent] = deque(maxlen=MAX_QUEUED_EVENTS)
         self._status_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -246,9 +251,12 @@ class CloudLink:
             events = list(self._events)
             running = self.reconciler.running()
             loading = any(m.state == "LOADING" for m in running)
+            shadows = self.shadow_evidence()
             refresh = LOADING_REFRESH_SECONDS if loading else STATUS_REFRESH_SECONDS
+            if shadows:
+                refresh = min(refresh, SHADOW_REFRESH_SECONDS)
             try:
-                await self.client.report_status(running, events)
+                await self.client.report_status(running, events, shadows)
             except CloudUnavailable as exc:
                 logger.debug("status report failed: %s", exc)
                 await asyncio.sleep(backoff.next())

@@ -30,6 +30,7 @@ from edge_contracts.proto.edge.v1 import (
     orchestrator_pb2_grpc,
     types_pb2,
 )
+from edge_contracts.shadow_evidence import ShadowEvidence, evidence_to_proto
 from edge_server.errors import CloudUnavailable
 from edge_server.feedback.outbox import Drops, OutboxEntry
 from edge_server.lifecycle.updater import Mode
@@ -207,6 +208,7 @@ class OrchestratorClient:
                             size=m.bundle_size,
                             mode=_MODES.get(m.activation_mode, Mode.ACTIVATE),
                             rollout_id=m.rollout_id,
+                            window=m.activation_window,
                         )
                         for m in message.desired.models
                     ]
@@ -242,9 +244,18 @@ class OrchestratorClient:
             call.cancel()
 
     async def report_status(
-        self, running: Sequence[RunningModel], events: Sequence[StatusEvent]
+        self,
+        running: Sequence[RunningModel],
+        events: Sequence[StatusEvent],
+        shadows: Sequence[tuple[str, str, ShadowEvidence]] = (),
     ) -> None:
         request = orchestrator_pb2.ReportStatusRequest(
+            shadow_reports=[
+                orchestrator_pb2.ShadowReport(
+                    model_name=model, model_version=version, evidence=evidence_to_proto(found)
+                )
+                for model, version, found in shadows
+            ],
             gateway_id=self.gateway_id,
             models=_running(running),
             events=[

@@ -20,8 +20,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from edge_contracts.backoff import Backoff
+from edge_contracts.maintenance_window import MaintenanceWindow, WindowError, local_seconds_of_day
 from edge_server.catalogue.serving import ServingCatalogue
 from edge_server.errors import CloudUnavailable, EdgeError, ModelNotFound, UpdateInProgress
 from edge_server.lifecycle.activation import VersionActivator
@@ -116,13 +118,56 @@ class Reconciler:
         return models
 
     async def run(self) -> None:
-        """Converge whenever the desired state changes, and retry failures periodically."""
+        """Converge whenever the desired state changes, and retry failures periodically
+        (and when a maintenance window opens)."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._retry_seconds)
+                await asyncio.wait_for(self._wake.wait(), self._next_wake())
             self._wake.clear()
             for desired in self._desired:
-                await self.converge(desired)
+                await self.converge(self._in_window(desired))
+            self._end_stale_shadows()
+
+    def _next_wake(self) -> float:
+        now = local_seconds_of_day()
+        waits = [self._retry_seconds]
+        for desired in self._desired:
+            if desired.window and desired.mode is Mode.ACTIVATE:
+                opens = MaintenanceWindow.parse(desired.window).seconds_until_open(now)
+                if opens:
+                    waits.append(opens + 0.05)  # just inside, not at the edge
+        return min(waits)
+
+    @staticmethod
+    def _in_window(desired: DesiredVersion) -> DesiredVersion:
+        """Outside its maintenance window an activation is a download only (STAGE); the
+        activation follows when the window opens (the gateway's local time decides)."""
+        if not desired.window or desired.mode is not Mode.ACTIVATE:
+            return desired
+        try:
+            window = MaintenanceWindow.parse(desired.window)
+        except WindowError as exc:
+            logger.warning("model %s: %s; activating without a window", desired.model, exc)
+            return desired
+        if window.contains(local_seconds_of_day()):
+            return desired
+        return replace(desired, mode=Mode.STAGE)
+
+    def _end_stale_shadows(self) -> None:
+        """A version in shadow that the desired state no longer asks to shadow (a rollout's
+        evidence gate halted, or it moved on) stops shadowing and stays staged."""
+        wanted = {(d.model, d.version) for d in self._desired if d.mode is Mode.SHADOW}
+        listed = {d.model for d in self._desired}
+        for slot in self._manager.slots():
+            shadow = slot.shadow
+            if shadow is None or slot.name not in listed or (slot.name, shadow.version) in wanted:
+                continue
+            try:
+                self._activator.end_shadow(
+                    slot.name, shadow.version, "no longer asked for in shadow by the orchestrator"
+                )
+            except EdgeError as exc:
+                logger.warning("ending the shadow of %s %s: %s", slot.name, shadow.version, exc)
 
     def _settled(self, desired: DesiredVersion) -> bool:
         """True when nothing is to be done for this entry now."""
@@ -209,6 +254,16 @@ class Reconciler:
             # On disk already (an earlier version, or a rollback target): activate it.
             await self._activator.activate_on_disk(desired.model, desired.version)
             return Progress(Stage.ACTIVE, desired.size, "activated from the local store")
+        if (
+            found is not None
+            and desired.mode is Mode.SHADOW
+            and record is not None
+            and record.state in (VersionState.STAGED, VersionState.INACTIVE)
+            and (not record.sha256 or not desired.sha256 or record.sha256 == desired.sha256)
+        ):
+            # Verified and inert on disk (an earlier gate that failed): shadow it again.
+            await self._activator.shadow_on_disk(desired.model, desired.version)
+            return Progress(Stage.SHADOW, desired.size, "shadowing the copy in the local store")
         if not desired.sha256:
             raise ModelNotFound(
                 f"version {desired.version} of {desired.model} is neither published nor in "

@@ -23,6 +23,7 @@ class DesiredVersion:
     size: int
     mode: Mode = Mode.ACTIVATE
     rollout_id: str = ""
+    window: str = ""  # HH:MM-HH:MM local time: activate only then (empty: any time)
 
 
 @dataclass(frozen=True)

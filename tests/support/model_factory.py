@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,68 @@ def slow_classifier(path: Path, rows: int = 1024, seed: int = 41) -> Path:
         ],
     )
     return _save(graph, path)
+
+
+def edited_linear(
+    source: Path,
+    path: Path,
+    edit: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> Path:
+    """A copy of a linear_classifier with its weights W [features, classes] and bias B
+    changed by ``edit`` (re-quantized, two classes swapped, ...)."""
+    model = onnx.load(str(source))
+    found = {t.name: t for t in model.graph.initializer}
+    weights, bias = edit(numpy_helper.to_array(found["W"]), numpy_helper.to_array(found["B"]))
+    found["W"].CopyFrom(numpy_helper.from_array(weights.astype(np.float32), "W"))
+    found["B"].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), "B"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def requantized(weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same weights through float16 and back: what re-quantizing does to a model."""
+    return weights.astype(np.float16).astype(np.float32), bias.astype(np.float16)
+
+
+def swap_classes(first: int, second: int) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """Swap two output rows of the last layer: as confident as before, wrong classes."""
+
+    def edit(weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = list(range(weights.shape[1]))
+        order[first], order[second] = second, first
+        return weights[:, order], bias[order]
+
+    return edit
+
+
+def slowed_linear(source: Path, path: Path, rows: int = 256, depth: int = 400) -> Path:
+    """A copy of a linear_classifier that answers exactly the same, with milliseconds of
+    hidden work added (a chain of MatMuls whose result is multiplied by zero)."""
+    model = onnx.load(str(source))
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["fast" if name == "logits" else name for name in node.output]
+    heavy = (np.random.default_rng(41).normal(0, 1, (64, 64)) / 8).astype(np.float32)
+    nodes = [helper.make_node("Tile", ["flat", "repeats"], ["tiled"])]
+    current = "tiled"
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [current, "H"], [f"h{i}"]))
+        current = f"h{i}"
+    nodes += [
+        helper.make_node("ReduceMean", [current], ["busy"], keepdims=0),
+        helper.make_node("Mul", ["busy", "zero"], ["nothing"]),
+        helper.make_node("Add", ["fast", "nothing"], ["logits"]),
+    ]
+    graph.node.extend(nodes)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(heavy, "H"),
+            numpy_helper.from_array(np.array([rows, 1], np.int64), "repeats"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ]
+    )
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

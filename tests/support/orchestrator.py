@@ -247,9 +247,11 @@ async def start_fleet(
     trusted: Path,
     untrusting: tuple[str, ...] = (),
     trust_root: Path | None = None,
+    **overrides: Any,
 ) -> Fleet:
     """Gateways serving gray 1 (a model root each); ``untrusting`` ones reject every bundle.
-    With ``trust_root`` they check keyrings and signed targets instead of ``trusted``."""
+    With ``trust_root`` they check keyrings and signed targets instead of ``trusted``;
+    ``overrides``: more gateway settings by flat name."""
     fleet = Fleet()
     for gateway_id in ids:
         model_root = root / gateway_id
@@ -272,6 +274,7 @@ async def start_fleet(
             preprocess_workers=1,
             intra_op_threads=1,
             shutdown_grace_seconds=2.0,
+            **overrides,
         )
         gateway = Gateway(settings)
         await gateway.start()
@@ -295,8 +298,9 @@ async def running_fleet(
     trusted: Path,
     untrusting: tuple[str, ...] = (),
     trust_root: Path | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Fleet]:
-    fleet = await start_fleet(root, ids, trusted, untrusting, trust_root)
+    fleet = await start_fleet(root, ids, trusted, untrusting, trust_root, **overrides)
     try:
         yield fleet
     finally:

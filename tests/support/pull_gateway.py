@@ -30,7 +30,11 @@ def gray_root(root: Path) -> Path:
 
 
 def start_pull_gateway(
-    model_root: Path, orchestrator: str, publisher: Publisher, *extra: str
+    model_root: Path,
+    orchestrator: str,
+    publisher: Publisher,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
     gateway = ServerProcess(
         [
@@ -51,7 +55,8 @@ def start_pull_gateway(
             "--preprocess-workers",
             "1",
             *extra,
-        ]
+        ],
+        env=env,
     )
     gateway.wait_serving()
     return gateway

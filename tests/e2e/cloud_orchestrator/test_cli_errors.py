@@ -214,6 +214,31 @@ MISTAKES: dict[str, tuple[Case, int, str]] = {
         "the following arguments are required: version, --gateways "
         "(see `edge-orchestrator deploy --help`)",
     ),
+    "evidence flags without --gate": (
+        lambda ws: on(ws, "deploy", "gray", "2", "--gateways", "all", "--evidence-requests", "5"),
+        2,
+        "--evidence-requests/--evidence-minutes need --gate shadow",
+    ),
+    "a gate on a stage-only rollout": (
+        lambda ws: on(
+            ws, "deploy", "gray", "2", "--gateways", "all", "--gate", "shadow", "--stage-only"
+        ),
+        1,
+        "--stage-only and --gate do not combine: a gate activates what passes it",
+    ),
+    "a window that is no time of day": (
+        lambda ws: on(
+            ws, "deploy", "gray", "2", "--gateways", "all", "--window", "site=lab@25:00-01:00"
+        ),
+        1,
+        "--window 'site=lab@25:00-01:00': window '25:00-01:00' is not HH:MM-HH:MM in 24-hour "
+        "local time, such as 02:00-04:00 (optionally after SELECTOR@)",
+    ),
+    "activate an unknown rollout": (
+        lambda ws: on(ws, "rollout", "r-nope", "--activate"),
+        1,
+        "no rollout 'r-nope'",
+    ),
 }
 
 
@@ -221,7 +246,8 @@ MISTAKES: dict[str, tuple[Case, int, str]] = {
 def test_a_mistake_is_one_line_and_a_non_zero_exit(mistake: str, ws: Workspace) -> None:
     args, code, expected = MISTAKES[mistake]
     result = run(*args(ws))
-    prog = "edge-orchestrator deploy" if mistake == "a missing argument" else "edge-orchestrator"
+    deploy_parser = ("a missing argument", "evidence flags without --gate")
+    prog = "edge-orchestrator deploy" if mistake in deploy_parser else "edge-orchestrator"
     assert expected.format(folder=ws.folder) in the_error(result, prog)
     assert result.returncode == code, result.stderr
     assert "secret" not in result.stderr  # a password in --db is never printed

@@ -26,17 +26,17 @@ from edge_contracts.proto.edge.v1 import types_pb2 as edge_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65\x64ge/v1/model.proto\x12\x07\x65\x64ge.v1\x1a\x13\x65\x64ge/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n\x12ModelUpdateRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.edge.v1.ModelUpdateHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.edge.v1.ModelUpdateChunkH\x00\x12,\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x1a.edge.v1.ModelUpdateCommitH\x00\x42\t\n\x07message\"\xc1\x01\n\x11ModelUpdateHeader\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x03 \x01(\x04\x12\x15\n\rbundle_sha256\x18\x04 \x01(\t\x12\x30\n\x0f\x61\x63tivation_mode\x18\x05 \x01(\x0e\x32\x17.edge.v1.ActivationMode\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x13\n\x0b\x61llow_older\x18\x07 \x01(\x08\"0\n\x10ModelUpdateChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x13\n\x11ModelUpdateCommit\"\xa4\x01\n\x13ModelUpdateResponse\x12#\n\x05stage\x18\x01 \x01(\x0e\x32\x14.edge.v1.UpdateStage\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\x12\x15\n\rresume_offset\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\"\'\n\x11ListModelsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.edge.v1.ModelInfo\"\xa7\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_version\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.edge.v1.ModelState\x12+\n\x08versions\x18\x04 \x03(\x0b\x32\x19.edge.v1.ModelVersionInfo\x12#\n\x06inputs\x18\x05 \x03(\x0b\x32\x13.edge.v1.TensorSpec\x12$\n\x07outputs\x18\x06 \x03(\x0b\x32\x13.edge.v1.TensorSpec\x12\x12\n\nis_default\x18\x07 \x01(\x08\x12\x13\n\x0blabel_count\x18\x08 \x01(\r\x12\x17\n\x0frollback_target\x18\t \x01(\t\x12\x16\n\x0eshadow_version\x18\n \x01(\t\"\xa1\x02\n\x10ModelVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.edge.v1.ModelState\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06source\x18\x05 \x01(\t\x12/\n\x0breceived_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x61\x63tivated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x17\n\x0fshadow_compared\x18\t \x01(\x04\x12\x18\n\x10shadow_agreement\x18\n \x01(\x02\"K\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.edge.v1.DataType\x12\r\n\x05shape\x18\x03 \x03(\x03\"A\n\x14\x41\x63tivateModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\":\n\x15\x41\x63tivateModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.edge.v1.ModelInfo\":\n\x14RollbackModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x15RollbackModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.edge.v1.ModelInfo*\x86\x01\n\x0e\x41\x63tivationMode\x12\x1f\n\x1b\x41\x43TIVATION_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41\x43TIVATION_MODE_ACTIVATE\x10\x01\x12\x19\n\x15\x41\x43TIVATION_MODE_STAGE\x10\x02\x12\x1a\n\x16\x41\x43TIVATION_MODE_SHADOW\x10\x03*\x9d\x02\n\x0bUpdateStage\x12\x1c\n\x18UPDATE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPDATE_STAGE_RECEIVING\x10\x01\x12\x1a\n\x16UPDATE_STAGE_VERIFYING\x10\x02\x12\x18\n\x14UPDATE_STAGE_LOADING\x10\x03\x12\x1b\n\x17UPDATE_STAGE_WARMING_UP\x10\x04\x12\x1b\n\x17UPDATE_STAGE_VALIDATING\x10\x05\x12\x17\n\x13UPDATE_STAGE_ACTIVE\x10\x06\x12\x17\n\x13UPDATE_STAGE_STAGED\x10\x07\x12\x19\n\x15UPDATE_STAGE_REJECTED\x10\x08\x12\x17\n\x13UPDATE_STAGE_SHADOW\x10\t2\xc3\x02\n\x0cModelService\x12L\n\x0bModelUpdate\x12\x1b.edge.v1.ModelUpdateRequest\x1a\x1c.edge.v1.ModelUpdateResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.edge.v1.ListModelsRequest\x1a\x1b.edge.v1.ListModelsResponse\x12N\n\rActivateModel\x12\x1d.edge.v1.ActivateModelRequest\x1a\x1e.edge.v1.ActivateModelResponse\x12N\n\rRollbackModel\x12\x1d.edge.v1.RollbackModelRequest\x1a\x1e.edge.v1.RollbackModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65\x64ge/v1/model.proto\x12\x07\x65\x64ge.v1\x1a\x13\x65\x64ge/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n\x12ModelUpdateRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.edge.v1.ModelUpdateHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.edge.v1.ModelUpdateChunkH\x00\x12,\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x1a.edge.v1.ModelUpdateCommitH\x00\x42\t\n\x07message\"\xc1\x01\n\x11ModelUpdateHeader\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x03 \x01(\x04\x12\x15\n\rbundle_sha256\x18\x04 \x01(\t\x12\x30\n\x0f\x61\x63tivation_mode\x18\x05 \x01(\x0e\x32\x17.edge.v1.ActivationMode\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x13\n\x0b\x61llow_older\x18\x07 \x01(\x08\"0\n\x10ModelUpdateChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x13\n\x11ModelUpdateCommit\"\xa4\x01\n\x13ModelUpdateResponse\x12#\n\x05stage\x18\x01 \x01(\x0e\x32\x14.edge.v1.UpdateStage\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\x12\x15\n\rresume_offset\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\"\'\n\x11ListModelsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"T\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.edge.v1.ModelInfo\x12\x1a\n\x12utc_offset_seconds\x18\x02 \x01(\x05\"\xa7\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_version\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.edge.v1.ModelState\x12+\n\x08versions\x18\x04 \x03(\x0b\x32\x19.edge.v1.ModelVersionInfo\x12#\n\x06inputs\x18\x05 \x03(\x0b\x32\x13.edge.v1.TensorSpec\x12$\n\x07outputs\x18\x06 \x03(\x0b\x32\x13.edge.v1.TensorSpec\x12\x12\n\nis_default\x18\x07 \x01(\x08\x12\x13\n\x0blabel_count\x18\x08 \x01(\r\x12\x17\n\x0frollback_target\x18\t \x01(\t\x12\x16\n\x0eshadow_version\x18\n \x01(\t\"\xd3\x02\n\x10ModelVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.edge.v1.ModelState\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06source\x18\x05 \x01(\t\x12/\n\x0breceived_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x61\x63tivated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x17\n\x0fshadow_compared\x18\t \x01(\x04\x12\x18\n\x10shadow_agreement\x18\n \x01(\x02\x12\x30\n\x0fshadow_evidence\x18\x0b \x01(\x0b\x32\x17.edge.v1.ShadowEvidence\"K\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.edge.v1.DataType\x12\r\n\x05shape\x18\x03 \x03(\x03\"A\n\x14\x41\x63tivateModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\":\n\x15\x41\x63tivateModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.edge.v1.ModelInfo\":\n\x14RollbackModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x15RollbackModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.edge.v1.ModelInfo\"\xcf\x01\n\x0eShadowEvidence\x12\x10\n\x08\x63ompared\x18\x01 \x01(\x04\x12\x0e\n\x06\x61greed\x18\x02 \x01(\x04\x12\x18\n\x10\x63\x61ndidate_errors\x18\x03 \x01(\x04\x12\x15\n\ractive_errors\x18\x04 \x01(\x04\x12\x1c\n\x14\x63\x61ndidate_confidence\x18\x05 \x03(\x04\x12\x19\n\x11\x61\x63tive_confidence\x18\x06 \x03(\x04\x12\x19\n\x11\x63\x61ndidate_latency\x18\x07 \x03(\x04\x12\x16\n\x0e\x61\x63tive_latency\x18\x08 \x03(\x04\"M\n\x10\x45ndShadowRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"6\n\x11\x45ndShadowResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.edge.v1.ModelInfo*\x86\x01\n\x0e\x41\x63tivationMode\x12\x1f\n\x1b\x41\x43TIVATION_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41\x43TIVATION_MODE_ACTIVATE\x10\x01\x12\x19\n\x15\x41\x43TIVATION_MODE_STAGE\x10\x02\x12\x1a\n\x16\x41\x43TIVATION_MODE_SHADOW\x10\x03*\x9d\x02\n\x0bUpdateStage\x12\x1c\n\x18UPDATE_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPDATE_STAGE_RECEIVING\x10\x01\x12\x1a\n\x16UPDATE_STAGE_VERIFYING\x10\x02\x12\x18\n\x14UPDATE_STAGE_LOADING\x10\x03\x12\x1b\n\x17UPDATE_STAGE_WARMING_UP\x10\x04\x12\x1b\n\x17UPDATE_STAGE_VALIDATING\x10\x05\x12\x17\n\x13UPDATE_STAGE_ACTIVE\x10\x06\x12\x17\n\x13UPDATE_STAGE_STAGED\x10\x07\x12\x19\n\x15UPDATE_STAGE_REJECTED\x10\x08\x12\x17\n\x13UPDATE_STAGE_SHADOW\x10\t2\x87\x03\n\x0cModelService\x12L\n\x0bModelUpdate\x12\x1b.edge.v1.ModelUpdateRequest\x1a\x1c.edge.v1.ModelUpdateResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.edge.v1.ListModelsRequest\x1a\x1b.edge.v1.ListModelsResponse\x12N\n\rActivateModel\x12\x1d.edge.v1.ActivateModelRequest\x1a\x1e.edge.v1.ActivateModelResponse\x12N\n\rRollbackModel\x12\x1d.edge.v1.RollbackModelRequest\x1a\x1e.edge.v1.RollbackModelResponse\x12\x42\n\tEndShadow\x12\x19.edge.v1.EndShadowRequest\x1a\x1a.edge.v1.EndShadowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edge.v1.model_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIVATIONMODE']._serialized_start=1704
-  _globals['_ACTIVATIONMODE']._serialized_end=1838
-  _globals['_UPDATESTAGE']._serialized_start=1841
-  _globals['_UPDATESTAGE']._serialized_end=2126
+  _globals['_ACTIVATIONMODE']._serialized_start=2127
+  _globals['_ACTIVATIONMODE']._serialized_end=2261
+  _globals['_UPDATESTAGE']._serialized_start=2264
+  _globals['_UPDATESTAGE']._serialized_end=2549
   _globals['_MODELUPDATEREQUEST']._serialized_start=87
   _globals['_MODELUPDATEREQUEST']._serialized_end=254
   _globals['_MODELUPDATEHEADER']._serialized_start=257
@@ -50,21 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSREQUEST']._serialized_start=690
   _globals['_LISTMODELSREQUEST']._serialized_end=729
   _globals['_LISTMODELSRESPONSE']._serialized_start=731
-  _globals['_LISTMODELSRESPONSE']._serialized_end=787
-  _globals['_MODELINFO']._serialized_start=790
-  _globals['_MODELINFO']._serialized_end=1085
-  _globals['_MODELVERSIONINFO']._serialized_start=1088
-  _globals['_MODELVERSIONINFO']._serialized_end=1377
-  _globals['_TENSORSPEC']._serialized_start=1379
-  _globals['_TENSORSPEC']._serialized_end=1454
-  _globals['_ACTIVATEMODELREQUEST']._serialized_start=1456
-  _globals['_ACTIVATEMODELREQUEST']._serialized_end=1521
-  _globals['_ACTIVATEMODELRESPONSE']._serialized_start=1523
-  _globals['_ACTIVATEMODELRESPONSE']._serialized_end=1581
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1583
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1641
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=1643
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=1701
-  _globals['_MODELSERVICE']._serialized_start=2129
-  _globals['_MODELSERVICE']._serialized_end=2452
+  _globals['_LISTMODELSRESPONSE']._serialized_end=815
+  _globals['_MODELINFO']._serialized_start=818
+  _globals['_MODELINFO']._serialized_end=1113
+  _globals['_MODELVERSIONINFO']._serialized_start=1116
+  _globals['_MODELVERSIONINFO']._serialized_end=1455
+  _globals['_TENSORSPEC']._serialized_start=1457
+  _globals['_TENSORSPEC']._serialized_end=1532
+  _globals['_ACTIVATEMODELREQUEST']._serialized_start=1534
+  _globals['_ACTIVATEMODELREQUEST']._serialized_end=1599
+  _globals['_ACTIVATEMODELRESPONSE']._serialized_start=1601
+  _globals['_ACTIVATEMODELRESPONSE']._serialized_end=1659
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1661
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1719
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=1721
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=1779
+  _globals['_SHADOWEVIDENCE']._serialized_start=1782
+  _globals['_SHADOWEVIDENCE']._serialized_end=1989
+  _globals['_ENDSHADOWREQUEST']._serialized_start=1991
+  _globals['_ENDSHADOWREQUEST']._serialized_end=2068
+  _globals['_ENDSHADOWRESPONSE']._serialized_start=2070
+  _globals['_ENDSHADOWRESPONSE']._serialized_end=2124
+  _globals['_MODELSERVICE']._serialized_start=2552
+  _globals['_MODELSERVICE']._serialized_end=2943
 # @@protoc_insertion_point(module_scope)

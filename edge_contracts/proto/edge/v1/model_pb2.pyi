@@ -303,6 +303,11 @@ class ListModelsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODELS_FIELD_NUMBER: _builtins.int
+    UTC_OFFSET_SECONDS_FIELD_NUMBER: _builtins.int
+    utc_offset_seconds: _builtins.int
+    """The gateway's UTC offset in seconds now (local time = UTC + offset): what
+    maintenance windows in the gateway's local time are evaluated with.
+    """
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInfo]:
         """One entry per model."""
@@ -311,10 +316,11 @@ class ListModelsResponse(_message.Message):
         self,
         *,
         models: _abc.Iterable[Global___ModelInfo] | None = ...,
+        utc_offset_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "utc_offset_seconds", b"utc_offset_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -400,6 +406,7 @@ class ModelVersionInfo(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     SHADOW_COMPARED_FIELD_NUMBER: _builtins.int
     SHADOW_AGREEMENT_FIELD_NUMBER: _builtins.int
+    SHADOW_EVIDENCE_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Version string."""
     state: _types_pb2.ModelState.ValueType
@@ -426,6 +433,12 @@ class ModelVersionInfo(_message.Message):
     def activated_at(self) -> _timestamp_pb2.Timestamp:
         """When it was last activated."""
 
+    @_builtins.property
+    def shadow_evidence(self) -> Global___ShadowEvidence:
+        """Shadow mode: what this version did on the live requests it shadowed, beside
+        the active version (counts since the gateway started).
+        """
+
     def __init__(
         self,
         *,
@@ -439,10 +452,11 @@ class ModelVersionInfo(_message.Message):
         reason: _builtins.str = ...,
         shadow_compared: _builtins.int = ...,
         shadow_agreement: _builtins.float = ...,
+        shadow_evidence: Global___ShadowEvidence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "received_at", b"received_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "received_at", b"received_at", "shadow_evidence", b"shadow_evidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "reason", b"reason", "received_at", b"received_at", "sha256", b"sha256", "shadow_agreement", b"shadow_agreement", "shadow_compared", b"shadow_compared", "size_bytes", b"size_bytes", "source", b"source", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "reason", b"reason", "received_at", b"received_at", "sha256", b"sha256", "shadow_agreement", b"shadow_agreement", "shadow_compared", b"shadow_compared", "shadow_evidence", b"shadow_evidence", "size_bytes", b"size_bytes", "source", b"source", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -579,3 +593,125 @@ class RollbackModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RollbackModelResponse: _TypeAlias = RollbackModelResponse  # noqa: Y015
+
+@_typing.final
+class ShadowEvidence(_message.Message):
+    """ShadowEvidence counts what a shadow (candidate) version did on the live
+    requests it ran on beside the active version, which the rollout evidence gates
+    judge (docs/rollouts.md). Counts only, so they add up across gateways.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPARED_FIELD_NUMBER: _builtins.int
+    AGREED_FIELD_NUMBER: _builtins.int
+    CANDIDATE_ERRORS_FIELD_NUMBER: _builtins.int
+    ACTIVE_ERRORS_FIELD_NUMBER: _builtins.int
+    CANDIDATE_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    ACTIVE_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    CANDIDATE_LATENCY_FIELD_NUMBER: _builtins.int
+    ACTIVE_LATENCY_FIELD_NUMBER: _builtins.int
+    compared: _builtins.int
+    """Requests the candidate answered."""
+    agreed: _builtins.int
+    """Of those, requests where its top-1 class equals the active version's."""
+    candidate_errors: _builtins.int
+    """Shadowed requests the candidate failed on."""
+    active_errors: _builtins.int
+    """Shadowed requests the active version failed on (0: only answered requests are
+    shadowed).
+    """
+    @_builtins.property
+    def candidate_confidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The candidate's top-1 confidence per decile: entry i counts [i/10, (i+1)/10),
+        the last entry includes 1.0.
+        """
+
+    @_builtins.property
+    def active_confidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The active version's top-1 confidence per decile on the same requests."""
+
+    @_builtins.property
+    def candidate_latency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The candidate's inference time per run: entry 0 counts runs under 10 us,
+        entry i >= 1 runs in [10 us * 1.1^(i-1), 10 us * 1.1^i), the last entry
+        everything above (edge_contracts/shadow_evidence.py).
+        """
+
+    @_builtins.property
+    def active_latency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The active version's inference time on the same requests, same buckets."""
+
+    def __init__(
+        self,
+        *,
+        compared: _builtins.int = ...,
+        agreed: _builtins.int = ...,
+        candidate_errors: _builtins.int = ...,
+        active_errors: _builtins.int = ...,
+        candidate_confidence: _abc.Iterable[_builtins.int] | None = ...,
+        active_confidence: _abc.Iterable[_builtins.int] | None = ...,
+        candidate_latency: _abc.Iterable[_builtins.int] | None = ...,
+        active_latency: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_confidence", b"active_confidence", "active_errors", b"active_errors", "active_latency", b"active_latency", "agreed", b"agreed", "candidate_confidence", b"candidate_confidence", "candidate_errors", b"candidate_errors", "candidate_latency", b"candidate_latency", "compared", b"compared"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowEvidence: _TypeAlias = ShadowEvidence  # noqa: Y015
+
+@_typing.final
+class EndShadowRequest(_message.Message):
+    """EndShadowRequest names the shadow version to stop."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    model_name: _builtins.str
+    """Model name."""
+    model_version: _builtins.str
+    """Version running in shadow."""
+    reason: _builtins.str
+    """Why, recorded with the version."""
+    def __init__(
+        self,
+        *,
+        model_name: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_name", b"model_name", "model_version", b"model_version", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndShadowRequest: _TypeAlias = EndShadowRequest  # noqa: Y015
+
+@_typing.final
+class EndShadowResponse(_message.Message):
+    """EndShadowResponse confirms the shadow stopped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> Global___ModelInfo:
+        """The model after the change."""
+
+    def __init__(
+        self,
+        *,
+        model: Global___ModelInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndShadowResponse: _TypeAlias = EndShadowResponse  # noqa: Y015

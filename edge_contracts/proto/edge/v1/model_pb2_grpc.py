@@ -56,6 +56,11 @@ class ModelServiceStub:
                 request_serializer=edge_dot_v1_dot_model__pb2.RollbackModelRequest.SerializeToString,
                 response_deserializer=edge_dot_v1_dot_model__pb2.RollbackModelResponse.FromString,
                 _registered_method=True)
+        self.EndShadow = channel.unary_unary(
+                '/edge.v1.ModelService/EndShadow',
+                request_serializer=edge_dot_v1_dot_model__pb2.EndShadowRequest.SerializeToString,
+                response_deserializer=edge_dot_v1_dot_model__pb2.EndShadowResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -92,6 +97,14 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndShadow(self, request, context):
+        """EndShadow stops running a version in shadow; its verified files stay on disk,
+        staged (an evidence gate that failed leaves the candidate inert, not deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +127,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.RollbackModel,
                     request_deserializer=edge_dot_v1_dot_model__pb2.RollbackModelRequest.FromString,
                     response_serializer=edge_dot_v1_dot_model__pb2.RollbackModelResponse.SerializeToString,
+            ),
+            'EndShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndShadow,
+                    request_deserializer=edge_dot_v1_dot_model__pb2.EndShadowRequest.FromString,
+                    response_serializer=edge_dot_v1_dot_model__pb2.EndShadowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +244,33 @@ class ModelService:
             '/edge.v1.ModelService/RollbackModel',
             edge_dot_v1_dot_model__pb2.RollbackModelRequest.SerializeToString,
             edge_dot_v1_dot_model__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edge.v1.ModelService/EndShadow',
+            edge_dot_v1_dot_model__pb2.EndShadowRequest.SerializeToString,
+            edge_dot_v1_dot_model__pb2.EndShadowResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,10 @@ class ModelServiceStub:
     """ActivateModel makes a version on disk the active one."""
     RollbackModel: _grpc.UnaryUnaryMultiCallable[_model_pb2.RollbackModelRequest, _model_pb2.RollbackModelResponse]
     """RollbackModel makes the previously active version active again."""
+    EndShadow: _grpc.UnaryUnaryMultiCallable[_model_pb2.EndShadowRequest, _model_pb2.EndShadowResponse]
+    """EndShadow stops running a version in shadow; its verified files stay on disk,
+    staged (an evidence gate that failed leaves the candidate inert, not deleted).
+    """
 
 @_typing.type_check_only
 class ModelServiceAsyncStub(ModelServiceStub):
@@ -63,6 +67,10 @@ class ModelServiceAsyncStub(ModelServiceStub):
     """ActivateModel makes a version on disk the active one."""
     RollbackModel: _aio.UnaryUnaryMultiCallable[_model_pb2.RollbackModelRequest, _model_pb2.RollbackModelResponse]  # type: ignore[assignment]
     """RollbackModel makes the previously active version active again."""
+    EndShadow: _aio.UnaryUnaryMultiCallable[_model_pb2.EndShadowRequest, _model_pb2.EndShadowResponse]  # type: ignore[assignment]
+    """EndShadow stops running a version in shadow; its verified files stay on disk,
+    staged (an evidence gate that failed leaves the candidate inert, not deleted).
+    """
 
 class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
     """ModelService is the management plane: what the orchestrator and operators
@@ -102,5 +110,15 @@ class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_model_pb2.RollbackModelResponse, _abc.Awaitable[_model_pb2.RollbackModelResponse]]:
         """RollbackModel makes the previously active version active again."""
+
+    @_abc_1.abstractmethod
+    def EndShadow(
+        self,
+        request: _model_pb2.EndShadowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_pb2.EndShadowResponse, _abc.Awaitable[_model_pb2.EndShadowResponse]]:
+        """EndShadow stops running a version in shadow; its verified files stay on disk,
+        staged (an evidence gate that failed leaves the candidate inert, not deleted).
+        """
 
 def add_ModelServiceServicer_to_server(servicer: ModelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -312,6 +312,7 @@ class DesiredModel(_message.Message):
     BUNDLE_SIZE_FIELD_NUMBER: _builtins.int
     ACTIVATION_MODE_FIELD_NUMBER: _builtins.int
     ROLLOUT_ID_FIELD_NUMBER: _builtins.int
+    ACTIVATION_WINDOW_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """Model name."""
     model_version: _builtins.str
@@ -324,6 +325,10 @@ class DesiredModel(_message.Message):
     """What to do once the bundle is verified."""
     rollout_id: _builtins.str
     """Rollout that asked for this version; empty for a standing assignment."""
+    activation_window: _builtins.str
+    """Maintenance window "HH:MM-HH:MM" in the gateway's local time: download and
+    verify at once, activate only inside the window; empty: any time.
+    """
     def __init__(
         self,
         *,
@@ -333,10 +338,11 @@ class DesiredModel(_message.Message):
         bundle_size: _builtins.int = ...,
         activation_mode: _model_pb2.ActivationMode.ValueType = ...,
         rollout_id: _builtins.str = ...,
+        activation_window: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_mode", b"activation_mode", "bundle_sha256", b"bundle_sha256", "bundle_size", b"bundle_size", "model_name", b"model_name", "model_version", b"model_version", "rollout_id", b"rollout_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_mode", b"activation_mode", "activation_window", b"activation_window", "bundle_sha256", b"bundle_sha256", "bundle_size", b"bundle_size", "model_name", b"model_name", "model_version", b"model_version", "rollout_id", b"rollout_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -551,6 +557,7 @@ class ReportStatusRequest(_message.Message):
     GATEWAY_ID_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    SHADOW_REPORTS_FIELD_NUMBER: _builtins.int
     gateway_id: _builtins.str
     """Id of the gateway."""
     @_builtins.property
@@ -561,16 +568,21 @@ class ReportStatusRequest(_message.Message):
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusEvent]:
         """Events since the last acknowledged report."""
 
+    @_builtins.property
+    def shadow_reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowReport]:
+        """Evidence of every version running in shadow (rollout evidence gates)."""
+
     def __init__(
         self,
         *,
         gateway_id: _builtins.str = ...,
         models: _abc.Iterable[Global___RunningModel] | None = ...,
         events: _abc.Iterable[Global___StatusEvent] | None = ...,
+        shadow_reports: _abc.Iterable[Global___ShadowReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "gateway_id", b"gateway_id", "models", b"models"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "gateway_id", b"gateway_id", "models", b"models", "shadow_reports", b"shadow_reports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -987,3 +999,35 @@ class OutboxDropCount(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OutboxDropCount: _TypeAlias = OutboxDropCount  # noqa: Y015
+
+@_typing.final
+class ShadowReport(_message.Message):
+    """ShadowReport is the evidence of one version running in shadow on the gateway."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    model_name: _builtins.str
+    """Model name."""
+    model_version: _builtins.str
+    """Version running in shadow."""
+    @_builtins.property
+    def evidence(self) -> _model_pb2.ShadowEvidence:
+        """Counts since the gateway started shadowing it."""
+
+    def __init__(
+        self,
+        *,
+        model_name: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        evidence: _model_pb2.ShadowEvidence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "model_name", b"model_name", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowReport: _TypeAlias = ShadowReport  # noqa: Y015

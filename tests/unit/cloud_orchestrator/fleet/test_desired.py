@@ -13,7 +13,7 @@ def info(model: str, version: str) -> VersionInfo:
     )
 
 
-def snapshot(**pins: dict[str, tuple[str, str]]) -> DesiredSnapshot:
+def snapshot(**pins: dict[str, tuple[str, str, str, str]]) -> DesiredSnapshot:
     return DesiredSnapshot(
         assignments=(
             AssignmentRule("gray", Selector.parse("all"), "2", "ACTIVATE"),
@@ -38,7 +38,7 @@ def test_the_newest_matching_assignment_wins_per_model() -> None:
 
 
 def test_a_pin_wins_and_an_unknown_version_is_asked_for_without_a_bundle() -> None:
-    pinned = snapshot(**{"gw-1": {"gray": ("0", "r-1")}})
+    pinned = snapshot(**{"gw-1": {"gray": ("0", "r-1", "ACTIVATE", "")}})
     assert pinned.desired("gw-1", {"hardware": "rpi4"}) == [
         DesiredVersion("gray", "0", "", 0, "ACTIVATE", "r-1")
     ]
@@ -50,3 +50,10 @@ def test_latest_of_an_unpublished_model_asks_for_nothing() -> None:
         (AssignmentRule("new", Selector.parse("all"), "latest", "ACTIVATE"),), {}, {}, {}
     )
     assert empty.desired("gw-1", {}) == []
+
+
+def test_a_pin_carries_its_rollout_mode_and_maintenance_window() -> None:
+    pinned = snapshot(**{"gw-1": {"gray": ("2", "r-2", "SHADOW", "02:00-04:00")}})
+    assert pinned.desired("gw-1", {"hardware": "rpi4"}) == [
+        DesiredVersion("gray", "2", "sha-2", 20, "SHADOW", "r-2", "02:00-04:00")
+    ]
