@@ -304,7 +304,7 @@ def _summary(config: LoopConfig, scope: dict[str, Any], seconds: float) -> dict[
                 {
                     "gateway": t.get("gateway_id"),
                     "state": t.get("state"),
-                    "evidence": t.get("evidence"),
+                    "evidence": (t.get("evidence") or {}).get("verdict"),
                 }
                 for t in rollout.get("targets", [])
             ],
