@@ -32,10 +32,12 @@ import numpy as np
 from PIL import Image
 
 from examples.loop.finetune import export_candidate, finetune, from_onnx
+from examples.loop.report import print_summary, rollout_summary
 from examples.loop.shifted import png_bytes, shift_digits
 from examples.loop.stack import BIN, Stack, model_tools, until
 from examples.loop.traffic import background, predict, send
 from model_tools.digits import load_digits_data
+from model_tools.manifest_io import read_manifest
 
 __all__ = ["LoopConfig", "main", "run_loop"]
 
@@ -184,6 +186,7 @@ def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
     started, step = time.monotonic(), _Steps()
     data = load_digits_data()
     stack = Stack(work, EXAMPLES / "keys")
+    summary: dict[str, Any] = {"config": asdict(config)}
     try:
         step("publish", "packaging version 1 with a hard-examples policy, publishing, assigning")
         running = _running_version(work)
@@ -209,11 +212,13 @@ def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
         predicted = send(targets, pngs)
         live_top1 = float(np.mean(np.array(predicted) == data.train_labels[pick]))
         feedback = until(
-            "feedback of every request", lambda: _feedback_settled(stack, config.traffic), 120
+            "feedback of every request", lambda: _feedback_settled(stack, config.traffic), 120, 1.0
         )
+        summary["traffic"] = {"sent": config.traffic, "top1_live": live_top1, **feedback}
 
         step("export", "exporting hard examples (labelled from the script's ground truth)")
         hard_x, hard_y = _labelled_export(stack, work, truth)
+        summary["hard_examples_used"] = len(hard_y)
 
         step(
             "finetune",
@@ -232,7 +237,10 @@ def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
         sets = _held_out(data, work, config.seed)
         clean = _evaluate(running, candidate, sets["clean"], "--max-drop", "1.0")
         shifted = _evaluate(running, candidate, sets["shifted"])
-        recorded = _evaluate(running, candidate, sets["live"], "--record")
+        _evaluate(running, candidate, sets["live"], "--record")  # the drift reference
+        summary["clean"] = {**_top1(clean), "agreement": clean["agreement"]}
+        summary["shifted"] = _top1(shifted)
+        summary["reference"] = read_manifest(candidate.with_name("manifest.json"))["reference"]
 
         step("package", "packaging and signing version 2, publishing")
         stack.cli(
@@ -253,7 +261,12 @@ def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
             step("converge", "waiting until every gateway serves version 2")
             until("gateways serving digits 2", lambda: _serving(stack, "2"), 90)
         step.close()
-        return _summary(config, locals(), time.monotonic() - started)
+        summary["versions"] = {"running": "1", "candidate": "2", "served": "2"}
+        summary["rollout"] = rollout_summary(rollout, bool(gates))
+        summary["served_during_deploy"] = dict(served)
+        summary["step_seconds"] = step.seconds
+        summary["seconds"] = round(time.monotonic() - started, 1)
+        return summary
     finally:
         stack.close()
 
@@ -275,63 +288,8 @@ def _held_out(data: Any, work: Path, seed: int) -> dict[str, Path]:
     return paths
 
 
-def _top1(report: dict[str, Any]) -> tuple[float, float]:
-    return report["scores"][0]["top1"], report["scores"][1]["top1"]
-
-
-def _summary(config: LoopConfig, scope: dict[str, Any], seconds: float) -> dict[str, Any]:
-    rollout = scope["rollout"]
-    manifest = json.loads(scope["candidate"].with_name("manifest.json").read_text())
-    return {
-        "config": asdict(config),
-        "seconds": round(seconds, 1),
-        "step_seconds": scope["step"].seconds,
-        "traffic": {"sent": config.traffic, "top1_live": scope["live_top1"], **scope["feedback"]},
-        "hard_examples_used": len(scope["hard_y"]),
-        "clean": dict(
-            zip(("running", "candidate"), _top1(scope["clean"]), strict=True),
-            agreement=scope["clean"]["agreement"],
-        ),
-        "shifted": dict(zip(("running", "candidate"), _top1(scope["shifted"]), strict=True)),
-        "reference": manifest.get("reference", {}),
-        "versions": {"running": "1", "candidate": "2", "served": "2"},
-        "rollout": {
-            "id": rollout.get("id"),
-            "state": rollout.get("state"),
-            "strategy": rollout.get("strategy"),
-            "gated": bool(scope["gates"]),
-            "targets": [
-                {
-                    "gateway": t.get("gateway_id"),
-                    "state": t.get("state"),
-                    "evidence": (t.get("evidence") or {}).get("verdict"),
-                }
-                for t in rollout.get("targets", [])
-            ],
-        },
-        "served_during_deploy": dict(scope["served"]),
-    }
-
-
-def _print(summary: dict[str, Any]) -> None:
-    clean, shifted = summary["clean"], summary["shifted"]
-    traffic = summary["traffic"]
-    print(
-        f"traffic: {traffic['sent']} shifted digits, live top-1 {traffic['top1_live']:.1%}, "
-        f"{traffic['batches']} result batches, {traffic['hard_examples']} hard examples back"
-    )
-    print(
-        f"fine-tuned on {summary['hard_examples_used']} hard examples + the original training data"
-    )
-    print(f"{'held-out set':<16}{'running v1':>12}{'candidate v2':>14}")
-    print(f"{'clean (360)':<16}{clean['running']:>12.2%}{clean['candidate']:>14.2%}")
-    print(f"{'shifted (360)':<16}{shifted['running']:>12.2%}{shifted['candidate']:>14.2%}")
-    rollout = summary["rollout"]
-    print(
-        f"rollout {rollout['id']} {rollout['strategy']}: {rollout['state']}"
-        f"{' (evidence-gated)' if rollout['gated'] else ' (no evidence gates in this deploy)'}"
-    )
-    print(f"every gateway serves digits {summary['versions']['served']}; {summary['seconds']} s")
+def _top1(report: dict[str, Any]) -> dict[str, float]:
+    return {"running": report["scores"][0]["top1"], "candidate": report["scores"][1]["top1"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,5 +330,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print(summary)
+        print_summary(summary)
     return 0

@@ -53,11 +53,11 @@ def test_the_gateway_serves_the_fine_tuned_version_after_a_gated_rollout(
     store = work / "loop-gw-1" / "digits"
     assert (store / "ACTIVE").read_text().strip() == "2"
     assert sha256(store / "2" / "model.onnx") == sha256(work / "src/digits/2/model.onnx")
-    registry = {"db": f"sqlite:///{work / 'orchestrator.db'}", "artifacts": work / "artifacts"}
-    [gateway] = cli_json("gateways", **registry)
+    db, artifacts = f"sqlite:///{work / 'orchestrator.db'}", work / "artifacts"
+    [gateway] = cli_json("gateways", db=db, artifacts=artifacts)
     assert gateway["id"] == "loop-gw-1" and gateway["mode"] == "pull"
     assert {"model": "digits", "running": "2"}.items() <= gateway["models"][0].items()
-    [rollout] = cli_json("rollouts", **registry)
+    [rollout] = cli_json("rollouts", db=db, artifacts=artifacts)
     assert (rollout["version"], rollout["state"]) == ("2", "SUCCEEDED")
     assert summary["rollout"]["gated"]  # this deploy has --gate shadow
     [target] = summary["rollout"]["targets"]
