@@ -26,17 +26,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import grpc
 import numpy as np
 from PIL import Image
 
-from examples.loop.finetune import export_candidate, finetune, from_onnx
 from examples.loop.report import print_summary, rollout_summary
 from examples.loop.shifted import png_bytes, shift_digits
 from examples.loop.stack import BIN, Stack, model_tools, until
 from examples.loop.traffic import background, predict, send
-from model_tools.digits import load_digits_data
+from model_tools.errors import ToolError
 from model_tools.manifest_io import read_manifest
 
 __all__ = ["LoopConfig", "main", "run_loop"]
@@ -115,7 +115,7 @@ def _serving(stack: Stack, version: str) -> bool:
         return all(
             predict(g.target, probe).model_version == version for g in stack.gateways.values()
         )
-    except Exception:  # not serving digits yet
+    except grpc.RpcError:  # not serving digits yet
         return False
 
 
@@ -140,21 +140,13 @@ def _labelled_export(
     """The exported hard examples with their true labels (by the sha256 of the bytes)."""
     folder = work / "hard"
     stack.cli("export-hard-examples", "digits", str(folder), "--version", "1", "--json")
-    images, labels = [], []
-    for path in sorted(folder.rglob("*.png")):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        images.append(np.asarray(Image.open(path).convert("L"), dtype=np.uint8))
-        labels.append(truth[digest])
-    (folder / "labels.json").write_text(
-        json.dumps(
-            {
-                str(p.relative_to(folder)): truth[hashlib.sha256(p.read_bytes()).hexdigest()]
-                for p in sorted(folder.rglob("*.png"))
-            },
-            indent=1,
-        )
-    )
-    return np.stack(images), np.array(labels, dtype=np.int64)
+    files = sorted(folder.rglob("*.png"))
+    labels = {
+        str(p.relative_to(folder)): truth[hashlib.sha256(p.read_bytes()).hexdigest()] for p in files
+    }
+    (folder / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+    images = [np.asarray(Image.open(p).convert("L"), dtype=np.uint8) for p in files]
+    return np.stack(images), np.array(list(labels.values()), dtype=np.int64)
 
 
 def _evaluate(running: Path, candidate: Path, data: Path, *extra: str) -> dict[str, Any]:
@@ -183,6 +175,11 @@ def _gate_flags(config: LoopConfig) -> list[str]:
 def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
     """Every step above in ``work``; returns the summary. The caller stops nothing:
     the processes started here are stopped here."""
+    # torch and scikit-learn load here, not at import: --help and argument mistakes
+    # answer at once.
+    from examples.loop.finetune import export_candidate, finetune, from_onnx
+    from model_tools.digits import load_digits_data
+
     started, step = time.monotonic(), _Steps()
     data = load_digits_data()
     stack = Stack(work, EXAMPLES / "keys")
@@ -292,9 +289,18 @@ def _top1(report: dict[str, Any]) -> dict[str, float]:
     return {"running": report["scores"][0]["top1"], "candidate": report["scores"][1]["top1"]}
 
 
+PROG = "python -m examples.loop"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line on stderr, as the project's CLIs do, not the usage block."""
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.loop",
+    parser = _Parser(
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -312,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    if not 1 <= args.gateways <= 8 or not 10 <= args.traffic <= 1437 or args.epochs < 1:
-        parser.error("--gateways 1..8, --traffic 10..1437, --epochs >= 1")
+    if not 1 <= args.gateways <= 8 or not 10 <= args.traffic <= 1437:
+        parser.error("--gateways takes 1..8, --traffic 10..1437 (the training split's size)")
+    if args.epochs < 1 or args.evidence_requests < 1:
+        parser.error("--epochs and --evidence-requests take a positive count")
+    if args.work and args.work.exists():
+        parser.error(f"--work {args.work} exists; give a new folder (the demo fills it)")
     config = LoopConfig(
         args.gateways, args.traffic, args.epochs, evidence_requests=args.evidence_requests
     )
@@ -324,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix="loop-demo-") as tmp:
                 summary = run_loop(config, Path(tmp))
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"loop-demo: error: {exc}", file=sys.stderr)
+    except (RuntimeError, TimeoutError, OSError, ToolError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Process", "Stack", "until"]
+__all__ = ["BIN", "Process", "Stack", "model_tools", "until"]
 
 BIN = Path(sys.executable).parent
 ORCHESTRATOR_READY = re.compile(r"orchestrator \S+ listening: gRPC [^:]+:(\d+)")
@@ -44,7 +44,8 @@ class Process:
         self.proc = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        threading.Thread(target=self._read, args=(ready,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(ready,), daemon=True)
+        self._reader.start()
         if not self._ready.wait(60):
             self.stop()
             raise RuntimeError(f"{command[0]} did not start; its log: {log}")
@@ -71,6 +72,7 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._reader.join(10)  # the last lines reach the log before it closes
         self._file.close()
 
 

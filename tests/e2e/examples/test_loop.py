@@ -99,3 +99,21 @@ def test_the_candidate_is_better_on_shifted_digits_and_carries_a_reference(
     manifest = json.loads(candidate.with_name("manifest.json").read_text())
     assert manifest["reference"]["samples"] == 720 and manifest["lineage"]["parent_version"] == "1"
     assert manifest["feedback"]["policy"] == "hard_examples"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--gateways", "0"), "--gateways takes 1..8, --traffic 10..1437"),
+        (("--epochs", "0"), "--epochs and --evidence-requests take a positive count"),
+        (("--work", "."), "--work . exists; give a new folder (the demo fills it)"),
+    ],
+)
+def test_mistakes_are_one_line_before_anything_starts(args: tuple[str, ...], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.loop", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"python -m examples.loop: error: {message}"), line
