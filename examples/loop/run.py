@@ -120,10 +120,13 @@ def _serving(stack: Stack, version: str) -> bool:
 
 
 def _feedback_settled(stack: Stack, sent: int) -> dict[str, Any] | None:
-    summary = stack.cli_json("feedback", "digits", "--version", "1")
+    """``feedback digits --version 1 --json`` once it counts every request sent."""
+    summary: dict[str, Any] = stack.cli_json("feedback", "digits", "--version", "1")
+    return summary if sum(g["predictions"] for g in summary["gateways"]) >= sent else None
+
+
+def _totals(summary: dict[str, Any]) -> dict[str, Any]:
     gateways = summary["gateways"]
-    if sum(g["predictions"] for g in gateways) < sent:
-        return None
     return {
         "batches": summary["batches"],
         "predictions": sum(g["predictions"] for g in gateways),
@@ -211,7 +214,8 @@ def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
         feedback = until(
             "feedback of every request", lambda: _feedback_settled(stack, config.traffic), 120, 1.0
         )
-        summary["traffic"] = {"sent": config.traffic, "top1_live": live_top1, **feedback}
+        (work / "aggregates.json").write_text(json.dumps(feedback, indent=1) + "\n")
+        summary["traffic"] = {"sent": config.traffic, "top1_live": live_top1, **_totals(feedback)}
 
         step("export", "exporting hard examples (labelled from the script's ground truth)")
         hard_x, hard_y = _labelled_export(stack, work, truth)

@@ -81,6 +81,9 @@ def test_it_trained_on_the_exported_hard_examples_with_true_labels(
     wrong = sum(Path(f).parts[0] != str(label) for f, label in labels.items())
     assert wrong > 0
     assert summary["traffic"]["hard_examples"] == len(exported)
+    aggregates = json.loads((work / "aggregates.json").read_text())  # `feedback --json`
+    assert sum(g["predictions"] for g in aggregates["gateways"]) >= 200
+    assert sum(g["hard_examples"] for g in aggregates["gateways"]) == len(exported)
 
 
 def test_the_candidate_is_better_on_shifted_digits_and_carries_a_reference(
