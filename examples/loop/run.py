@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -331,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     config = LoopConfig(
         args.gateways, args.traffic, args.epochs, evidence_requests=args.evidence_requests
     )
+    # SIGTERM (make interrupted, a test's timeout) unwinds like Ctrl-C: every `finally`
+    # runs, so the servers started here are stopped and the temporary folder removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if args.work:
             args.work.mkdir(parents=True)

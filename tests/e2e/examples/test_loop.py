@@ -37,12 +37,18 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     work = tmp_path_factory.mktemp("loop") / "work"
-    done = subprocess.run(
+    loop = subprocess.Popen(
         [sys.executable, "-m", "examples.loop", *SMALL, "--work", str(work), "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return work, json.loads(done.stdout)
+    try:
+        out, err = loop.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        loop.terminate()  # the loop stops the servers it started on SIGTERM
+        out, err = loop.communicate(timeout=60)
+        raise AssertionError(f"the loop did not finish within 240 s:\n{err}") from None
+    assert loop.returncode == 0, err
+    return work, json.loads(out)
 
 
 @pytest.mark.timeout(300)
