@@ -60,11 +60,12 @@ class LoopConfig:
     traffic: int = 600  # shifted digits sent while version 1 serves
     epochs: int = 4
     oversample: int = 4  # each hard example counts this many times against 1437 originals
-    evidence_requests: int = 100
+    evidence_requests: int = 200  # the gate's own default; fewer make the confidence shift noisy
     min_agreement: float = 0.95
-    # Fine-tuning for new inputs softens confidence a little on the old ones (0.100 to
-    # 0.124 in the runs docs/loop.md shows): an intended change, above the default 0.1.
-    max_confidence_shift: float = 0.2
+    # Fine-tuning for new inputs softens confidence a little on the old ones: 0.07 to
+    # 0.15 over the runs docs/loop.md reports (100 to 208 shadowed requests), and a run
+    # judged on about 30 reached 0.26. An intended change: above the default 0.1.
+    max_confidence_shift: float = 0.25
     seed: int = 7
 
 
@@ -259,7 +260,8 @@ def run_loop(config: LoopConfig, work: Path) -> dict[str, Any]:
             )  # fmt: skip
             rollout = json.loads(deployed.stdout) if deployed.stdout else {}
             if deployed.returncode != 0:
-                raise RuntimeError(f"deploy ended {rollout.get('state', deployed.stderr.strip())}")
+                why = rollout.get("reason") or deployed.stderr.strip()
+                raise RuntimeError(f"deploy ended {rollout.get('state', 'with an error')}: {why}")
             step("converge", "waiting until every gateway serves version 2")
             until("gateways serving digits 2", lambda: _serving(stack, "2"), 90)
         step.close()

@@ -21,7 +21,7 @@ from tests.support.orchestrator import cli_json
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.slow
-SMALL = ("--gateways", "1", "--traffic", "200", "--epochs", "2", "--evidence-requests", "30")
+SMALL = ("--gateways", "1", "--traffic", "200", "--epochs", "2", "--evidence-requests", "100")
 
 
 def top1(model: Path, data: Path) -> float:
@@ -67,7 +67,7 @@ def test_the_gateway_serves_the_fine_tuned_version_after_a_gated_rollout(
     assert (rollout["version"], rollout["state"]) == ("2", "SUCCEEDED")
     assert summary["rollout"]["gated"]  # this deploy has --gate shadow
     [target] = summary["rollout"]["targets"]
-    assert target["evidence"]["requests"] >= 30 and summary["served_during_deploy"].get("2")
+    assert target["evidence"]["requests"] >= 100 and summary["served_during_deploy"].get("2")
 
 
 def test_it_trained_on_the_exported_hard_examples_with_true_labels(
