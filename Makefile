@@ -109,7 +109,7 @@ demo-model: $(VENV)/.dev  ## retrain the digits demo model and rebuild examples/
 	$(BIN)/python -m model_tools.demo --out $(DEMO_ROOT)
 
 # The loop closed (docs/loop.md): an orchestrator and two pull gateways on loopback, hard
-# examples back, fine-tune, evaluate, sign, publish, gated canary deploy. A few minutes on
+# examples back, fine-tune, evaluate, sign, publish, gated canary deploy. 45 s to 2 min on
 # 2 cores; everything in a temporary folder. LOOP_ARGS=--json for the summary as JSON.
 .PHONY: loop-demo
 loop-demo: $(VENV)/.dev  ## the loop closed: hard examples from gateways -> fine-tune -> signed, gated redeploy (not part of make test)
