@@ -160,6 +160,21 @@ def _check_batches(config: ExportConfig, given: np.ndarray | None) -> list[tuple
     return batches
 
 
+# The dynamo exporter records each node's Python stack trace, with absolute paths of the
+# checkout and virtualenv that built it: the same model from another folder had other
+# bytes (and the file told where it was built). Graph names and weights stay.
+_STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def _drop_stack_traces(model: onnx.ModelProto) -> None:
+    nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
+    for node in nodes:
+        kept = [p for p in node.metadata_props if p.key != _STACK_TRACE_KEY]
+        if len(kept) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+
+
 def export_model(
     model: torch.nn.Module,
     output: Path,
@@ -181,6 +196,7 @@ def export_model(
         ) from None
     proto, exporter = to_onnx(model, example, config)
     proto = check_onnx(proto)
+    _drop_stack_traces(proto)
     try:
         session = ort.InferenceSession(
             proto.SerializeToString(), providers=["CPUExecutionProvider"]

@@ -13,6 +13,7 @@ import pytest
 
 from edge_contracts.bundle.signing import load_public_key
 from edge_contracts.bundle.verify import verify_bundle
+from model_tools.evaluate import evaluate_models
 from model_tools.manifest_io import read_manifest
 from tests.support.digits_model import BIN
 from tests.support.paths import REPO
@@ -47,6 +48,27 @@ def test_the_second_version_ships_signed_evaluated_and_compatible() -> None:
         "2",
         evaluation["top1"],
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "bundle"), [("digits", "digits-1"), ("digits-int8", "digits-int8-1")]
+)
+def test_the_shipped_versions_carry_the_drift_reference_of_their_own_predictions(
+    model: str, bundle: str
+) -> None:
+    """`make demo-model` records the reference the gateway's drift monitor needs, and it is
+    the one these very files produce on the held-out split (not left from older weights)."""
+    path = EXAMPLES / "models" / model / "1" / "model.onnx"
+    report = evaluate_models([path], EXAMPLES / "data" / "digits-test.npz", progress=False)
+    recomputed = report.references[0].to_dict()
+    shipped = read_manifest(path.with_name("manifest.json"))["reference"]
+    signed = verify_bundle(
+        EXAMPLES / "bundles" / f"{bundle}.edgebundle", [load_public_key(PUBLIC_KEY)]
+    )
+    assert shipped == recomputed == signed.manifest.document["reference"]
+    assert shipped["samples"] == 360 and sum(shipped["class_counts"]) == 360
+    v2 = verify_bundle(V2_BUNDLE, [load_public_key(PUBLIC_KEY)]).manifest.document["reference"]
+    assert v2["samples"] == 360 and v2["dataset"] == "digits-test.npz"
 
 
 def client(target: str, *args: str) -> Any:
