@@ -52,6 +52,7 @@ def gateway(tmp_path: Path) -> ServerProcess:
         [
             "--model-root", str(root), "--default-model", "gray",
             "--memory-budget-bytes", str(BUDGET), "--preprocess-workers", "2",
+            "--workers", "1",  # the budget and the RSS measured are one process's
         ]
     )  # fmt: skip
     try:
