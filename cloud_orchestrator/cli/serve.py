@@ -218,7 +218,7 @@ def _console(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
-    from cloud_orchestrator.app import ServeOptions, serve
+    from cloud_orchestrator.app import ServeOptions, serve, tune_garbage_collector
 
     _check_tls(args)
     _check_limits(args)
@@ -255,6 +255,7 @@ def cmd_serve(orch: Any, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(orch, options, stop)
 
+    tune_garbage_collector()
     asyncio.run(run())
     return 0
 
