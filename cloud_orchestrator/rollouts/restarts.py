@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import InvalidRequest, NotFound
 from cloud_orchestrator.rollouts.records import RolloutRecord
@@ -35,7 +36,6 @@ class RolloutRestarts:
         targets back
         to PENDING and the rollout back to its first wave with such a target; claimed by
         ``owner`` when ``lease_seconds`` > 0 (else an `edge-orchestrator serve` runs it)."""
-        now = time.time()
         retry = RETRY_TARGET_STATES
         with self.db.session() as session:
             row = session.get(Rollout, rollout_id)
@@ -53,25 +53,15 @@ class RolloutRestarts:
             ).all()
             if not waves:
                 raise InvalidRequest(f"rollout {rollout_id} has no failed gateway to retry")
-            session.execute(
-                update(RolloutTarget)
-                .where(RolloutTarget.rollout_id == rollout_id, RolloutTarget.state.in_(retry))
-                .values(state="PENDING", reason="", updated_at=now)
-            )
-            row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
-            row.current_wave = min(waves)
-            row.owner = owner if lease_seconds > 0 else ""
-            row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
-            row.reason = ""
-            row.updated_at = now
-            session.add(
-                RolloutEvent(
-                    rollout_id=rollout_id,
-                    owner=owner or "cli",
-                    kind="RETRY",
-                    detail=f"{len(waves)} gateways back to PENDING from wave {min(waves) + 1}",
-                    at=now,
-                )
+            _restart(
+                session,
+                row,
+                RolloutTarget.state.in_(retry),
+                min(waves),
+                owner,
+                lease_seconds,
+                "RETRY",
+                f"{len(waves)} gateways back to PENDING from wave {min(waves) + 1}",
             )
         return self.get(rollout_id)
 
@@ -79,7 +69,6 @@ class RolloutRestarts:
         """`rollout ID --activate`: a stage-only rollout's STAGED gateways back to PENDING
         and the rollout back to its first wave, now activating (its waves, pace and
         windows still apply); claimed by ``owner`` when ``lease_seconds`` > 0."""
-        now = time.time()
         with self.db.session() as session:
             row = session.get(Rollout, rollout_id)
             if row is None:
@@ -100,25 +89,44 @@ class RolloutRestarts:
             ).all()
             if not staged:
                 raise InvalidRequest(f"rollout {rollout_id} has no staged gateway to activate")
-            session.execute(
-                update(RolloutTarget)
-                .where(RolloutTarget.rollout_id == rollout_id, RolloutTarget.state == "STAGED")
-                .values(state="PENDING", reason="", updated_at=now)
-            )
             row.stage_only = 0
-            row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
-            row.current_wave = min(staged)
-            row.owner = owner if lease_seconds > 0 else ""
-            row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
-            row.reason = ""
-            row.updated_at = now
-            session.add(
-                RolloutEvent(
-                    rollout_id=rollout_id,
-                    owner=owner or "cli",
-                    kind="ACTIVATE_STAGED",
-                    detail=f"{len(staged)} staged gateways to activate",
-                    at=now,
-                )
+            _restart(
+                session,
+                row,
+                RolloutTarget.state == "STAGED",
+                min(staged),
+                owner,
+                lease_seconds,
+                "ACTIVATE_STAGED",
+                f"{len(staged)} staged gateways to activate",
             )
         return self.get(rollout_id)
+
+
+def _restart(
+    session: Session,
+    row: Rollout,
+    targets: ColumnElement[bool],
+    first_wave: int,
+    owner: str,
+    lease_seconds: float,
+    kind: str,
+    detail: str,
+) -> None:
+    """The rollout's ``targets`` back to PENDING and the rollout back to ``first_wave``,
+    claimed by ``owner`` when ``lease_seconds`` > 0, with one event saying why."""
+    now = time.time()
+    session.execute(
+        update(RolloutTarget)
+        .where(RolloutTarget.rollout_id == row.id, targets)
+        .values(state="PENDING", reason="", updated_at=now)
+    )
+    row.state = "RUNNING" if lease_seconds > 0 else "PENDING"
+    row.current_wave = first_wave
+    row.owner = owner if lease_seconds > 0 else ""
+    row.lease_expires_at = now + lease_seconds if lease_seconds > 0 else 0.0
+    row.reason = ""
+    row.updated_at = now
+    session.add(
+        RolloutEvent(rollout_id=row.id, owner=owner or "cli", kind=kind, detail=detail, at=now)
+    )
