@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from cloud_orchestrator.errors import Conflict, InvalidRequest, NotFound
+from cloud_orchestrator.storage.access_models import Operator, OperatorSession
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.models import Operator, OperatorSession
 
 __all__ = ["ADMIN", "READ_ONLY", "ROLES", "OperatorInfo", "Operators", "Principal"]
 

@@ -39,8 +39,8 @@ from cloud_orchestrator.errors import (
     Unauthenticated,
 )
 from cloud_orchestrator.fleet.store import _ID_RE as GATEWAY_ID  # the fleet's id pattern
+from cloud_orchestrator.storage.access_models import EnrollmentToken, GatewayIdentity
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.models import EnrollmentToken, GatewayIdentity
 
 __all__ = [
     "ADMITTED",

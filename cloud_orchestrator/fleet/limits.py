@@ -20,8 +20,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import InvalidRequest, LimitReached
+from cloud_orchestrator.storage.access_models import GatewayUsage
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.models import GatewayUsage
 
 __all__ = ["Quotas", "RateLimiter", "UsageLedger"]
 

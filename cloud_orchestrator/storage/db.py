@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_orchestrator.storage import access_models  # noqa: F401  # its tables join Base.metadata
 from cloud_orchestrator.storage.models import Base
 from cloud_orchestrator.storage.url import DB_ENV, DEFAULT_DB_URL, normalize_url, url_from_env
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_contracts.cli.user_files import read_user_file
+from edge_server.settings.fields import ENV_PREFIX
 from edge_server.settings.gateway import SECTION_OF, Settings, setting_fields
-from edge_server.settings.sections import ENV_PREFIX, SECTIONS
+from edge_server.settings.sections import SECTIONS
 
 _PATHS = {
     name for _, f in setting_fields() for name in [f.name] if f.type in ("Path", "Path | None")

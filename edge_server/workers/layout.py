@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edge_server.runtime.memory_budget import MIB, board_memory_bytes
 from edge_server.settings import Settings
-from edge_server.settings.sections import default_cpu_count
+from edge_server.settings.fields import default_cpu_count
 
 logger = logging.getLogger(__name__)
 
