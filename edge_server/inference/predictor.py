@@ -34,7 +34,7 @@ from edge_server.inference.footprint import (
 from edge_server.inference.postprocess import Classification, classify
 from edge_server.inference.preprocessing import pixels_to_tensor, preprocess_image
 from edge_server.inference.request_plan import RequestPlan, image_plan
-from edge_server.inference.runner import InferenceRunner, RunResult, timed_run
+from edge_server.inference.runner import InferenceRunner, RunResult, cpu_timed_run
 from edge_server.inference.shadow import ShadowRunner
 from edge_server.inference.statistics import StatisticsBook
 from edge_server.scheduling.admission import AdmissionControl
@@ -239,8 +239,9 @@ class Predictor:
         preprocessed = time.perf_counter()
         feeds = {input_name: batch}
         if inline:
-            outputs, started, ran = timed_run(model, feeds, request.deadline)
+            outputs, started, ran, cpu = cpu_timed_run(model, feeds, request.deadline)
             queue_s, inference_s = started - preprocessed, ran - started
+            self.runner.inline_policy.record(model.name, model.version, "run", cpu)
         else:
             outputs, queue_s, inference_s = await self.runner.run(model, feeds, request.deadline)
             ran = time.perf_counter()
@@ -264,9 +265,10 @@ class Predictor:
 
 
 def _timed(work: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
+    """``work()`` and the CPU time this thread spent in it (runner.cpu_timed_run: why)."""
+    cpu = time.thread_time()
     result = work()
-    return result, time.perf_counter() - started
+    return result, time.thread_time() - cpu
 
 
 def _rows(tensor: np.ndarray | None) -> int:

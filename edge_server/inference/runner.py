@@ -1,5 +1,5 @@
 """``session.run`` off the event loop: through the model's dynamic batcher when batching
-applies, else straight into the inference pool; each run timed for the inline policy.
+applies, else straight into the inference pool; each run's CPU time recorded for the inline policy.
 
 The runner knows nothing of admission or of what a request means: the predictor (Predict),
 the tensor path (V2 ModelInfer) and the shadow runner all run models through it, so a
@@ -52,6 +52,17 @@ def timed_run(
     return outputs, started, time.perf_counter()
 
 
+def cpu_timed_run(
+    model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
+) -> tuple[list[np.ndarray], float, float, float]:
+    """``timed_run`` and the CPU time this thread spent in it: what the run would cost
+    inline. Wall time would count the wait for a core and for the GIL, which a busy
+    gateway inflates, and keep tiny models off the inline path exactly when it pays."""
+    cpu = time.thread_time()
+    outputs, started, finished = timed_run(model, feeds, deadline)
+    return outputs, started, finished, time.thread_time() - cpu
+
+
 class InferenceRunner:
     """The inference pool, the dynamic batcher in front of it and the inline policy."""
 
@@ -83,7 +94,12 @@ class InferenceRunner:
         self, model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
     ) -> tuple[list[np.ndarray], float, float]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._inference_pool, timed_run, model, feeds, deadline)
+        outputs, started, finished, cpu = await loop.run_in_executor(
+            self._inference_pool, cpu_timed_run, model, feeds, deadline
+        )
+        # A batched run costs more than a lone one: a conservative estimate for inlining.
+        self.inline_policy.record(model.name, model.version, "run", cpu)
+        return outputs, started, finished
 
     async def run(
         self, model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
@@ -93,10 +109,7 @@ class InferenceRunner:
         policy = self.plan(model).policy
         if policy is not None:
             run = await self.batcher.submit(model, feeds, deadline, policy)
-            # A shared run costs more than a lone one: a conservative estimate for inlining.
-            self.inline_policy.record(model.name, model.version, "run", run.inference_s)
             return RunResult(run.outputs, run.queue_s, run.inference_s)
         submitted = time.perf_counter()
         outputs, started, finished = await self._run_in_pool(model, feeds, deadline)
-        self.inline_policy.record(model.name, model.version, "run", finished - started)
         return RunResult(outputs, started - submitted, finished - started)

@@ -2,8 +2,9 @@
 
 A hop to a worker thread and back costs two thread wake-ups and a self-pipe write,
 roughly 100-300 us on a small board: more than a digits-sized model's whole
-preprocess + inference. For a model version whose measured work stays under
-``threshold`` the gateway runs it inline; the event loop then blocks for at most
+preprocess + inference. For a model version whose measured CPU time (the thread's own,
+so waiting for a core or the GIL under load does not count) stays under ``threshold``
+the gateway runs it inline; the event loop then blocks for at most
 that long, so health checks and metrics still answer promptly. Everything else
 (and every version until it has been measured) goes through the pools.
 """
@@ -34,7 +35,7 @@ class InlinePolicy:
         self._costs: dict[tuple[str, str, str], _Cost] = {}
 
     def record(self, model: str, version: str, stage: str, seconds: float) -> None:
-        """Measured work of one stage ("preprocess" or "run"), without any queueing."""
+        """CPU time of one stage ("preprocess" or "run") in the thread that ran it."""
         if self.threshold_s > 0:
             cost = self._costs.get((model, version, stage))
             if cost is None:

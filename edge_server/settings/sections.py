@@ -193,8 +193,8 @@ class AdmissionSettings:
     )
     inline_threshold_us: int = setting(
         300,
-        "models whose measured preprocess + inference stays under this run on the event "
-        "loop instead of the thread pools (0 = never)",
+        "models whose measured preprocess + inference CPU time stays under this run on the "
+        "event loop instead of the thread pools (0 = never)",
     )
     max_image_pixels: int = setting(
         40_000_000, "largest decoded image, in pixels (decompression-bomb guard)"
