@@ -38,6 +38,7 @@ class Session(Protocol):
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    providers: tuple[str, ...]  # execution providers in use, in preference order
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 

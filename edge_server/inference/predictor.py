@@ -202,23 +202,24 @@ class Predictor:
             self.on_result(model, request, output)
         return output
 
-    async def _decode(
-        self, model: ServingModel, request: PredictInput, inline: bool
-    ) -> tuple[str, np.ndarray]:
-        """The model input from an encoded image or uint8 pixels, timed for inlining."""
+    def _decode_work(self, model: ServingModel, request: PredictInput) -> Callable[[], np.ndarray]:
+        """The model input from an encoded image or uint8 pixels, as a call to make."""
         plan = image_plan(model)
         if request.image is not None:
-            work = functools.partial(preprocess_image, request.image, plan, self._max_pixels)
-        else:
-            assert request.tensor is not None
-            work = functools.partial(pixels_to_tensor, request.tensor, plan)
+            return functools.partial(preprocess_image, request.image, plan, self._max_pixels)
+        assert request.tensor is not None
+        return functools.partial(pixels_to_tensor, request.tensor, plan)
+
+    async def _decode(self, model: ServingModel, request: PredictInput, inline: bool) -> np.ndarray:
+        """Decode inline or in the preprocess pool, its CPU time recorded."""
+        work = self._decode_work(model, request)
         if inline:
             batch, seconds = _timed(work)
         else:
             loop = asyncio.get_running_loop()
             batch, seconds = await loop.run_in_executor(self._preprocess_pool, _timed, work)
         self.runner.inline_policy.record(model.name, model.version, "preprocess", seconds)
-        return model.inputs[0].name, batch
+        return batch
 
     async def _predict_admitted(
         self,
@@ -228,23 +229,13 @@ class Predictor:
         received: float,
         decode: bool,
     ) -> PredictOutput:
-        inline = self.runner.inline_policy.inline(model.name, model.version, decode)
-        if decode:
-            input_name, batch = await self._decode(model, request, inline)
-        elif request.tensor is not None:
-            batch = request.tensor
-            input_name = plan.tensor_input(model, batch, request.tensor_name)
+        policy = self.runner.inline_policy
+        inline = policy.inline(model.name, model.version, decode)
+        if decode and not inline and plan.may_fuse and policy.fused(model.name, model.version):
+            work = await self._fused(model, request)
         else:
-            raise InvalidInput("the request has no input: set image or tensor", field="input")
-        preprocessed = time.perf_counter()
-        feeds = {input_name: batch}
-        if inline:
-            outputs, started, ran, cpu = cpu_timed_run(model, feeds, request.deadline)
-            queue_s, inference_s = started - preprocessed, ran - started
-            self.runner.inline_policy.record(model.name, model.version, "run", cpu)
-        else:
-            outputs, queue_s, inference_s = await self.runner.run(model, feeds, request.deadline)
-            ran = time.perf_counter()
+            work = await self._staged(model, plan, request, decode, inline)
+        feeds, outputs, preprocessed, queue_s, inference_s, ran = work
         if self.shadow is not None:
             self.shadow.offer(model, feeds, outputs[0], request.image)
         classification = classify(outputs[0], model.manifest, request.top_k)
@@ -262,6 +253,54 @@ class Predictor:
                 _us(finished - received),
             ),
         )
+
+    async def _fused(self, model: ServingModel, request: PredictInput) -> _Work:
+        """Decode and run in one inference thread (an expensive image model on a CPU)."""
+        fused = await self.runner.decode_and_run(
+            model, model.inputs[0].name, self._decode_work(model, request), request.deadline
+        )
+        ran = time.perf_counter()
+        preprocessed = ran - fused.inference_s - fused.queue_s
+        return _Work(
+            fused.feeds, fused.outputs, preprocessed, fused.queue_s, fused.inference_s, ran
+        )
+
+    async def _staged(
+        self,
+        model: ServingModel,
+        plan: RequestPlan,
+        request: PredictInput,
+        decode: bool,
+        inline: bool,
+    ) -> _Work:
+        """Decode (inline or in the preprocess pool), then run (inline or through the
+        runner: batcher and inference pool)."""
+        if decode:
+            feeds = {model.inputs[0].name: await self._decode(model, request, inline)}
+        elif request.tensor is not None:
+            name = plan.tensor_input(model, request.tensor, request.tensor_name)
+            feeds = {name: request.tensor}
+        else:
+            raise InvalidInput("the request has no input: set image or tensor", field="input")
+        preprocessed = time.perf_counter()
+        if inline:
+            outputs, started, ran, cpu = cpu_timed_run(model, feeds, request.deadline)
+            self.runner.inline_policy.record(model.name, model.version, "run", cpu)
+            return _Work(feeds, outputs, preprocessed, started - preprocessed, ran - started, ran)
+        run = await self.runner.run(model, feeds, request.deadline)
+        ran = time.perf_counter()
+        return _Work(feeds, run.outputs, preprocessed, run.queue_s, run.inference_s, ran)
+
+
+class _Work(NamedTuple):
+    """What a Predict computed and when (perf_counter times and durations)."""
+
+    feeds: dict[str, np.ndarray]
+    outputs: list[np.ndarray]
+    preprocessed: float
+    queue_s: float
+    inference_s: float
+    ran: float
 
 
 def _timed(work: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:

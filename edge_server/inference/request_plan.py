@@ -102,12 +102,28 @@ def _numpy_dtype(name: str) -> np.dtype | None:
 class RequestPlan:
     """Per-version facts of one ServingModel (see the module docstring)."""
 
-    __slots__ = ("_dtype", "_input", "_model", "_tail", "batching", "policy", "takes_pixels")
+    __slots__ = (
+        "_dtype",
+        "_input",
+        "_model",
+        "_tail",
+        "batching",
+        "may_fuse",
+        "policy",
+        "takes_pixels",
+    )
 
     def __init__(self, model: ServingModel, batching: BatchingDefaults) -> None:
         self._model = weakref.ref(model)
         self.batching = batching
         self.policy = batch_policy(model, batching)
+        # Decode and run in one thread (InlinePolicy.fused) only where batching is a
+        # server default, not a manifest's explicit choice, and runs on CPU alone: an
+        # accelerator runs a batch for about the price of one row.
+        config = model.manifest.batching
+        self.may_fuse = (config is None or config.enabled is None) and model.session.providers == (
+            "CPUExecutionProvider",
+        )
         inputs = model.inputs
         # uint8 pixels for an image model whose own input is not uint8: preprocess them.
         self.takes_pixels = model.image_plan is not None and inputs[0].dtype != "uint8"

@@ -63,6 +63,32 @@ def cpu_timed_run(
     return outputs, started, finished, time.thread_time() - cpu
 
 
+class FusedRun(NamedTuple):
+    """A decode and its run in one inference thread, with where the time went."""
+
+    feeds: dict[str, np.ndarray]
+    outputs: list[np.ndarray]
+    queue_s: float  # waiting for a thread
+    preprocess_s: float
+    inference_s: float
+
+
+def _decode_then_run(
+    model: ServingModel,
+    input_name: str,
+    decode: Callable[[], np.ndarray],
+    deadline: float | None,
+) -> tuple[float, np.ndarray, float, float, tuple[list[np.ndarray], float, float, float]]:
+    picked = time.perf_counter()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExpired("the request's deadline passed while it waited for a thread")
+    cpu = time.thread_time()
+    batch = decode()
+    decode_cpu = time.thread_time() - cpu
+    decoded = time.perf_counter()
+    return picked, batch, decode_cpu, decoded, cpu_timed_run(model, {input_name: batch}, deadline)
+
+
 class InferenceRunner:
     """The inference pool, the dynamic batcher in front of it and the inline policy."""
 
@@ -97,9 +123,29 @@ class InferenceRunner:
         outputs, started, finished, cpu = await loop.run_in_executor(
             self._inference_pool, cpu_timed_run, model, feeds, deadline
         )
-        # A batched run costs more than a lone one: a conservative estimate for inlining.
-        self.inline_policy.record(model.name, model.version, "run", cpu)
+        self.inline_policy.record(model.name, model.version, "run", cpu, _rows(feeds))
         return outputs, started, finished
+
+    async def decode_and_run(
+        self,
+        model: ServingModel,
+        input_name: str,
+        decode: Callable[[], np.ndarray],
+        deadline: float | None,
+    ) -> FusedRun:
+        """``decode()`` and a run of its one row in the same inference thread: one hop,
+        no batch (InlinePolicy.fused says when)."""
+        loop = asyncio.get_running_loop()
+        submitted = time.perf_counter()
+        picked, batch, decode_cpu, decoded, run = await loop.run_in_executor(
+            self._inference_pool, _decode_then_run, model, input_name, decode, deadline
+        )
+        outputs, started, finished, run_cpu = run
+        self.inline_policy.record(model.name, model.version, "preprocess", decode_cpu)
+        self.inline_policy.record(model.name, model.version, "run", run_cpu)
+        return FusedRun(
+            {input_name: batch}, outputs, picked - submitted, decoded - picked, finished - started
+        )
 
     async def run(
         self, model: ServingModel, feeds: dict[str, np.ndarray], deadline: float | None
@@ -113,3 +159,9 @@ class InferenceRunner:
         submitted = time.perf_counter()
         outputs, started, finished = await self._run_in_pool(model, feeds, deadline)
         return RunResult(outputs, started - submitted, finished - started)
+
+
+def _rows(feeds: dict[str, np.ndarray]) -> int:
+    """Rows of a run (the first input's batch axis; 1 without one)."""
+    first = next(iter(feeds.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim and first.shape[0] else 1

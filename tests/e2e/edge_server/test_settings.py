@@ -44,6 +44,6 @@ async def test_missing_providers_fall_back_to_cpu(model_root: Path) -> None:
         assert health.status == inference_pb2.SERVING_STATUS_SERVING
         slot = gw.models.slot("gray")
         assert slot is not None and slot.active is not None
-        assert slot.active.session.providers == ("CPUExecutionProvider",)  # type: ignore[attr-defined]
+        assert slot.active.session.providers == ("CPUExecutionProvider",)
     finally:
         await gw.stop()

@@ -14,9 +14,10 @@ from PIL import Image
 
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from edge_server.app import Gateway
+from edge_server.scheduling.inline_policy import MIN_SAMPLES
 from tests.support.gateways import gateway_settings
 from tests.support.metrics_text import sample
-from tests.support.model_factory import slow_classifier
+from tests.support.model_factory import GRAY_PREPROCESSING, slow_classifier, write_manifest
 
 
 def tensor(array: np.ndarray) -> types_pb2.Tensor:
@@ -180,3 +181,55 @@ async def test_overload_beyond_the_core_cap_is_refused_in_grpc(tmp_path: Path) -
             assert health.status == inference_pb2.SERVING_STATUS_SERVING
     finally:
         await gw.stop()
+
+
+def gray_png(seed: int = 5) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (8, 8), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "L").save(out, "PNG")
+    return out.getvalue()
+
+
+async def batched_runs_of_a_burst(tmp_path: Path, **manifest: object) -> tuple[float, bool]:
+    """A model with a few ms of CPU per row behind grayscale preprocessing: measured on
+    sequential calls, then 8 concurrent ones; (batched runs during the burst, whether
+    every answer matched the first)."""
+    version = tmp_path / "heavy" / "1"
+    slow_classifier(version / "model.onnx", rows=256)
+    write_manifest(version, preprocessing=GRAY_PREPROCESSING, **manifest)
+    gw = await start(tmp_path, max_queue_delay_us=20_000, max_batch_size=8, inline_threshold_us=0)
+    request = inference_pb2.PredictRequest(model_name="heavy", image=gray_png(), top_k=3)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.grpc_port}") as ch:
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)
+            first = await stub.Predict(request)  # through the decode pool and the batcher
+            for _ in range(MIN_SAMPLES):
+                await stub.Predict(request)
+            before = sample(gw.metrics.render().decode(), "edge_batch_size_count", model="heavy")
+            replies = await asyncio.gather(*(stub.Predict(request) for _ in range(8)))
+            after = sample(gw.metrics.render().decode(), "edge_batch_size_count", model="heavy")
+    finally:
+        await gw.stop()
+    same = all(
+        reply.class_id == first.class_id
+        and [t.class_id for t in reply.top_k] == [t.class_id for t in first.top_k]
+        and reply.confidence == pytest.approx(first.confidence, abs=1e-5)
+        for reply in replies
+    )
+    return after - before, same
+
+
+async def test_an_expensive_image_model_decodes_and_runs_in_one_thread(tmp_path: Path) -> None:
+    """Past 1 ms of CPU per row, batching saves only per-call overhead on a CPU: the
+    gateway decodes and runs each call in one inference thread, off the batcher."""
+    batched, same = await batched_runs_of_a_burst(tmp_path)
+    assert batched == 0
+    assert same
+
+
+async def test_a_manifest_that_asks_for_batching_keeps_it(tmp_path: Path) -> None:
+    batched, same = await batched_runs_of_a_burst(
+        tmp_path, batching={"enabled": True, "max_batch_size": 8, "max_queue_delay_us": 20_000}
+    )
+    assert batched >= 1
+    assert same

@@ -21,6 +21,7 @@ class FakeSession:
     def __init__(self, inputs: tuple[TensorSpec, ...]) -> None:
         self.inputs = inputs
         self.outputs = (TensorSpec("logits", "float32", (-1, 10)),)
+        self.providers = ("CPUExecutionProvider",)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [np.zeros((1, 10), np.float32)]

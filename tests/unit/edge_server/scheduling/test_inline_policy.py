@@ -3,7 +3,7 @@ stay under the threshold."""
 
 from __future__ import annotations
 
-from edge_server.scheduling.inline_policy import MIN_SAMPLES, InlinePolicy
+from edge_server.scheduling.inline_policy import FUSE_THRESHOLD_S, MIN_SAMPLES, InlinePolicy
 
 
 def measure(
@@ -74,3 +74,24 @@ def test_a_new_version_starts_unmeasured() -> None:
     measure(policy, "run", 10e-6, version="2")
     assert policy.inline("m", "2", with_preprocess=False)
     assert not policy.inline("m", "2", with_preprocess=True)
+
+
+def test_a_version_is_fused_once_a_row_is_measured_dear_enough() -> None:
+    policy = InlinePolicy(threshold_us=300)
+    for _ in range(MIN_SAMPLES - 1):
+        policy.record("m", "1", "run", 2 * FUSE_THRESHOLD_S)
+    assert not policy.fused("m", "1")  # not measured enough yet
+    policy.record("m", "1", "run", 2 * FUSE_THRESHOLD_S)
+    assert policy.fused("m", "1")
+    assert not policy.fused("m", "2")  # per version
+
+
+def test_a_cheap_model_seen_in_batches_is_not_fused() -> None:
+    """A batch of 8 rows costing 8x a cheap row is cheap per row: it stays batched."""
+    policy = InlinePolicy(threshold_us=0)  # fusing does not depend on inlining
+    for _ in range(MIN_SAMPLES):
+        policy.record("m", "1", "run", 8 * 0.2 * FUSE_THRESHOLD_S, rows=8)
+    assert not policy.fused("m", "1")
+    for _ in range(MIN_SAMPLES):
+        policy.record("m", "2", "run", 8 * 2 * FUSE_THRESHOLD_S, rows=8)
+    assert policy.fused("m", "2")
