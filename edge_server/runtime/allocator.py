@@ -6,9 +6,12 @@ largest block freed, up to 32 MiB), and then keeps what was freed: after a flood
 12 MB PNGs a gateway stayed at 467 MB instead of its 139 MB baseline. Two fixes are
 applied at start (``configure``):
 
-- ``M_MMAP_THRESHOLD`` set explicitly (``MMAP_THRESHOLD_BYTES``), which also turns the
-  dynamic threshold off: every block of 128 KiB or more is its own mapping, unmapped
-  when freed.
+- ``M_MMAP_THRESHOLD`` set explicitly (``MMAP_THRESHOLD_BYTES``, 4 MiB), which also
+  turns the dynamic threshold off: every block of 4 MiB or more is its own mapping,
+  unmapped when freed. Not lower: at 128 KiB the 0.2-3 MB buffers of every image call
+  (decoded picture, model input, runtime scratch) were fresh mappings whose pages
+  faulted in on each call: MobileNetV2 INT8 on a 512 px JPEG took 7.6-7.9 ms of CPU per
+  image in process against 6.4-6.8 ms with 4 MiB (1 and 2 MiB: still 7.6-8.4).
 - ``malloc_trim(0)`` once the bytes reserved by calls in flight fall back to 0 after a
   peak of at least ``TRIM_AFTER_BYTES`` (``Trimmer``, driven by AdmissionControl): it
   returns the free pages of every arena, which smaller blocks leave behind. It runs in
@@ -18,7 +21,8 @@ Measured with a real gateway, 32 concurrent 2000x2000 RGB PNGs (11.5 MB each, bu
 out of the way), RSS MB baseline / peak / 6 s after (docs/architecture.md has the table):
 glibc defaults 136 / 1085 / 471; mmap threshold 128 KiB only 109 / 1087 / 263; trim
 only 116 / 1162 / 112; both 94 / 993 / 95 (kept: the threshold also keeps big blocks out
-of the arenas between trims). GLIBC_TUNABLES arena_max=2: 110 / 1072 / 622 (fewer arenas
+of the arenas between trims). Threshold 128 KiB vs 4 MiB, both with the trim, same run
+(12 MB PNGs): 142 / 1248 / 159 vs 158 / 1317 / 151. GLIBC_TUNABLES arena_max=2: 110 / 1072 / 622 (fewer arenas
 return nothing by themselves, so not used).
 
 Where glibc is absent (musl, macOS) nothing is changed: a debug line says so.
@@ -37,7 +41,7 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # glibc malloc.h
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, now fixed
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 TRIM_AFTER_BYTES = 16 * 1024 * 1024
 TRIM_INTERVAL_S = 1.0
 # Calls refused by the budget hold no reservation but their payloads are still being
