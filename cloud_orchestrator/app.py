@@ -91,7 +91,7 @@ class ServeOptions:
     heartbeat_seconds: float = 10.0
     # How often this process compares the fleet generation row (one query, whatever the
     # fleet size): changes by other processes on SQLite, lost NOTIFYs on PostgreSQL.
-    desired_poll_seconds: float = 0.5
+    desired_poll_seconds: float = 0.25
     # A full reread of the desired state even when the generation did not move: only a
     # guard (every change bumps the generation the poll above compares), and at 10,000
     # gateways a reread plus waking every stream cost a third of an idle orchestrator.

@@ -21,6 +21,7 @@ class PhaseProfiler:
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
+        self.enabled = folder is not None
         self.results: dict[str, list[dict[str, Any]]] = {}
 
     @contextlib.contextmanager

@@ -5,7 +5,6 @@ gateway, a 4 MB bundle fetched with resume, feedback batches."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import sys
@@ -16,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fleet.assign_phase import run_assign
 from benchmarks.fleet.bundles import Publisher
 from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes, gateways_with_event
-from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand
+from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand, machine_busy_seconds
 from benchmarks.fleet.profiling import PhaseProfiler
 from benchmarks.fleet.rollout_phase import run_rollout
 
@@ -56,7 +56,7 @@ def _idle(
     def measure(i: int) -> None:
         found[i] = orchestrators[i].idle_usage(seconds)
 
-    sim_before, busy_before = sim.cpu_seconds(), _machine_busy_seconds()
+    sim_before, busy_before = sim.cpu_seconds(), machine_busy_seconds()
     threads = [threading.Thread(target=measure, args=(i,)) for i in range(len(orchestrators))]
     for thread in threads:
         thread.start()
@@ -68,15 +68,8 @@ def _idle(
         "max_replica_cores": max(f.get("cores", 0.0) for f in found),
         "max_replica_rss_mb": max(f.get("rss_mb", 0.0) for f in found),
         "simulator_cores": round((sim.cpu_seconds() - sim_before) / seconds, 3),
-        "machine_busy_cores": round((_machine_busy_seconds() - busy_before) / seconds, 3),
+        "machine_busy_cores": round((machine_busy_seconds() - busy_before) / seconds, 3),
     }
-
-
-def _machine_busy_seconds() -> float:
-    """Busy CPU seconds of the whole machine (/proc/stat): others share these cores."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _progress(phase: str, result: dict[str, Any]) -> None:
@@ -151,33 +144,10 @@ def _phases(
     fleet = reached or cfg.sizes[0]
     out["work_fleet"] = fleet
 
-    # The assign is one CLI call on the shared database (what an operator does); the
-    # clock starts when it prints, after its commit.
-    began = time.time()
-    with profiler.during("assign", pids, 15.0, gil_only=True):
-        since = command.run_timed(
-            "assign",
-            "fleet-small",
-            "--gateways",
-            "all",
-            "--version",
-            "2",
-            db=db,
-            artifacts=artifacts,
-        )
-        assign = sim.call(
-            cfg.assign_timeout + 30,
-            cmd="seen",
-            model="fleet-small",
-            version="2",
-            since=since,
-            timeout=cfg.assign_timeout,
-            cohort=None,
-        )
-    assign.update(gateways=fleet, cli_seconds=round(since - began, 2))
-    assign["peak_rss_mb"] = [o.take_peak_rss_mb() for o in orchestrators]
-    out["assign"] = assign
-    _progress("assign", assign)
+    out["assign"] = run_assign(
+        command, sim, orchestrators, profiler, (db, artifacts), fleet, cfg.assign_timeout
+    )
+    _progress("assign", out["assign"])
 
     if "fetch" not in cfg.skip:
         _fetch(cfg, db, artifacts, orchestrators, command, sim, out)

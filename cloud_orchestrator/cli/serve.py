@@ -50,7 +50,7 @@ def add_serve_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
     p.add_argument(
         "--desired-poll-seconds",
         type=float,
-        default=0.5,
+        default=0.25,
         help="how often the fleet generation row is compared (one query whatever the fleet "
         "size): how soon a change made by another process reaches the streams on SQLite, "
         "and the net under a lost NOTIFY on PostgreSQL",

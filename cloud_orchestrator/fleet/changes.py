@@ -111,7 +111,7 @@ class DesiredStateHub:
         db: Database,
         registry: Registry,
         changes: FleetChanges,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 0.25,
         reconcile_seconds: float = 600.0,
         listen_retry_seconds: float = 5.0,
         heartbeat_seconds: float = 10.0,
