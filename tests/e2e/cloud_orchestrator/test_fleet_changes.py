@@ -94,7 +94,10 @@ async def test_an_idle_fleet_makes_almost_no_queries(publisher: Publisher, tmp_p
     streams = 300
     # Heartbeats every 30 s: each one rechecks the gateway's credential, a query of its own
     # (cloud_orchestrator/grpc/auth.py); this counts what desired state and presence cost.
-    async with serving(db, artifacts, heartbeat_seconds=30.0) as (orchestrator, target):
+    async with serving(db, artifacts, heartbeat_seconds=30.0, desired_poll_seconds=0.5) as (
+        orchestrator,
+        target,
+    ):
         fleet = StreamFleet(target, streams_per_channel=100)
         ids = [f"gw-{i:03d}" for i in range(streams)]
         fleet.open(ids)
