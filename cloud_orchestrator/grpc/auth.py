@@ -251,7 +251,8 @@ def recheck_on_heartbeat(method: Callable[..., AsyncIterator[Any]]) -> Any:
         digest = ""
         try:
             async for response in responses:
-                if response.HasField("heartbeat"):
+                # bytes: a desired state encoded once for many streams, never a heartbeat
+                if not isinstance(response, bytes) and response.HasField("heartbeat"):
                     digest = digest or self.guard.stream_digest(context)
                     await self.guard.still_admitted(context, request.gateway_id, digest)
                 yield response

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cloud_orchestrator.errors import CredentialRefused, InvalidRequest, ReaderStalled
 from cloud_orchestrator.feedback.store import BatchIn, FeedbackStore
 from cloud_orchestrator.fleet.changes import DesiredStateHub
+from cloud_orchestrator.fleet.desired import DesiredVersion
 from cloud_orchestrator.fleet.presence import PresenceBuffer
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
@@ -31,6 +32,7 @@ from edge_contracts.shadow_evidence import evidence_from_proto
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+ENCODED_STATES_KEPT = 1024
 MAX_BATCHES_PER_CALL = 256
 
 
@@ -59,6 +61,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._writes = writes  # status reports and result batches, many per transaction
         self._fetch_stall = fetch_stall_seconds
         self._metrics = metrics if metrics is not None else OrchestratorMetrics()
+        self._encoded: dict[tuple[tuple[DesiredVersion, ...], int, int], bytes] = {}
 
     @rpc_boundary
     async def Enroll(
@@ -77,7 +80,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     @recheck_on_heartbeat
     async def Subscribe(
         self, request: orchestrator_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse]:
+    ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse | bytes]:
         await self.guard.subscribe(context, request)  # identity, rate and field limits
         gateway_id = request.gateway_id
         models = converters.to_reported_models(request.models)
@@ -109,10 +112,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 if tuple(desired) != sent:
                     sent = tuple(desired)
                     generation += 1
-                    yield orchestrator_pb2.SubscribeResponse(
-                        desired=converters.to_desired_state(desired, generation),
-                        heartbeat_interval_seconds=interval,
-                    )
+                    yield self._encoded_desired(sent, generation, interval)
                     last_sent = time.monotonic()
                 while self._hub.epoch == epoch:
                     await wheel.wait(slot)
@@ -133,6 +133,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         finally:
             self._metrics.subscribe_streams.dec()
             logger.info("gateway %s unsubscribed", gateway_id)
+
+    def _encoded_desired(
+        self, desired: tuple[DesiredVersion, ...], generation: int, interval: int
+    ) -> bytes:
+        """The SubscribeResponse carrying ``desired``, encoded once for every stream that
+        sends the same state as the same generation (most of a fleet, after an assign);
+        grpc/server.py lets Subscribe yield it as bytes."""
+        key = (desired, generation, interval)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            if len(self._encoded) >= ENCODED_STATES_KEPT:
+                self._encoded.clear()  # distinct states are few; start over when not
+            encoded = self._encoded[key] = orchestrator_pb2.SubscribeResponse(
+                desired=converters.to_desired_state(desired, generation),
+                heartbeat_interval_seconds=interval,
+            ).SerializeToString()
+        return encoded
 
     @rpc_boundary
     async def FetchModel(  # type: ignore[override]  # context.write, which the stubs' types omit
