@@ -1,9 +1,9 @@
 """The running gateway: its listeners, and the order they start and stop in.
 
 The parts are built by edge_server/assembly.py; which services each listener serves is
-edge_server/listeners.py. Here the start and stop sequences are tables of named steps,
-read top to bottom: what a process does when it starts, and what it does, in which
-order, when SIGTERM comes.
+edge_server/listeners.py, and edge_server/grpc_listeners.py builds those gRPC servers.
+Here the start and stop sequences are tables of named steps, read top to bottom: what a
+process does when it starts, and what it does, in which order, when SIGTERM comes.
 """
 
 from __future__ import annotations
@@ -14,25 +14,14 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
-from grpc_health.v1 import health_pb2_grpc
-
 from edge_contracts.cli.ports import listen_error
-from edge_contracts.proto.edge.v1 import inference_pb2_grpc, model_pb2_grpc
-from edge_contracts.proto.inference import grpc_service_pb2_grpc
 from edge_server import __version__
 from edge_server.assembly import build_parts
 from edge_server.catalogue.serving import ServingModel
 from edge_server.errors import ModelNotReady, StartupError
 from edge_server.gateway_info import GatewayInfo
-from edge_server.grpc.auth import ManagementAuthInterceptor
 from edge_server.grpc.health import HealthReporter
-from edge_server.grpc.inference_servicer import InferenceServicer
-from edge_server.grpc.model_servicer import ModelServicer
-from edge_server.grpc.reflection import enable_reflection
-from edge_server.grpc.servers import bind, new_server
-from edge_server.grpc.shared_memory_access import SharedMemoryAccess
-from edge_server.grpc.v2_servicer import V2Servicer, repository_handler
+from edge_server.grpc_listeners import GrpcListeners, GrpcServing
 from edge_server.http.face import HttpFace, http_routes
 from edge_server.http.server import HttpEndpoint, HttpLimits
 from edge_server.http.tls import server_ssl_context
@@ -42,8 +31,6 @@ from edge_server.listeners import (
     V2_SERVICE,
     ListenerPlan,
     plan_listeners,
-    reflected,
-    reflected_on_main,
 )
 from edge_server.runtime import allocator
 from edge_server.runtime.open_files import raise_open_files_limit
@@ -51,8 +38,6 @@ from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
 from edge_server.v2.model_repository import ModelRepository
 from edge_server.v2.shared_memory import SharedMemoryRegistry, state_file_for
-from edge_server.v2.tensor_inference import TensorInference
-from edge_server.workers.follow_barrier import FollowBarrier
 from edge_server.workers.management_relay import ManagementRelay, PrivateSocket
 from edge_server.workers.metrics_merge import merge_expositions
 from edge_server.workers.supervisor import WorkerSupervisor
@@ -121,11 +106,22 @@ class Gateway:
         )
         self.shared_memory = SharedMemoryRegistry(settings.server.shared_memory_max_regions)
         self.workers: WorkerSupervisor | None = None
-        self._warned_open_management = self.is_replica  # a replica has no management
-        self._server: grpc.aio.Server | None = None
-        self._management_server: grpc.aio.Server | None = None
-        self._private_server: grpc.aio.Server | None = None
-        self._created_servers: list[grpc.aio.Server] = []  # stopped if start() fails
+        several = not self.is_replica and settings.effective_workers > 1
+        self.grpc = GrpcListeners(
+            settings,
+            self.plan,
+            GrpcServing(
+                self.parts,
+                self.info,
+                self.health,
+                self.shared_memory,
+                self._repository,
+                self.is_ready,
+            ),
+            self.is_replica,
+            self._relay,
+            self._replicas_followed if several else None,
+        )
         self._load_task: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.management_port = 0
@@ -185,8 +181,7 @@ class Gateway:
                     logger.debug("starting: %s", step.name)
                     await step.run()
         except StartupError:
-            for server in self._created_servers:
-                await server.stop(None)
+            await self.grpc.stop_created()
             if self.private_socket is not None:
                 self.private_socket.remove()
             self.shared_memory.detach(remove=not self.is_replica)
@@ -233,82 +228,22 @@ class Gateway:
             repository_writes=self.plan.v2_writes_on_main,
         )
 
-    def _v2_servicer(self, repository_writes: bool) -> V2Servicer:
-        s = self.settings
-        return V2Servicer(
-            TensorInference(self.predictor),
-            self._repository(),
-            self.metrics,
-            self.info,
-            self.is_ready,
-            SharedMemoryAccess.from_settings(self.shared_memory, s),
-            repository_writes=repository_writes,
-        )
-
-    def _model_servicer(self) -> ModelServicer:
-        lifecycle = self.lifecycle
-        assert lifecycle is not None and self.parts.shadow is not None
-        return ModelServicer(
-            self.models,
-            lifecycle.activator,
-            lifecycle.updater,
-            lifecycle.ledger,
-            self.parts.shadow,
-            self.settings.lifecycle.update_idle_timeout_seconds,
-        )
-
     async def _start_main(self) -> None:
         s = self.settings.server
-        server = self._new_server()
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceServicer(self.predictor, self.models, self.metrics, self.info), server
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
-        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            self._v2_servicer(repository_writes=self.plan.v2_writes_on_main), server
-        )
-        if MODEL_SERVICE in self.plan.main:
-            model_pb2_grpc.add_ModelServiceServicer_to_server(self._model_servicer(), server)
-        enable_reflection(server, reflected_on_main(self.plan))
-        self.grpc_port = self._bind(server, s.host, s.grpc_port, ("--grpc-port", "--host"))
+        self.grpc_port = self.grpc.bind_main()
         if s.shared_memory != "off":  # the primary starts the workers' shared state afresh
             self.shared_memory.attach(
                 state_file_for(s.host, self.grpc_port), fresh=not self.is_replica
             )
-        await server.start()
-        self._server = server
+        await self.grpc.start_main()
         self.management_port = self.grpc_port if MODEL_SERVICE in self.plan.main else -1
 
-    def _new_management_server(self, services: tuple[str, ...]) -> grpc.aio.Server:
-        management = self._new_server()
-        model_pb2_grpc.add_ModelServiceServicer_to_server(self._model_servicer(), management)
-        management.add_generic_rpc_handlers(
-            (repository_handler(self._v2_servicer(repository_writes=True)),)
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, management)
-        enable_reflection(management, reflected(services))
-        return management
-
     async def _start_private_management(self) -> None:
-        # No TLS on it: the folder is 0700 and the replicas checked the caller already.
         self.private_socket = PrivateSocket()
-        server = self._new_management_server(self.plan.private_management)
-        server.add_insecure_port(self.private_socket.address)
-        await server.start()
-        self._private_server = server
-        logger.info("workers relay management calls to %s", self.private_socket.address)
+        await self.grpc.start_private(self.private_socket.address)
 
     async def _start_management(self) -> None:
-        s = self.settings.server
-        management = self._new_management_server(self.plan.management)
-        self.management_port = self._bind(
-            management,
-            s.management_host or s.host,
-            s.management_port,
-            ("--management-port", "--management-host"),
-        )
-        await management.start()
-        self._management_server = management
+        self.management_port = await self.grpc.start_management()
 
     async def _start_http(self) -> None:
         # A replica's metrics are read by the primary over loopback only, in plain HTTP;
@@ -352,45 +287,9 @@ class Gateway:
             s.model_root,
         )
 
-    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        return [*self._auth_interceptors(), *self._worker_interceptors()]
-
-    def _worker_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """A replica relays management; the primary of several answers it once followed."""
-        if self._relay is not None:
-            return [self._relay]
-        if not self.is_replica and self.settings.effective_workers > 1:
-            return [FollowBarrier(self._replicas_followed)]
-        return []
-
     async def _replicas_followed(self) -> None:
         if self.workers is not None:
             await self.workers.wait_followed()
-
-    def _auth_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        s = self.settings.server
-        token = self.settings.effective_management_token
-        if token:
-            return [
-                ManagementAuthInterceptor(
-                    token, lambda _method, reason: self.metrics.auth_failures.labels(reason).inc()
-                )
-            ]
-        if s.tls_client_ca is None and not self._warned_open_management:
-            self._warned_open_management = True
-            logger.warning(
-                "no --management-token and no mTLS: management calls (ModelService) are open "
-                "to anyone who can reach the gateway"
-            )
-        return []
-
-    def _new_server(self) -> grpc.aio.Server:
-        server = new_server(self.settings, self._interceptors())
-        self._created_servers.append(server)
-        return server
-
-    def _bind(self, server: grpc.aio.Server, host: str, port: int, flags: tuple[str, str]) -> int:
-        return bind(server, self.settings, (host, port), flags, shared_port=self.is_replica)
 
     async def _load_models(self) -> None:
         await self.models.load_all()
@@ -427,12 +326,7 @@ class Gateway:
 
     async def _drain(self) -> None:
         grace = self.settings.server.shutdown_grace_seconds
-        servers = [
-            srv
-            for srv in (self._server, self._management_server, self._private_server)
-            if srv is not None
-        ]
-        draining = [srv.stop(grace) for srv in servers]
+        draining = [srv.stop(grace) for srv in self.grpc.running()]
         if self.workers is not None:  # the replicas drain their own calls meanwhile
             draining.append(self.workers.stop(grace))
         await asyncio.gather(*draining)
@@ -466,5 +360,5 @@ class Gateway:
         logger.info("gateway stopped")
 
     async def wait_for_termination(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
+        if self.grpc.main is not None:
+            await self.grpc.main.wait_for_termination()
