@@ -13,8 +13,8 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from edge_contracts.cli.ports import listen_error
 from edge_server import __version__
 from edge_server.assembly import build_parts
 from edge_server.catalogue.serving import ServingModel
@@ -23,8 +23,9 @@ from edge_server.gateway_info import GatewayInfo
 from edge_server.grpc.health import HealthReporter
 from edge_server.grpc_listeners import GrpcListeners, GrpcServing
 from edge_server.http.face import HttpFace, http_routes
-from edge_server.http.server import HttpEndpoint, HttpLimits
-from edge_server.http.tls import server_ssl_context
+from edge_server.http.primary_link import PrimaryLink
+from edge_server.http.server import HttpEndpoint
+from edge_server.http_listeners import HttpListeners
 from edge_server.listeners import (
     INFERENCE_SERVICE,
     MODEL_SERVICE,
@@ -38,8 +39,9 @@ from edge_server.runtime.priority import worker_pool
 from edge_server.settings import Settings
 from edge_server.v2.model_repository import ModelRepository
 from edge_server.v2.shared_memory import SharedMemoryRegistry, state_file_for
-from edge_server.workers.management_relay import ManagementRelay, PrivateSocket
+from edge_server.workers.management_relay import ManagementRelay
 from edge_server.workers.metrics_merge import merge_expositions
+from edge_server.workers.private_folder import PrivateFolder
 from edge_server.workers.supervisor import WorkerSupervisor
 
 logger = logging.getLogger(__name__)
@@ -75,14 +77,17 @@ class Gateway:
 
     ``worker_index`` 0 is the primary (the only process unless ``--workers`` > 1): it
     owns the model lifecycle and management. A replica (index > 0) serves inference
-    on the shared port and follows the primary's models (see edge_server/workers).
+    on the shared ports and follows the primary's models (see edge_server/workers).
     """
 
     def __init__(
-        self, settings: Settings, worker_index: int = 0, primary_management: str = ""
+        self, settings: Settings, worker_index: int = 0, private_folder: Path | None = None
     ) -> None:
+        """``private_folder``: a replica's, the primary's folder of private sockets."""
         self.settings = settings
         self.is_replica = worker_index > 0
+        # The primary of several workers, which makes the folder when it starts.
+        self.several = not self.is_replica and settings.effective_workers > 1
         self.parts = build_parts(settings, self.is_replica)
         self.metrics = self.parts.metrics
         self.models = self.parts.models
@@ -90,23 +95,26 @@ class Gateway:
         self.lifecycle = self.parts.lifecycle
         self.cloud = self.parts.cloud
         self.plan: ListenerPlan = plan_listeners(settings, self.is_replica)
-        # A replica relays management calls to the primary's private socket (given).
+        self.private = PrivateFolder(private_folder) if private_folder else None
+        # A replica relays management calls (gRPC) and the routes only the primary
+        # answers (HTTP) to the primary's private sockets.
         self._relay = (
-            ManagementRelay(primary_management, settings.server.max_message_bytes)
-            if self.plan.relays_management and primary_management
+            ManagementRelay(self.private.management_address, settings.server.max_message_bytes)
+            if self.plan.relays_management and self.private is not None
             else None
         )
-        self.private_socket: PrivateSocket | None = None
+        relays = self._relay is not None
+        self.primary = PrimaryLink(self.private.http) if self.private is not None else None
         self.info = GatewayInfo(settings.effective_gateway_id, __version__)
         self.health = HealthReporter(self.models, [INFERENCE_SERVICE, MODEL_SERVICE, V2_SERVICE])
-        self.http = HttpEndpoint(
-            http_routes(self._http_face()),
-            HttpLimits(settings.server.http_max_connections, settings.server.max_message_bytes),
+        self.http_listeners = HttpListeners(
+            settings,
+            http_routes(self._http_face(relays)),
             self.metrics.http_refused.inc,
+            worker_index,
         )
         self.shared_memory = SharedMemoryRegistry(settings.server.shared_memory_max_regions)
         self.workers: WorkerSupervisor | None = None
-        several = not self.is_replica and settings.effective_workers > 1
         self.grpc = GrpcListeners(
             settings,
             self.plan,
@@ -120,7 +128,7 @@ class Gateway:
             ),
             self.is_replica,
             self._relay,
-            self._replicas_followed if several else None,
+            self._replicas_followed if self.several else None,
         )
         self._load_task: asyncio.Task[None] | None = None
         self.grpc_port = 0
@@ -134,8 +142,16 @@ class Gateway:
         assert self._load_task is not None, "start() first"
         return self._load_task
 
+    @property
+    def http(self) -> HttpEndpoint:
+        """The public HTTP endpoint."""
+        return self.http_listeners.public
+
     async def render_metrics(self) -> bytes:
-        """This process's metrics, or every worker's labelled by ``worker``."""
+        """This process's metrics, or every worker's labelled by ``worker`` (on a
+        replica: the primary's page, which is that)."""
+        if self.primary is not None:
+            return await self.primary.metrics()
         own = self.metrics.render()
         if self.workers is None:
             return own
@@ -145,7 +161,6 @@ class Gateway:
 
     def start_sequence(self) -> tuple[Step, ...]:
         """What this process starts, in order (health reports loading until models serve)."""
-        s = self.settings
         return (
             # The kernel would otherwise hand a replica connections it can only answer
             # "loading": it joins the shared port once its models serve.
@@ -156,19 +171,21 @@ class Gateway:
             Step("gRPC listener: inference, V2, health, reflection", self._start_main),
             Step("gRPC management listener", self._start_management, self.plan.separate_management),
             Step("HTTP listener: REST, V2 REST, /metrics, /healthz", self._start_http),
+            Step(
+                "own /metrics on a private socket, for the primary",
+                self._start_own_metrics,
+                self.is_replica and self.private is not None,
+            ),
             Step("model discovery, health reporting", self._start_health),
             Step("model load in the background", self._start_load, not self.is_replica),
             Step("cloud link: pull mode, feedback upload", self._start_cloud, bool(self.cloud)),
             Step(
-                "private management socket for the workers' relays",
-                self._start_private_management,
-                bool(self.plan.private_management),
+                "private sockets the workers relay to: gRPC management, HTTP /metrics and "
+                "management",
+                self._start_private,
+                self.several,
             ),
-            Step(
-                "worker processes",
-                self._start_workers,
-                not self.is_replica and s.effective_workers > 1,
-            ),
+            Step("worker processes", self._start_workers, self.several),
         )
 
     async def start(self) -> None:
@@ -182,8 +199,8 @@ class Gateway:
                     await step.run()
         except StartupError:
             await self.grpc.stop_created()
-            if self.private_socket is not None:
-                self.private_socket.remove()
+            if self.private is not None:
+                self.private.remove()
             self.shared_memory.detach(remove=not self.is_replica)
             self.parts.preprocess_pool.shutdown(wait=False, cancel_futures=True)
             self.parts.inference_pool.shutdown(wait=False, cancel_futures=True)
@@ -214,8 +231,9 @@ class Gateway:
             self.settings.lifecycle.pinned_versions,
         )
 
-    def _http_face(self) -> HttpFace:
-        """The HTTP routes' collaborators: the gRPC servicers' own (one domain, two faces)."""
+    def _http_face(self, relays: bool) -> HttpFace:
+        """The HTTP routes' collaborators: the gRPC servicers' own (one domain, two faces);
+        ``relays``: a replica relays the management routes to the primary."""
         return HttpFace(
             self.predictor,
             self.models,
@@ -226,6 +244,8 @@ class Gateway:
             self.is_ready,
             self.settings.effective_management_token,
             repository_writes=self.plan.v2_writes_on_main,
+            primary=self.primary if relays else None,
+            replicas_followed=self._replicas_followed if self.several else None,
         )
 
     async def _start_main(self) -> None:
@@ -238,23 +258,25 @@ class Gateway:
         await self.grpc.start_main()
         self.management_port = self.grpc_port if MODEL_SERVICE in self.plan.main else -1
 
-    async def _start_private_management(self) -> None:
-        self.private_socket = PrivateSocket()
-        await self.grpc.start_private(self.private_socket.address)
+    async def _start_private(self) -> None:
+        self.private = PrivateFolder()
+        if self.plan.private_management:
+            await self.grpc.start_private(self.private.management_address)
+        await self.http_listeners.start_primary_private(self.private)
+
+    async def _start_own_metrics(self) -> None:
+        assert self.private is not None
+
+        async def own() -> bytes:
+            return self.metrics.render()
+
+        await self.http_listeners.start_replica_private(self.private, own)
 
     async def _start_management(self) -> None:
         self.management_port = await self.grpc.start_management()
 
     async def _start_http(self) -> None:
-        # A replica's metrics are read by the primary over loopback only, in plain HTTP;
-        # the primary alone serves the public HTTP port (docs/http.md, "Workers").
-        host = "127.0.0.1" if self.is_replica else self.settings.server.host
-        tls = None if self.is_replica else server_ssl_context(self.settings)
-        try:
-            await self.http.start(host, self.settings.server.http_port, tls)
-        except OSError as exc:
-            port = self.settings.server.http_port
-            raise listen_error(host, port, "--http-port", "--host", exc.errno) from None
+        await self.http_listeners.start_public()
 
     async def _start_health(self) -> None:
         if not self.is_replica:  # a replica discovered its models before binding
@@ -269,8 +291,10 @@ class Gateway:
         await self.cloud.start(self.wait_for_models)
 
     async def _start_workers(self) -> None:
-        relay_to = self.private_socket.address if self.private_socket else ""
-        self.workers = WorkerSupervisor(self.settings, self.grpc_port, self.models, relay_to)
+        assert self.private is not None
+        self.workers = WorkerSupervisor(
+            self.settings, (self.grpc_port, self.http.port), self.models, self.private
+        )
         await self.workers.start()
 
     def _log_listening(self) -> None:
@@ -316,7 +340,7 @@ class Gateway:
             Step("stop loading models", self._cancel_load),
             # After the drain: the last results reach the outbox.
             Step("cloud link: last status and results", self._stop_cloud, bool(self.cloud)),
-            Step("HTTP listener", self.http.stop),
+            Step("HTTP listeners", self.http_listeners.stop),
             Step("shared memory and thread pools", self._release),
         )
 
@@ -342,8 +366,10 @@ class Gateway:
     async def _release(self) -> None:
         if self._relay is not None:
             await self._relay.close()
-        if self.private_socket is not None:
-            self.private_socket.remove()
+        if self.primary is not None:
+            await self.primary.close()
+        if self.private is not None:
+            self.private.remove()
         self.shared_memory.detach(remove=not self.is_replica)
         self.parts.preprocess_pool.shutdown(wait=False, cancel_futures=True)
         self.parts.inference_pool.shutdown(wait=True, cancel_futures=True)

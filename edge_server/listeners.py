@@ -13,8 +13,8 @@
 - primary of several workers with management shared: as "management shared" above, plus
   a private unix socket serving the management calls its replicas relay.
 
-Every gRPC listener also answers reflection for the services it serves. HTTP (``/metrics``,
-``/healthz``) is one more listener, on loopback for a replica (the primary scrapes it).
+Every gRPC listener also answers reflection for the services it serves. HTTP is one more
+listener, on every process (edge_server/http_listeners.py).
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
 ``http_routes`` is the whole route table; the gateway (edge_server/app.py) hands it to
 the endpoint (edge_server/http/server.py). ``/openapi.json`` documents the table it is
 part of.
+
+With several workers, every process serves this table. The management routes (V2 REST
+load/unload) check the token in the process the caller reached; then a replica relays
+the call to the primary (edge_server/http/primary_link.py), and the primary answers
+only once every replica followed the change, as for gRPC management
+(edge_server/workers/follow_barrier.py): the next request, on any connection, sees it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from edge_server.http.auth import BearerCheck
 from edge_server.http.openapi import openapi_document
 from edge_server.http.ops_routes import ops_routes
 from edge_server.http.predict_routes import PredictRoutes
+from edge_server.http.primary_link import PrimaryLink
 from edge_server.http.routes import Route
 from edge_server.http.v2_routes import V2Routes
 from edge_server.inference.predictor import Predictor
@@ -40,6 +47,10 @@ class HttpFace:
     is_ready: Callable[[], bool]
     management_token: str
     repository_writes: bool
+    # A replica: the management routes are answered by the primary, over this link.
+    primary: PrimaryLink | None = None
+    # A primary of several workers: a management answer waits for the replicas.
+    replicas_followed: Callable[[], Awaitable[None]] | None = None
 
 
 def http_routes(face: HttpFace) -> list[Route]:
@@ -59,7 +70,7 @@ def http_routes(face: HttpFace) -> list[Route]:
         ).routes(),
     ]
     # The rows marked management are the ones guarded: what /openapi.json says is enforced.
-    routes = [_guarded(route, check) if route.management else route for route in routes]
+    routes = [_management(route, check, face) if route.management else route for route in routes]
 
     async def openapi(_request: web.Request) -> web.Response:
         return web.json_response(openapi_document(routes, face.info.software_version))
@@ -77,11 +88,17 @@ def http_routes(face: HttpFace) -> list[Route]:
     return routes
 
 
-def _guarded(route: Route, check: BearerCheck) -> Route:
-    inner = route.handler
+def _management(route: Route, check: BearerCheck, face: HttpFace) -> Route:
+    """The token checked here, then the call served by the primary, answered once every
+    worker followed it (a failure raises: it changed nothing, nothing to wait for)."""
+    inner = route.handler if face.primary is None else face.primary.forward
+    followed = face.replicas_followed
 
     async def handler(request: web.Request) -> web.StreamResponse:
         check(request)
-        return await inner(request)
+        response = await inner(request)
+        if followed is not None and response.status < 300:
+            await followed()
+        return response
 
     return dataclasses.replace(route, handler=handler)

@@ -24,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -201,7 +202,24 @@ class HttpEndpoint:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    async def start(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, reuse_port: bool = False
+    ) -> None:
+        """Listen on ``host:port``; ``reuse_port``: with SO_REUSEPORT, the port every
+        worker process of the gateway listens on (the kernel spreads connections)."""
+        loop = asyncio.get_running_loop()
+        await self._serve(
+            lambda accept: loop.create_server(accept, host, port, ssl=tls, reuse_port=reuse_port)
+        )
+
+    async def start_unix(self, path: Path) -> None:
+        """Listen on a unix socket (the workers' private endpoints)."""
+        loop = asyncio.get_running_loop()
+        await self._serve(lambda accept: loop.create_unix_server(accept, str(path)))
+
+    async def _serve(
+        self, listen: Callable[[Callable[[], _Handler]], Awaitable[asyncio.Server]]
+    ) -> None:
         # Shutdown: requests in flight get SHUTDOWN_GRACE_S, then their connections close
         # (gRPC's drain has already run by then: edge_server/app.py's stop sequence).
         runner = web.AppRunner(
@@ -227,7 +245,7 @@ class HttpEndpoint:
             )
 
         try:
-            self._server = await loop.create_server(accept, host, port, ssl=tls)
+            self._server = await listen(accept)
         except OSError:
             await runner.cleanup()
             raise

@@ -93,8 +93,9 @@ class ServerSettings:
     )
     http_max_connections: int = setting(
         64,
-        "HTTP connections open at once; beyond it a new one gets 503 + Retry-After at once, "
-        "so idle HTTP clients cannot take the file descriptors gRPC needs",
+        "HTTP connections open at once per gateway process (each of --workers has its own "
+        "cap); beyond it a new one gets 503 + Retry-After at once, so idle HTTP clients "
+        "cannot take the file descriptors gRPC needs",
     )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
 

@@ -58,15 +58,13 @@ class Followed:
 
 @dataclass(frozen=True)
 class Hello:
-    """A replica is listening: its PID and the port of its own metrics endpoint."""
+    """A replica is listening (its ports and its private /metrics socket): its PID."""
 
     pid: int
-    http_port: int
 
     def encode(self) -> bytes:
         return _line(self)
 
     @classmethod
     def decode(cls, line: bytes) -> Hello:
-        data = json.loads(line)
-        return cls(int(data["pid"]), int(data["http_port"]))
+        return cls(int(json.loads(line)["pid"]))

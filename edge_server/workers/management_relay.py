@@ -3,9 +3,9 @@
 With ``--workers N`` the kernel hands each new connection to any process listening on
 the port, but only the primary owns the model lifecycle. So, when management shares the
 public port (no ``--management-port``), the primary also listens on a private unix
-socket (a fresh 0700 folder: only this user reaches it) that serves ModelService and
-V2's repository load/unload, and every replica relays the management calls it receives
-there, bytes in and bytes out: the caller cannot tell which process it reached.
+socket (``management.sock`` in its private folder, private_folder.py) that serves
+ModelService and V2's repository load/unload, and every replica relays the management
+calls it receives there, bytes in and bytes out: the caller cannot tell which process it reached.
 
 One relay handler serves every cardinality: on the wire a unary call is a stream of
 one message each way, so a stream-stream handler with no (de)serializers forwards
@@ -17,32 +17,17 @@ the deadline is kept, and a failure comes back with its code, message and detail
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from edge_server.grpc.auth import is_management_method
 
-SOCKET_NAME = "management.sock"
 # Metadata the relay must not copy: gRPC sets these itself on the outgoing call.
 _HOP_BY_HOP = ("user-agent", "grpc-", ":")
 # Trailers gRPC writes itself (the rich details, grpc-status-details-bin, do go back).
 _STATUS_TRAILERS = ("grpc-status", "grpc-message", ":")
-
-
-class PrivateSocket:
-    """The primary's management socket: ``unix:<fresh 0700 folder>/management.sock``."""
-
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="edge-management-"))
-        self.address = f"unix:{self.folder / SOCKET_NAME}"
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def forwarded_metadata(

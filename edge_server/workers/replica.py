@@ -1,10 +1,11 @@
-"""A replica gateway process: ``python -m edge_server.workers.replica CONFIG INDEX [RELAY]``.
+"""A replica gateway process: ``python -m edge_server.workers.replica CONFIG INDEX FOLDER``.
 
 Started by the primary's WorkerSupervisor, never by hand: CONFIG is the primary's
-resolved settings, INDEX this worker's number, RELAY the primary's private management
-socket (management calls arriving here are relayed to it). It serves inference, health and
-reflection on the shared gRPC port, follows the primary's models through its stdin
-and stops on SIGTERM or when the primary goes away (stdin closes).
+resolved settings, INDEX this worker's number, FOLDER the primary's private folder of
+sockets (edge_server/workers/private_folder.py: what only the primary answers is
+relayed there, and this worker's own /metrics is served there). It serves inference,
+health and reflection on the shared gRPC and HTTP ports, follows the primary's models
+through its stdin and stops on SIGTERM or when the primary goes away (stdin closes).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from edge_server.workers.follower import ModelFollower
 logger = logging.getLogger("edge_server")
 
 
-async def serve_replica(config: Path, index: int, relay_to: str = "") -> int:
+async def serve_replica(config: Path, index: int, folder: Path) -> int:
     from edge_server.app import Gateway, lower_background_priority  # after logging is set
 
     settings = load_settings({}, environ={}, config_file=config)
     lower_background_priority(settings)
-    gateway = Gateway(settings, worker_index=index, primary_management=relay_to)
+    gateway = Gateway(settings, worker_index=index, private_folder=folder)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -44,7 +45,7 @@ async def serve_replica(config: Path, index: int, relay_to: str = "") -> int:
         await asyncio.gather(starting, return_exceptions=True)
         return 0
     starting.result()  # a start-up error ends this worker (the primary restarts it)
-    _send(Hello(os.getpid(), gateway.http.port))
+    _send(Hello(os.getpid()))
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -69,8 +70,8 @@ def _send(message: Hello | Followed) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (2, 3):
-        print("usage: python -m edge_server.workers.replica CONFIG INDEX [RELAY]", file=sys.stderr)
+    if len(args) != 3:
+        print("usage: python -m edge_server.workers.replica CONFIG INDEX FOLDER", file=sys.stderr)
         return 2
     index = int(args[1])
     level = load_settings({}, environ={}, config_file=Path(args[0])).server.log_level
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return asyncio.run(serve_replica(Path(args[0]), index, *args[2:]))
+    return asyncio.run(serve_replica(Path(args[0]), index, Path(args[2])))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Primary side: start the replicas, keep them running and following, stop them.
 
 Each replica is ``python -m edge_server.workers.replica`` with the primary's resolved
-settings (same model root, same gRPC port bound with SO_REUSEPORT; it never binds the management
-port, its own metrics port on an ephemeral loopback port) and, when management shares the
-public port, the primary's private management socket, where it relays management calls.
-The kernel spreads new connections across every process listening on the port. A
+settings (same model root, same gRPC and HTTP ports, bound with SO_REUSEPORT; it never
+binds the management port) and the primary's private folder (private_folder.py): it
+relays there what only the primary answers, and serves its own /metrics page there for
+the primary to merge. The kernel spreads new connections across every process listening
+on a port. A
 replica that dies is restarted with a growing pause; a replica whose primary dies sees
 its stdin close and shuts itself down, so no orphan keeps serving a stale model.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from edge_server.catalogue.serving import ModelSlot, ServingCatalogue
 from edge_server.settings import Settings, settings_to_json
 from edge_server.workers.control import Followed, Hello, ModelEvent
+from edge_server.workers.private_folder import PrivateFolder
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +58,22 @@ class WorkerSupervisor:
     def __init__(
         self,
         settings: Settings,
-        grpc_port: int,
+        ports: tuple[int, int],
         models: ServingCatalogue,
-        relay_to: str = "",
+        folder: PrivateFolder,
         on_restart: Callable[[int], None] = lambda _index: None,
     ) -> None:
+        """``ports``: the (gRPC, HTTP) ports the primary bound, which the replicas join."""
         self._models = models
-        self._relay_to = relay_to
+        self._folder = folder
         self._on_restart = on_restart
         self._replicas = [Replica(i) for i in range(1, settings.effective_workers)]
         self._stopping = False
         self._seq = 0
         self._progress = asyncio.Condition()
-        # The replicas' settings: the primary's, resolved, with the port it really bound.
+        # The replicas' settings: the primary's, resolved, with the ports it really bound.
         replica_settings = settings_to_json(settings)
-        replica_settings.update(grpc_port=grpc_port, http_port=0)
+        replica_settings.update(grpc_port=ports[0], http_port=ports[1])
         handle, name = tempfile.mkstemp(prefix="edge-replica-", suffix=".json")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(replica_settings, out)
@@ -106,7 +109,7 @@ class WorkerSupervisor:
             "edge_server.workers.replica",
             str(self._config),
             str(replica.index),
-            *([self._relay_to] if self._relay_to else []),
+            str(self._folder.path),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
@@ -195,8 +198,7 @@ class WorkerSupervisor:
                 return None
             try:
                 page = await asyncio.wait_for(
-                    _http_get("127.0.0.1", replica.hello.http_port, "/metrics"),
-                    METRICS_TIMEOUT_S,
+                    _http_get(self._folder.worker(replica.index), "/metrics"), METRICS_TIMEOUT_S
                 )
             except (OSError, TimeoutError, ValueError) as exc:
                 logger.warning("worker %d did not answer /metrics: %s", replica.index, exc)
@@ -228,10 +230,11 @@ class WorkerSupervisor:
         self._config.unlink(missing_ok=True)
 
 
-async def _http_get(host: str, port: int, path: str) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port)
+async def _http_get(socket: Path, path: str) -> bytes:
+    """One GET over a unix socket (a replica's private endpoint), the body of a 200."""
+    reader, writer = await asyncio.open_unix_connection(socket)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         response = await reader.read()
     finally:

@@ -30,8 +30,8 @@ from edge_contracts.proto.edge.v1 import (
 )
 from edge_contracts.proto.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edge_server.v2.shared_memory import state_file_for
-from edge_server.workers.management_relay import SOCKET_NAME
 from edge_server.workers.metrics_merge import merge_expositions
+from edge_server.workers.private_folder import SOCKET_NAME
 from tests.support.bundles import build_bundle, make_keys, push
 from tests.support.lifecycle import GRAY_MANIFEST, gray_png
 from tests.support.model_factory import build_model_root, linear_classifier

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.metrics_text import sample
+from tests.support.metrics_text import total
 from tests.support.model_factory import slow_classifier
 from tests.support.processes import ServerProcess
 
@@ -43,7 +43,7 @@ def test_a_full_queue_answers_429_with_the_retry_hint(tmp_path: Path) -> None:
             assert int(reply.headers["retry-after-ms"]) >= 0
         text = requests.get(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5).text
         labels = dict(method="http_infer", model="slow", version="", code="RESOURCE_EXHAUSTED")
-        assert sample(text, "edge_requests_total", **labels) == len(refused)
+        assert total(text, "edge_requests_total", **labels) == len(refused)  # every worker
     finally:
         if server.terminate() != 0:
             server.kill()

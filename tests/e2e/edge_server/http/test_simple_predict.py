@@ -15,7 +15,7 @@ import requests
 
 from edge_contracts.proto.edge.v1 import inference_pb2, inference_pb2_grpc
 from tests.support.http_gateway import DIGIT_3, IMAGES, MAX_MESSAGE_BYTES
-from tests.support.metrics_text import sample
+from tests.support.metrics_text import total
 from tests.support.processes import ServerProcess
 
 
@@ -158,7 +158,7 @@ def test_http_predictions_are_counted_under_their_own_method(base: str) -> None:
     def count(code: str, model: str = "digits", version: str = "1") -> float:
         text = requests.get(f"{base}/metrics", timeout=5).text
         labels = dict(method="http_predict", model=model, version=version, code=code)
-        return sample(text, "edge_requests_total", **labels) or 0.0
+        return total(text, "edge_requests_total", **labels)  # every worker's
 
     ok, missing = count("OK"), count("NOT_FOUND", "_unknown", "")
     requests.post(f"{base}/predict", files={"image": DIGIT_3.read_bytes()}, timeout=5)
