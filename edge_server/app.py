@@ -83,7 +83,7 @@ class Gateway:
     def __init__(
         self, settings: Settings, worker_index: int = 0, private_folder: Path | None = None
     ) -> None:
-        """``private_folder``: a replica's, the primary's folder of private sockets."""
+        """``private_folder`` (a replica's only): the primary's folder of private sockets."""
         self.settings = settings
         self.is_replica = worker_index > 0
         # The primary of several workers, which makes the folder when it starts.
@@ -95,7 +95,7 @@ class Gateway:
         self.lifecycle = self.parts.lifecycle
         self.cloud = self.parts.cloud
         self.plan: ListenerPlan = plan_listeners(settings, self.is_replica)
-        self.private = PrivateFolder(private_folder) if private_folder else None
+        self.private = PrivateFolder(private_folder) if private_folder is not None else None
         # A replica relays management calls (gRPC) and the routes only the primary
         # answers (HTTP) to the primary's private sockets.
         self._relay = (
@@ -167,7 +167,7 @@ class Gateway:
             # Before any request: blocks freed after a flood go back to the system.
             Step("allocator: fixed glibc mmap threshold", self._configure_allocator),
             Step("open-files limit", self._raise_open_files),
-            Step("load models before joining the shared port", self._load_first, self.is_replica),
+            Step("load models before joining the shared ports", self._load_first, self.is_replica),
             Step("gRPC listener: inference, V2, health, reflection", self._start_main),
             Step("gRPC management listener", self._start_management, self.plan.separate_management),
             Step("HTTP listener: REST, V2 REST, /metrics, /healthz", self._start_http),
@@ -260,6 +260,7 @@ class Gateway:
 
     async def _start_private(self) -> None:
         self.private = PrivateFolder()
+        logger.info("the workers' private sockets are in %s", self.private.path)
         if self.plan.private_management:
             await self.grpc.start_private(self.private.management_address)
         await self.http_listeners.start_primary_private(self.private)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import time
 import urllib.request
@@ -45,6 +46,7 @@ WORKER_UP = re.compile(r"worker 1 \(pid (\d+)\) is serving")
 MANAGEMENT = re.compile(r"management on port (\d+)")
 AUTOMATIC = re.compile(r"workers: (\d+) \(automatic: (\d+) cores")
 RELAY = re.compile(r"relay management calls to unix:(\S+)")
+PRIVATE = re.compile(r"the workers' private sockets are in (\S+)")
 
 
 def start(
@@ -192,6 +194,8 @@ async def test_killed_replica_restarts_and_none_outlives_the_primary(tmp_path: P
         server.proc.kill()  # SIGKILL: the replica sees its stdin close
         server.proc.wait(10)
         wait_for(lambda: not alive(orphan), "the replica outlived its primary", server, 15)
+        # A killed primary could not remove its private folder: the test does.
+        shutil.rmtree(next(m[1] for line in server.log if (m := PRIVATE.search(line))))
     finally:
         server.kill()
         for pid in filter(None, [replica_pid(server)]):
