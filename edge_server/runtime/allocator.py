@@ -22,8 +22,8 @@ out of the way), RSS MB baseline / peak / 6 s after (docs/architecture.md has th
 glibc defaults 136 / 1085 / 471; mmap threshold 128 KiB only 109 / 1087 / 263; trim
 only 116 / 1162 / 112; both 94 / 993 / 95 (kept: the threshold also keeps big blocks out
 of the arenas between trims). Threshold 128 KiB vs 4 MiB, both with the trim, same run
-(12 MB PNGs): 142 / 1248 / 159 vs 158 / 1317 / 151. GLIBC_TUNABLES arena_max=2: 110 / 1072 / 622 (fewer arenas
-return nothing by themselves, so not used).
+(12 MB PNGs): 142 / 1248 / 159 vs 158 / 1317 / 151. GLIBC_TUNABLES arena_max=2:
+110 / 1072 / 622 (fewer arenas return nothing by themselves, so not used).
 
 Where glibc is absent (musl, macOS) nothing is changed: a debug line says so.
 """
