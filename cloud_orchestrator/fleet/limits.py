@@ -13,8 +13,9 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from cloud_orchestrator.errors import InvalidRequest, LimitReached
 from cloud_orchestrator.storage.access_models import GatewayUsage
 from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.merged import merged
 
 __all__ = ["Quotas", "RateLimiter", "UsageLedger"]
 
@@ -102,39 +104,45 @@ class UsageLedger:
             )
         now = time.time()
         day = int(now // DAY)
-        row = (GatewayUsage.gateway_id == gateway_id, GatewayUsage.day == day)
-        # One conditional UPDATE: concurrent calls of a gateway (or several orchestrator
-        # processes) cannot both pass a quota they only fit under one at a time.
-        charged = (
-            update(GatewayUsage)
-            .where(
-                *row,
-                GatewayUsage.result_bytes + result_bytes <= self.quotas.result_bytes_per_day,
-                GatewayUsage.events + events <= self.quotas.events_per_day,
-            )
-            .values(
-                result_bytes=GatewayUsage.result_bytes + result_bytes,
-                events=GatewayUsage.events + events,
-            )
-        )
-        if getattr(session.execute(charged), "rowcount", 0):
+        pending = merged(session, "gateway_usage", lambda: _MergedCharges(self))
+        if pending is not None:  # a group commit's: one upsert per gateway at its end
+            pending.add(gateway_id, day, result_bytes, events)
             return
-        # The day's first charge: make its row (a no-op when another call just did), then
-        # the same conditional UPDATE decides.
-        insert = pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
-        session.execute(
-            insert(GatewayUsage)
-            .values(gateway_id=gateway_id, day=day, result_bytes=0, events=0)
-            .on_conflict_do_nothing()
-        )
-        if getattr(session.execute(charged), "rowcount", 0):
+        self.charge_sum(session, gateway_id, day, result_bytes, events)
+
+    def charge_sum(
+        self, session: Session, gateway_id: str, day: int, result_bytes: int, events: int
+    ) -> None:
+        """Add to a gateway's day in one conditional upsert, or raise ``LimitReached``:
+        concurrent calls of a gateway (or several orchestrator processes) cannot both pass
+        a quota they only fit under one at a time (the row is locked by the upsert, and its
+        condition sees the latest committed counts)."""
+        quotas = self.quotas
+        fits = result_bytes <= quotas.result_bytes_per_day and events <= quotas.events_per_day
+        if fits:
+            insert = pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
+            table = cast(Table, GatewayUsage.__table__)
+            statement = insert(table).values(
+                gateway_id=gateway_id, day=day, result_bytes=result_bytes, events=events
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=[table.c.gateway_id, table.c.day],
+                set_={
+                    "result_bytes": table.c.result_bytes + statement.excluded.result_bytes,
+                    "events": table.c.events + statement.excluded.events,
+                },
+                where=(table.c.result_bytes + result_bytes <= quotas.result_bytes_per_day)
+                & (table.c.events + events <= quotas.events_per_day),
+            )
+            fits = bool(getattr(session.execute(statement), "rowcount", 0))
+        if fits:
             return
         what = "result bytes" if result_bytes else "status events"
         raise LimitReached(
             f"gateway {gateway_id} reached its daily quota of {what} "
-            f"({self.quotas.result_bytes_per_day} bytes, {self.quotas.events_per_day} events "
+            f"({quotas.result_bytes_per_day} bytes, {quotas.events_per_day} events "
             "per UTC day); retry after midnight UTC",
-            _ms_to_next_day(now),
+            _ms_to_next_day(time.time()),
         )
 
     def usage(self, gateway_id: str) -> tuple[int, int]:
@@ -142,3 +150,23 @@ class UsageLedger:
         with self.db.session() as session:
             found = session.get(GatewayUsage, (gateway_id, int(time.time() // DAY)))
             return (found.result_bytes, found.events) if found else (0, 0)
+
+
+class _MergedCharges:
+    """A group commit's charges (storage/merged.py): summed per gateway and day, one
+    upsert each at the group's end, gateways in sorted order. When a sum does not fit,
+    ``LimitReached`` fails the group, which then runs write by write: each write is
+    charged alone and only the ones past the quota are refused."""
+
+    def __init__(self, ledger: UsageLedger) -> None:
+        self._ledger = ledger
+        self._sums: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, gateway_id: str, day: int, result_bytes: int, events: int) -> None:
+        found = self._sums.setdefault((gateway_id, day), [0, 0])
+        found[0] += result_bytes
+        found[1] += events
+
+    def apply(self, session: Session) -> None:
+        for (gateway_id, day), (result_bytes, events) in sorted(self._sums.items()):
+            self._ledger.charge_sum(session, gateway_id, day, result_bytes, events)

@@ -7,7 +7,9 @@ one, and bytes that hash to something else than their name are rolled back. Read
 chunk by chunk from an offset, one short query each (no connection is held between
 chunks, so 50 slow fetchers do not empty the pool), and each chunk is checked against
 its own sha256 before any of it is yielded; a whole read also checks the bundle's
-sha256 before its last chunk.
+sha256 before its last chunk. Chunks that passed are kept in a bounded cache
+(registry/chunk_cache.py): a thousand fetchers of one bundle cost one read and one hash
+of each chunk per process, not a thousand.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from cloud_orchestrator.errors import InvalidRequest, NotFound
 from cloud_orchestrator.registry.artifacts import BLOCK_BYTES, ArtifactCorrupt, check_sha256
+from cloud_orchestrator.registry.chunk_cache import CHUNK_CACHE_BYTES, ChunkCache
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.models import ArtifactChunk
 
@@ -30,7 +33,9 @@ _CHUNKS = cast(Table, ArtifactChunk.__table__)
 
 
 class DatabaseArtifacts:
-    def __init__(self, db: Database, chunk_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(
+        self, db: Database, chunk_bytes: int = BLOCK_BYTES, cache_bytes: int = CHUNK_CACHE_BYTES
+    ) -> None:
         if db.engine.dialect.name != "postgresql":
             raise InvalidRequest(
                 "--artifacts postgresql keeps bundles in the database and needs a PostgreSQL "
@@ -40,6 +45,7 @@ class DatabaseArtifacts:
         # A chunk is read whole (to check its sha256) and sent as one FetchModel message.
         self.chunk_bytes = max(1, min(chunk_bytes, BLOCK_BYTES))
         self._db = db
+        self.cache = ChunkCache(cache_bytes)
 
     def describe(self) -> str:
         return f"database table artifact_chunks ({self._db.describe()})"
@@ -99,10 +105,39 @@ class DatabaseArtifacts:
         layout = self._layout(sha256)
         if not layout:
             raise NotFound(f"bundle {sha256[:16]}.. is not in {self.describe()}")
-        whole = hashlib.sha256() if offset == 0 else None
+        digests = tuple(digest for _index, _start, _length, digest in layout)
+        # The whole bundle's hash, once per layout: chunks that match these digests were
+        # found to make up ``sha256`` before (a chunk's own hash is checked on every read).
+        whole = None
+        if offset == 0 and not self.cache.whole_verified(sha256, digests):
+            whole = hashlib.sha256()
         for index, start, length, digest in layout:
             if start + length <= offset and length > 0:
                 continue
+            data = self._verified_chunk(sha256, index, length, digest)
+            if whole is not None:
+                whole.update(data)
+                if index == len(layout) - 1:
+                    if whole.hexdigest() != sha256:
+                        raise ArtifactCorrupt(
+                            f"bundle {sha256[:16]}.. in {self.describe()} no longer matches "
+                            "its sha256 (its chunks were reordered or replaced); publish it "
+                            "again"
+                        )
+                    self.cache.mark_whole(sha256, digests)
+            if offset > start:
+                data = data[offset - start :]
+            if data:
+                yield data
+
+    def _verified_chunk(self, sha256: str, index: int, length: int, digest: str) -> bytes:
+        """The chunk's bytes once they matched ``digest``: from the cache, or read (by one
+        thread when several want it) and checked."""
+        key = (sha256, index, digest)
+        cached = self.cache.claim(key)
+        if cached is not None:
+            return cached
+        try:
             data = self._chunk(sha256, index)
             if data is None or len(data) != length or hashlib.sha256(data).hexdigest() != digest:
                 raise ArtifactCorrupt(
@@ -110,17 +145,11 @@ class DatabaseArtifacts:
                     "matches its sha256; the bundle cannot be served until it is published "
                     "again from its file"
                 )
-            if whole is not None:
-                whole.update(data)
-                if index == len(layout) - 1 and whole.hexdigest() != sha256:
-                    raise ArtifactCorrupt(
-                        f"bundle {sha256[:16]}.. in {self.describe()} no longer matches its "
-                        "sha256 (its chunks were reordered or replaced); publish it again"
-                    )
-            if offset > start:
-                data = data[offset - start :]
-            if data:
-                yield data
+        except BaseException:
+            self.cache.release(key)  # never kept: the next read goes to the database again
+            raise
+        self.cache.put(key, data)
+        return data
 
     def _layout(self, sha256: str) -> list[tuple[int, int, int, str]]:
         """(index, start, length, digest) of every chunk, checked to tile the bundle."""

@@ -47,7 +47,10 @@ class Database:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         else:
             options["pool_pre_ping"] = True
-            options["pool_size"] = 5
+            # The default executor (6 threads on 2 cores), the group commit, the change
+            # listener and the rollout runner at once: fewer pooled connections made each
+            # extra checkout open and close a PostgreSQL backend (seen in fleet runs).
+            options["pool_size"] = 10
         self.engine: Engine = create_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -8,31 +8,42 @@ one worker takes whatever has queued while the previous group was committing (up
 ``max_group``) and runs it in one transaction in a thread, so the group grows with the
 load and a quiet orchestrator still commits a lone write at once.
 
-If anything in a group fails (a duplicate batch another replica stored a moment ago,
-a gateway that is unknown, a lost connection), the group is rolled back and each
-write runs again in its own transaction: one bad write never takes the others with it,
-and no write is half applied.
+Writes to rows other writes share (a gateway's daily usage) are merged and applied at
+the end of the group in key order (storage/merged.py), so two replicas' groups do not
+hold each other's locks. A group the database aborts as a deadlock victim (or cannot
+serialize) runs again whole, after a short random pause, a few times at most. If
+anything else in a group fails (a duplicate batch another replica stored a moment ago,
+a gateway that is unknown, a quota reached, a lost connection), the group is rolled back
+and each write runs again in its own transaction: one bad write never takes the others
+with it, and no write is half applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import LimitReached
 from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.merged import apply_merged, open_group
 
 __all__ = ["GroupCommit"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RETRIES = 3  # a deadlock victim's group runs again at most this often
+RETRY_PAUSE = 0.05  # seconds before the first retry; doubled each time, with jitter
 Write = Callable[[Session], Any]
 
 
@@ -60,6 +71,9 @@ class GroupCommit:
         self.groups = 0
         self.writes = 0
         self.abandoned = 0
+        self.retried = 0  # groups (or lone writes) run again after a deadlock
+        self.split = 0  # groups that failed and ran write by write
+        self._split_logged = 0.0
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -80,7 +94,7 @@ class GroupCommit:
         Without ``start`` (tools, tests of the stores) it runs in its own transaction.
         """
         if self._queue is None or self._task is None:
-            return await asyncio.to_thread(self._alone, write)
+            return await asyncio.to_thread(self._retrying, functools.partial(self._alone, write))
         if self._queue.qsize() >= self._max_queued:
             raise LimitReached(
                 f"the orchestrator has {self._queue.qsize()} writes waiting for the database; "
@@ -127,24 +141,69 @@ class GroupCommit:
         self.writes += len(writes)
         if len(writes) > 1:
             try:
-                # No autoflush: the group's rows are flushed once, at its commit, in
-                # batches (a flush before each lookup cost more than the rows).
-                with self._db.session() as session, session.no_autoflush:
-                    results = [write(session) for write in writes]
+                results = self._retrying(lambda: self._group(writes))
                 return [(True, result) for result in results]
-            except Exception:  # found again below, write by write
-                logger.debug("a group of %d writes failed; one at a time", len(writes))
+            except Exception as err:  # found again below, write by write
+                self.split += 1
+                self._log_split(len(writes), err)
         outcomes: list[tuple[bool, Any]] = []
         for write in writes:
             try:
-                outcomes.append((True, self._alone(write)))
+                outcomes.append((True, self._retrying(functools.partial(self._alone, write))))
             except Exception as err:  # handed to the caller that sent it
                 outcomes.append((False, err))
         return outcomes
 
+    def _group(self, writes: list[Write]) -> list[Any]:
+        # No autoflush: the group's rows are flushed once, at its commit, in batches (a
+        # flush before each lookup cost more than the rows).
+        with self._db.session() as session, session.no_autoflush:
+            open_group(session)
+            results = [write(session) for write in writes]
+            apply_merged(session)  # shared rows last, in key order (storage/merged.py)
+        return results
+
     def _alone(self, write: Callable[[Session], T]) -> T:
         with self._db.session() as session:
-            return write(session)
+            open_group(session)
+            result = write(session)
+            apply_merged(session)
+        return result
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """``attempt`` again, after a short random pause, when the database chose it as a
+        deadlock victim or could not serialize it (another replica's transaction took the
+        same rows): the whole group again, not write by write, a few times at most."""
+        for retry in range(RETRIES + 1):
+            try:
+                return attempt()
+            except DBAPIError as err:
+                if retry == RETRIES or not _transient(err):
+                    raise
+                self.retried += 1
+                time.sleep(random.uniform(0.5, 1.0) * RETRY_PAUSE * 2**retry)
+        raise AssertionError("unreachable: the last retry raises")
+
+    def _log_split(self, size: int, err: Exception) -> None:
+        """Why groups run write by write (a duplicate batch, a quota reached, an unknown
+        gateway): at most one line every 10 s, with how many since the last."""
+        now = time.monotonic()
+        if now - self._split_logged < 10.0:
+            return
+        self._split_logged = now
+        logger.info(
+            "a group of %d writes failed (%s: %s) and ran write by write; %d groups so far",
+            size,
+            type(err).__name__,
+            str(err).split("\n", 1)[0][:200],
+            self.split,
+        )
+
+
+def _transient(err: DBAPIError) -> bool:
+    """PostgreSQL's deadlock_detected, serialization_failure and lock_not_available."""
+    code = getattr(err.orig, "sqlstate", None) or getattr(err.orig, "pgcode", None)
+    return code in ("40P01", "40001", "55P03")
 
 
 def _STOP(_session: Session) -> None:  # a sentinel, never called
