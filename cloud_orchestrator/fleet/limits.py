@@ -134,7 +134,8 @@ class UsageLedger:
                 where=(table.c.result_bytes + result_bytes <= quotas.result_bytes_per_day)
                 & (table.c.events + events <= quotas.events_per_day),
             )
-            fits = bool(getattr(session.execute(statement), "rowcount", 0))
+            # RETURNING, not rowcount: the driver's rowcount of an upsert is not reliable.
+            fits = session.execute(statement.returning(table.c.day)).first() is not None
         if fits:
             return
         what = "result bytes" if result_bytes else "status events"

@@ -73,7 +73,10 @@ class GroupCommit:
         self.abandoned = 0
         self.retried = 0  # groups (or lone writes) run again after a deadlock
         self.split = 0  # groups that failed and ran write by write
-        self._split_logged = 0.0
+        self._last_split = ""
+        self._noted_at = 0.0
+        self._noted = (0, 0)
+        self._slowest = (0.0, 0)
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -139,13 +142,20 @@ class GroupCommit:
         """In a worker thread: one transaction, or one each when the group fails."""
         self.groups += 1
         self.writes += len(writes)
+        began = time.monotonic()
+        try:
+            return self._commit_group(writes)
+        finally:
+            self._note(len(writes), time.monotonic() - began)
+
+    def _commit_group(self, writes: list[Write]) -> list[tuple[bool, Any]]:
         if len(writes) > 1:
             try:
                 results = self._retrying(lambda: self._group(writes))
                 return [(True, result) for result in results]
             except Exception as err:  # found again below, write by write
                 self.split += 1
-                self._log_split(len(writes), err)
+                self._last_split = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
         outcomes: list[tuple[bool, Any]] = []
         for write in writes:
             try:
@@ -184,20 +194,25 @@ class GroupCommit:
                 time.sleep(random.uniform(0.5, 1.0) * RETRY_PAUSE * 2**retry)
         raise AssertionError("unreachable: the last retry raises")
 
-    def _log_split(self, size: int, err: Exception) -> None:
-        """Why groups run write by write (a duplicate batch, a quota reached, an unknown
-        gateway): at most one line every 10 s, with how many since the last."""
+    def _note(self, size: int, seconds: float) -> None:
+        """One line every 10 s at most, when groups were retried, split or slow: where the
+        write path's time goes on a busy database."""
+        self._slowest = max(self._slowest, (seconds, size))
         now = time.monotonic()
-        if now - self._split_logged < 10.0:
+        noted = (self.retried, self.split)
+        if now - self._noted_at < 10.0 or (noted == self._noted and self._slowest[0] < 1.0):
             return
-        self._split_logged = now
         logger.info(
-            "a group of %d writes failed (%s: %s) and ran write by write; %d groups so far",
-            size,
-            type(err).__name__,
-            str(err).split("\n", 1)[0][:200],
+            "group commit: %d groups, %d writes; retried after a deadlock %d, ran write by "
+            "write %d (last: %s); slowest %.2f s for %d writes",
+            self.groups,
+            self.writes,
+            self.retried,
             self.split,
+            self._last_split or "-",
+            *self._slowest,
         )
+        self._noted_at, self._noted, self._slowest = now, noted, (0.0, 0)
 
 
 def _transient(err: DBAPIError) -> bool:
