@@ -4,15 +4,15 @@ gateway and class, and hard examples exported as an image folder for retraining.
 Delivery is at-least-once (a gateway deletes a batch only after the ack), storage is
 exactly-once: the batch row's primary key is the gateway's batch id, and its
 aggregates and examples are written in the same transaction, so a batch that is
-sent again is acknowledged without being stored twice.
+sent again is acknowledged without being stored twice. The rows of a group commit's
+batches are written together at its end (feedback/batch_writes.py).
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +23,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud_orchestrator.feedback.drift import DriftIn, DropIn, record_uplink
+from cloud_orchestrator.feedback.batch_writes import MergedBatches
+from cloud_orchestrator.feedback.drift import DriftIn, DropIn
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.group_commit import GroupCommit
+from cloud_orchestrator.storage.merged import Later, merged, run_merged
 from cloud_orchestrator.storage.models import FeedbackAggregate, FeedbackBatch, HardExampleRow
 
 __all__ = [
@@ -143,7 +145,8 @@ class FeedbackStore:
         """Store a batch; False when it was stored before (still acknowledge it)."""
         try:
             with self.db.session() as session:
-                return self.add(session, batch)
+                stored: bool = run_merged(session, functools.partial(self.add, batch=batch))
+                return stored
         except IntegrityError:
             return False  # another orchestrator stored the same batch a moment ago
 
@@ -156,77 +159,24 @@ class FeedbackStore:
         """``store`` through the process's group commit (storage/group_commit.py), after
         ``charge`` (the sender's quota) in the same transaction."""
 
-        def write(session: Session) -> bool:
+        def write(session: Session) -> Later[bool]:
             if charge is not None:
                 charge(session)
             return self.add(session, batch)
 
         try:
-            return await writes.run(write)
+            return await writes.run_later(write)
         except IntegrityError:
             return False  # another orchestrator stored the same batch a moment ago
 
-    def add(self, session: Session, batch: BatchIn) -> bool:
-        """A batch's rows in ``session``'s transaction; False when it is there already."""
-        now = time.time()
-        # Batches added earlier in this session (not flushed: a group commit runs without
-        # autoflush) count too; a batch another replica stored a moment ago fails the
-        # commit, and the group commit retries this write alone (False then).
-        added: set[str] = session.info.setdefault("feedback_batches", set())
-        if batch.batch_id in added or session.get(FeedbackBatch, batch.batch_id) is not None:
-            return False
-        added.add(batch.batch_id)
-        session.add(
-            FeedbackBatch(
-                batch_id=batch.batch_id,
-                gateway_id=batch.gateway_id,
-                created_at=batch.created_at,
-                received_at=now,
-                dropped_batches=batch.dropped_batches,
-            )
-        )
-        session.flush()  # the batch row first: its aggregates and examples refer to it
-        for a in batch.aggregates:
-            session.add(
-                FeedbackAggregate(
-                    batch_id=batch.batch_id,
-                    gateway_id=batch.gateway_id,
-                    model_name=a.model_name,
-                    model_version=a.model_version,
-                    bucket_start=a.bucket_start,
-                    bucket_seconds=a.bucket_seconds,
-                    class_counts=[list(c) for c in a.class_counts],
-                    confidence_histogram=list(a.confidence_histogram),
-                    success_count=a.success_count,
-                    error_count=a.error_count,
-                    latency_count=a.latency_count,
-                    latency_sum_us=a.latency_sum_us,
-                    latency_max_us=a.latency_max_us,
-                    latency_p50_us=a.latency_p50_us,
-                    latency_p99_us=a.latency_p99_us,
-                )
-            )
-        for e in batch.hard_examples:
-            session.add(
-                HardExampleRow(
-                    batch_id=batch.batch_id,
-                    gateway_id=batch.gateway_id,
-                    model_name=e.model_name,
-                    model_version=e.model_version,
-                    predicted_class=e.predicted_class,
-                    predicted_label=e.predicted_label,
-                    confidence=e.confidence,
-                    reason=e.reason,
-                    content_type=e.content_type,
-                    sha256=hashlib.sha256(e.data).hexdigest(),
-                    data=e.data,
-                    captured_at=e.captured_at,
-                )
-            )
-        record_uplink(
-            session, batch.gateway_id, batch.created_at, now, batch.drift, batch.outbox_drops
-        )
-        return True
+    def add(self, session: Session, batch: BatchIn) -> Later[bool]:
+        """A batch's rows in a group commit's transaction (storage/merged.py): with the
+        group's other batches at its end (feedback/batch_writes.py); True once applied
+        when it was new, False when it was there already."""
+        pending = merged(session, "feedback_batches", MergedBatches)
+        if pending is None:
+            raise RuntimeError("FeedbackStore.add runs in a group commit's session (run_merged)")
+        return pending.add(batch)
 
     def batch_count(self) -> int:
         with self.db.session() as session:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -28,6 +29,7 @@ from cloud_orchestrator.storage.merged import merged
 __all__ = ["Quotas", "RateLimiter", "UsageLedger"]
 
 DAY = 86_400
+Charge = tuple[str, int, int, int]  # gateway id, day, result bytes, events
 
 
 @dataclass
@@ -113,38 +115,51 @@ class UsageLedger:
     def charge_sum(
         self, session: Session, gateway_id: str, day: int, result_bytes: int, events: int
     ) -> None:
-        """Add to a gateway's day in one conditional upsert, or raise ``LimitReached``:
-        concurrent calls of a gateway (or several orchestrator processes) cannot both pass
-        a quota they only fit under one at a time (the row is locked by the upsert, and its
-        condition sees the latest committed counts)."""
+        """Add to a gateway's day, or raise ``LimitReached``."""
+        self.charge_many(session, [(gateway_id, day, result_bytes, events)])
+
+    def charge_many(self, session: Session, charges: Sequence[Charge]) -> None:
+        """Add to several gateways' days in one conditional upsert, rows in the order given
+        (sorted by a group commit), or raise ``LimitReached`` for the first that does not
+        fit. Concurrent calls of a gateway (or several orchestrator processes) cannot both
+        pass a quota they only fit under one at a time: the upsert locks the row, and its
+        condition sees the latest committed counts."""
         quotas = self.quotas
-        fits = result_bytes <= quotas.result_bytes_per_day and events <= quotas.events_per_day
-        if fits:
+        fitting = [
+            c
+            for c in charges
+            if c[2] <= quotas.result_bytes_per_day and c[3] <= quotas.events_per_day
+        ]
+        charged: set[tuple[str, int]] = set()
+        if fitting:
             insert = pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
             table = cast(Table, GatewayUsage.__table__)
             statement = insert(table).values(
-                gateway_id=gateway_id, day=day, result_bytes=result_bytes, events=events
+                [
+                    {"gateway_id": g, "day": d, "result_bytes": b, "events": e}
+                    for g, d, b, e in fitting
+                ]
             )
+            added_bytes = table.c.result_bytes + statement.excluded.result_bytes
+            added_events = table.c.events + statement.excluded.events
             statement = statement.on_conflict_do_update(
                 index_elements=[table.c.gateway_id, table.c.day],
-                set_={
-                    "result_bytes": table.c.result_bytes + statement.excluded.result_bytes,
-                    "events": table.c.events + statement.excluded.events,
-                },
-                where=(table.c.result_bytes + result_bytes <= quotas.result_bytes_per_day)
-                & (table.c.events + events <= quotas.events_per_day),
+                set_={"result_bytes": added_bytes, "events": added_events},
+                where=(added_bytes <= quotas.result_bytes_per_day)
+                & (added_events <= quotas.events_per_day),
             )
             # RETURNING, not rowcount: the driver's rowcount of an upsert is not reliable.
-            fits = session.execute(statement.returning(table.c.day)).first() is not None
-        if fits:
-            return
-        what = "result bytes" if result_bytes else "status events"
-        raise LimitReached(
-            f"gateway {gateway_id} reached its daily quota of {what} "
-            f"({quotas.result_bytes_per_day} bytes, {quotas.events_per_day} events "
-            "per UTC day); retry after midnight UTC",
-            _ms_to_next_day(time.time()),
-        )
+            returned = session.execute(statement.returning(table.c.gateway_id, table.c.day))
+            charged = {(str(g), int(d)) for g, d in returned}
+        for gateway_id, day, result_bytes, _events in charges:
+            if (gateway_id, day) not in charged:
+                what = "result bytes" if result_bytes else "status events"
+                raise LimitReached(
+                    f"gateway {gateway_id} reached its daily quota of {what} "
+                    f"({quotas.result_bytes_per_day} bytes, {quotas.events_per_day} events "
+                    "per UTC day); retry after midnight UTC",
+                    _ms_to_next_day(time.time()),
+                )
 
     def usage(self, gateway_id: str) -> tuple[int, int]:
         """Result bytes and events ``gateway_id`` stored today."""
@@ -155,7 +170,7 @@ class UsageLedger:
 
 class _MergedCharges:
     """A group commit's charges (storage/merged.py): summed per gateway and day, one
-    upsert each at the group's end, gateways in sorted order. When a sum does not fit,
+    upsert for all of them at the group's end, gateways in sorted order. When a sum does not fit,
     ``LimitReached`` fails the group, which then runs write by write: each write is
     charged alone and only the ones past the quota are refused."""
 
@@ -169,5 +184,5 @@ class _MergedCharges:
         found[1] += events
 
     def apply(self, session: Session) -> None:
-        for (gateway_id, day), (result_bytes, events) in sorted(self._sums.items()):
-            self._ledger.charge_sum(session, gateway_id, day, result_bytes, events)
+        charges = [(g, d, b, e) for (g, d), (b, e) in sorted(self._sums.items())]
+        self._ledger.charge_many(session, charges)

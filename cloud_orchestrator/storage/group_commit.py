@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import LimitReached
 from cloud_orchestrator.storage.db import Database
-from cloud_orchestrator.storage.merged import apply_merged, open_group
+from cloud_orchestrator.storage.merged import Later, finish_group, open_group, resolve, run_merged
 
 __all__ = ["GroupCommit"]
 
@@ -115,6 +115,12 @@ class GroupCommit:
             raise
         return result
 
+    async def run_later(self, write: Callable[[Session], Later[T]]) -> T:
+        """``run`` for a write whose result is known after its group's merged updates
+        (storage/merged.py)."""
+        result: T = await self.run(write)  # type: ignore[arg-type]  # resolved by the group
+        return result
+
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
@@ -170,14 +176,12 @@ class GroupCommit:
         with self._db.session() as session, session.no_autoflush:
             open_group(session)
             results = [write(session) for write in writes]
-            apply_merged(session)  # shared rows last, in key order (storage/merged.py)
-        return results
+            finish_group(session)  # shared rows last, in key order (storage/merged.py)
+            return [resolve(result) for result in results]
 
     def _alone(self, write: Callable[[Session], T]) -> T:
         with self._db.session() as session:
-            open_group(session)
-            result = write(session)
-            apply_merged(session)
+            result: T = run_merged(session, write)
         return result
 
     def _retrying(self, attempt: Callable[[], T]) -> T:

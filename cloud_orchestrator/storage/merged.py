@@ -16,11 +16,21 @@ returns None and the caller writes at once, as before.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
-__all__ = ["GROUP_KEY", "Merged", "apply_merged", "merged", "open_group"]
+__all__ = [
+    "GROUP_KEY",
+    "Later",
+    "Merged",
+    "apply_merged",
+    "finish_group",
+    "merged",
+    "open_group",
+    "resolve",
+    "run_merged",
+]
 
 GROUP_KEY = "merged_updates"  # session.info key: present only in a group commit's session
 
@@ -32,6 +42,23 @@ class Merged(Protocol):
 
 
 M = TypeVar("M", bound=Merged)
+T = TypeVar("T")
+
+
+class Later(Generic[T]):
+    """A write's result that is known only once its group's merged updates are applied
+    (whether a batch was new: its insert is one of the group's)."""
+
+    def __init__(self, get: Callable[[], T]) -> None:
+        self._get = get
+
+    def result(self) -> T:
+        return self._get()
+
+
+def resolve(value: Any) -> Any:
+    """A write's result, its ``Later`` read after ``finish_group``."""
+    return value.result() if isinstance(value, Later) else value
 
 
 def open_group(session: Session) -> None:
@@ -49,6 +76,21 @@ def merged(session: Session, kind: str, factory: Callable[[], M]) -> M | None:
     if found is None:
         found = pending[kind] = factory()
     return found  # type: ignore[return-value]  # one factory per kind
+
+
+def finish_group(session: Session) -> None:
+    """The rows the writes added through the ORM (a new gateway that merged rows refer
+    to), then the merged updates."""
+    session.flush()
+    apply_merged(session)
+
+
+def run_merged(session: Session, write: Callable[[Session], Any]) -> Any:
+    """One write as a group of its own in ``session``'s transaction; its result."""
+    open_group(session)
+    result = write(session)
+    finish_group(session)
+    return resolve(result)
 
 
 def apply_merged(session: Session) -> None:
