@@ -8,6 +8,7 @@ transaction and tells this process's hub after the commit (fleet/changes.py).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,9 +22,11 @@ from sqlalchemy.orm import Session
 from cloud_orchestrator.errors import InvalidRequest, NotFound
 from cloud_orchestrator.fleet.changes import FleetChanges
 from cloud_orchestrator.fleet.desired import DesiredVersion, load_snapshot
+from cloud_orchestrator.fleet.reports import record_models, record_seen
 from cloud_orchestrator.fleet.selector import Selector, parse_labels
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.db import Database
+from cloud_orchestrator.storage.merged import run_merged
 from cloud_orchestrator.storage.models import (
     Assignment,
     DesiredPin,
@@ -210,8 +213,16 @@ class Fleet:
     ) -> dict[str, str]:
         """``hello`` and ``report`` of what it runs, in one transaction (a fleet's
         reconnect burst); returns the labels now stored."""
+        write = functools.partial(
+            self.connect_in,
+            gateway_id=gateway_id,
+            labels=labels,
+            gateway_version=gateway_version,
+            models=models,
+        )
         with self.db.session() as session:
-            return self.connect_in(session, gateway_id, labels, gateway_version, models)
+            labels_now: dict[str, str] = run_merged(session, write)
+            return labels_now
 
     def connect_in(
         self,
@@ -237,7 +248,7 @@ class Fleet:
             row.labels = dict(labels)
         row.gateway_version = gateway_version
         row.last_seen = now
-        self._store_models(session, gateway_id, models, now)
+        record_models(session, gateway_id, models)
         return {str(k): str(v) for k, v in (row.labels or {}).items()}
 
     def touch(self, gateway_id: str) -> None:
@@ -267,20 +278,6 @@ class Fleet:
                     update(table).where(table.c.id.in_(chunk)).values(last_seen=second)
                 )
 
-    def _store_models(
-        self, session: Session, gateway_id: str, models: Sequence[ReportedModel], now: float
-    ) -> None:
-        for model in models:
-            key = (gateway_id, model.model_name)
-            row = _in_session(session, GatewayModel, key)
-            if row is None:
-                row = GatewayModel(gateway_id=gateway_id, model_name=model.model_name)
-                _keep(session, GatewayModel, key, row)
-            row.active_version = model.active_version
-            row.state = model.state
-            row.bundle_sha256 = model.bundle_sha256
-            row.updated_at = now
-
     def report(
         self,
         gateway_id: str,
@@ -288,8 +285,12 @@ class Fleet:
         events: Sequence[ReportedEvent] = (),
     ) -> int:
         """Store what a gateway runs and what happened to it; returns events stored."""
+        write = functools.partial(
+            self.report_in, gateway_id=gateway_id, models=models, events=events
+        )
         with self.db.session() as session:
-            return self.report_in(session, gateway_id, models, events)
+            stored: int = run_merged(session, write)
+            return stored
 
     def report_in(
         self,
@@ -298,13 +299,11 @@ class Fleet:
         models: Sequence[ReportedModel],
         events: Sequence[ReportedEvent] = (),
     ) -> int:
-        """``report`` in ``session``'s transaction (a group commit's, in ReportStatus)."""
+        """``report`` in a group commit's transaction (ReportStatus): the gateway's row and
+        models with the group's others at its end (fleet/reports.py), its events now."""
         now = time.time()
-        gateway = _in_session(session, Gateway, gateway_id)
-        if gateway is None:
-            raise NotFound(f"gateway {gateway_id!r} is unknown; Subscribe first")
-        gateway.last_seen = now
-        self._store_models(session, gateway_id, models, now)
+        record_seen(session, gateway_id)  # NotFound at the end when it is unknown
+        record_models(session, gateway_id, models)
         for item in events:
             session.add(
                 GatewayEvent(

@@ -1,0 +1,120 @@
+"""What gateways report (Subscribe's models, ReportStatus), merged per group commit and
+written at its end (storage/merged.py).
+
+Written one by one, each report looked its gateway row and its model rows up (a round
+trip each inside the group's transaction), and a model row another replica inserted a
+moment earlier failed the whole group (duplicate key), which then ran write by write.
+Here a group's reports become two statements, rows in key order on every replica:
+``UPDATE gateways SET last_seen ... WHERE id IN (...) RETURNING id`` (an id it does not
+return is a gateway that is unknown: NotFound for the writes that named it), then one
+``INSERT INTO gateway_models ... ON CONFLICT DO UPDATE`` (the last report of a group
+wins, as it would have one after the other).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import Table, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from cloud_orchestrator.errors import NotFound
+from cloud_orchestrator.storage.merged import merged
+from cloud_orchestrator.storage.models import Gateway, GatewayModel
+
+if TYPE_CHECKING:  # fleet/store.py imports this module
+    from cloud_orchestrator.fleet.store import ReportedModel
+
+__all__ = ["record_models", "record_seen"]
+
+_GATEWAYS = cast(Table, Gateway.__table__)
+_MODELS = cast(Table, GatewayModel.__table__)
+ID_CHUNK = 1000  # ids or rows per statement: far below either database's parameter limit
+_OUTSIDE = "reports are written in a group commit's session (storage/merged.py run_merged)"
+
+
+def record_seen(session: Session, gateway_id: str) -> None:
+    """The gateway reported now; NotFound at the group's end when it is unknown."""
+    pending = merged(session, "gateway_last_seen", _MergedSeen)
+    if pending is None:
+        raise RuntimeError(_OUTSIDE)
+    pending.ids.add(gateway_id)
+
+
+def record_models(session: Session, gateway_id: str, models: Sequence[ReportedModel]) -> None:
+    """What the gateway runs now (replacing what it said before for these models)."""
+    if not models:
+        return
+    pending = merged(session, "gateway_models", _MergedModels)
+    if pending is None:
+        raise RuntimeError(_OUTSIDE)
+    rows = pending.rows
+    now = time.time()
+    for model in models:
+        rows[(gateway_id, model.model_name)] = (
+            model.active_version,
+            model.state,
+            model.bundle_sha256,
+            now,
+        )
+
+
+class _MergedSeen:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def apply(self, session: Session) -> None:
+        ordered = sorted(self.ids)
+        now = time.time()
+        found: set[str] = set()
+        for start in range(0, len(ordered), ID_CHUNK):
+            chunk = ordered[start : start + ID_CHUNK]
+            statement = (
+                update(_GATEWAYS)
+                .where(_GATEWAYS.c.id.in_(chunk))
+                .values(last_seen=now)
+                .returning(_GATEWAYS.c.id)
+            )
+            found.update(str(i) for i in session.execute(statement).scalars())
+        missing = [i for i in ordered if i not in found]
+        if missing:
+            raise NotFound(f"gateway {missing[0]!r} is unknown; Subscribe first")
+
+
+class _MergedModels:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[str, str, str, float]] = {}
+
+    def apply(self, session: Session) -> None:
+        if not self.rows:
+            return
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        values = [
+            {
+                "gateway_id": gateway_id,
+                "model_name": model_name,
+                "active_version": version,
+                "state": state,
+                "bundle_sha256": sha256,
+                "updated_at": at,
+            }
+            for (gateway_id, model_name), (version, state, sha256, at) in sorted(self.rows.items())
+        ]
+        for start in range(0, len(values), ID_CHUNK):
+            statement = insert(_MODELS).values(values[start : start + ID_CHUNK])
+            excluded = statement.excluded
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[_MODELS.c.gateway_id, _MODELS.c.model_name],
+                    set_={
+                        "active_version": excluded.active_version,
+                        "state": excluded.state,
+                        "bundle_sha256": excluded.bundle_sha256,
+                        "updated_at": excluded.updated_at,
+                    },
+                )
+            )
