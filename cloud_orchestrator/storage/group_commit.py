@@ -8,14 +8,15 @@ one worker takes whatever has queued while the previous group was committing (up
 ``max_group``) and runs it in one transaction in a thread, so the group grows with the
 load and a quiet orchestrator still commits a lone write at once.
 
-Writes to rows other writes share (a gateway's daily usage) are merged and applied at
-the end of the group in key order (storage/merged.py), so two replicas' groups do not
-hold each other's locks. A group the database aborts as a deadlock victim (or cannot
-serialize) runs again whole, after a short random pause, a few times at most. If
-anything else in a group fails (a duplicate batch another replica stored a moment ago,
-a gateway that is unknown, a quota reached, a lost connection), the group is rolled back
-and each write runs again in its own transaction: one bad write never takes the others
-with it, and no write is half applied.
+Writes to rows other writes share (gateways' daily usage, last-seen and models, result
+batches) are merged and applied at the end of the group, one statement per table in key
+order (storage/merged.py), so two replicas' groups neither hold each other's locks long
+nor take them in opposite orders, and a batch another replica stored a moment ago is
+skipped instead of failing the group. A group the database aborts as a deadlock victim
+(or cannot serialize) runs again whole, after a short random pause, a few times at most.
+If anything else in a group fails (a gateway that is unknown, a quota reached, a lost
+connection), the group is rolled back and each write runs again in its own transaction:
+one bad write never takes the others with it, and no write is half applied.
 """
 
 from __future__ import annotations
