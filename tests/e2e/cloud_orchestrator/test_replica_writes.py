@@ -191,7 +191,7 @@ async def test_a_deadlock_victims_group_runs_again_whole(
     finally:
         for replica in replicas:
             await replica.writes.stop()
-    assert done == ["a", "a-other", "b", "b-other"]
+    assert list(done) == ["a", "a-other", "b", "b-other"]
     assert a.writes.retried + b.writes.retried == 1
     assert sorted(attempts.values()) == [1, 2]
     assert a.writes.split == b.writes.split == 0  # again whole, not write by write

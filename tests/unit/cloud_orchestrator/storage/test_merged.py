@@ -3,6 +3,8 @@ name order; outside a group commit's session nothing is deferred."""
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy.orm import Session
 
 from cloud_orchestrator.storage.merged import apply_merged, merged, open_group
@@ -29,7 +31,7 @@ def test_one_object_per_kind_applied_once_in_kind_order() -> None:
     session = Session()
     open_group(session)
     for kind, key in [("usage", "gw-2"), ("drift", "gw-9"), ("usage", "gw-1"), ("usage", "gw-2")]:
-        found = merged(session, kind, lambda kind=kind: Recorder(kind, applied))
+        found = merged(session, kind, functools.partial(Recorder, kind, applied))
         assert found is not None
         found.keys.add(key)
     apply_merged(session)
