@@ -101,7 +101,7 @@ async def test_two_replicas_writing_the_same_rows_lose_and_refuse_nothing(
     replicas: tuple[Replica, Replica],
 ) -> None:
     a, b = replicas
-    rounds = 25  # 600 reports and 600 batches per replica
+    rounds = 100  # 2,400 reports and 2,400 batches per replica
     sends_a = [(gateway_id, f"a-{i}") for i, gateway_id in enumerate(GATEWAYS * rounds)]
     # B: the same gateways in another order; half of its batches are A's, sent again to
     # the other replica (as after a lost answer).
