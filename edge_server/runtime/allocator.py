@@ -8,10 +8,14 @@ applied at start (``configure``):
 
 - ``M_MMAP_THRESHOLD`` set explicitly (``MMAP_THRESHOLD_BYTES``, 4 MiB), which also
   turns the dynamic threshold off: every block of 4 MiB or more is its own mapping,
-  unmapped when freed. Not lower: at 128 KiB the 0.2-3 MB buffers of every image call
-  (decoded picture, model input, runtime scratch) were fresh mappings whose pages
-  faulted in on each call: MobileNetV2 INT8 on a 512 px JPEG took 7.6-7.9 ms of CPU per
-  image in process against 6.4-6.8 ms with 4 MiB (1 and 2 MiB: still 7.6-8.4).
+  unmapped when freed; and ``M_TRIM_THRESHOLD`` (8 MiB, twice that, as glibc's dynamic
+  setting would pick), which that fix would otherwise freeze at 128 KiB. Both matter
+  for speed: with the mmap threshold at 128 KiB, or with it at 4 MiB and the trim
+  threshold left at 128 KiB, an image call's buffers were given back and faulted in
+  again on every call. MobileNetV2 INT8 on a 512 px JPEG, decode + run in 2 threads in
+  process, CPU per image: glibc defaults 6.2-6.5 ms; 128 KiB
+  (before) 7.7-7.8; 4 MiB with the trim threshold left alone 7.0-7.2; 4 MiB + 8 MiB
+  6.4-6.45 (+ 16 MiB: 6.7-6.8, + 32 MiB: 6.6-6.8, and more RSS kept after a flood).
 - ``malloc_trim(0)`` once the bytes reserved by calls in flight fall back to 0 after a
   peak of at least ``TRIM_AFTER_BYTES`` (``Trimmer``, driven by AdmissionControl): it
   returns the free pages of every arena, which smaller blocks leave behind. It runs in
@@ -21,8 +25,9 @@ Measured with a real gateway, 32 concurrent 2000x2000 RGB PNGs (11.5 MB each, bu
 out of the way), RSS MB baseline / peak / 6 s after (docs/architecture.md has the table):
 glibc defaults 136 / 1085 / 471; mmap threshold 128 KiB only 109 / 1087 / 263; trim
 only 116 / 1162 / 112; both 94 / 993 / 95 (kept: the threshold also keeps big blocks out
-of the arenas between trims). Threshold 128 KiB vs 4 MiB, both with the trim, same run
-(12 MB PNGs): 142 / 1248 / 159 vs 158 / 1317 / 151. GLIBC_TUNABLES arena_max=2:
+of the arenas between trims). 12 MB PNGs, with the trim: thresholds 128 KiB (before)
+142 / 1248 / 159; 4 MiB + trim threshold 8 MiB (now) 157 / 1210 / 159; 4 MiB + 32 MiB
+152 / 1297 / 201. GLIBC_TUNABLES arena_max=2:
 110 / 1072 / 622 (fewer arenas return nothing by themselves, so not used).
 
 Where glibc is absent (musl, macOS) nothing is changed: a debug line says so.
@@ -40,8 +45,13 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-M_MMAP_THRESHOLD = -3  # glibc malloc.h
+M_TRIM_THRESHOLD = -1  # glibc malloc.h
+M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+# Fixing the mmap threshold also freezes glibc's trim threshold at its 128 KiB default
+# (otherwise it follows the mmap threshold, x2): free() then gave the top of the heap
+# back after nearly every image call and the next call faulted it in again.
+TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES  # what glibc's dynamic setting would pick
 TRIM_AFTER_BYTES = 16 * 1024 * 1024
 TRIM_INTERVAL_S = 1.0
 # Calls refused by the budget hold no reservation but their payloads are still being
@@ -53,6 +63,7 @@ TRIM_SETTLE_S = 0.5
 class AllocatorSetup:
     glibc: bool
     mmap_threshold: int  # 0 when left unchanged
+    trim_threshold: int = 0  # 0 when left unchanged
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -65,8 +76,10 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-def configure(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> AllocatorSetup:
-    """Fix glibc's mmap threshold; a no-op (debug log) elsewhere."""
+def configure(
+    mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
+) -> AllocatorSetup:
+    """Fix glibc's mmap and trim thresholds; a no-op (debug log) elsewhere."""
     libc = _glibc()
     if libc is None:
         logger.debug("allocator: not glibc, malloc left as it is")
@@ -74,8 +87,15 @@ def configure(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> AllocatorSetup:
     if libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold) != 1:
         logger.warning("allocator: mallopt(M_MMAP_THRESHOLD, %d) refused", mmap_threshold)
         return AllocatorSetup(True, 0)
-    logger.debug("allocator: glibc mmap threshold fixed at %d bytes", mmap_threshold)
-    return AllocatorSetup(True, mmap_threshold)
+    if libc.mallopt(M_TRIM_THRESHOLD, trim_threshold) != 1:
+        logger.warning("allocator: mallopt(M_TRIM_THRESHOLD, %d) refused", trim_threshold)
+        return AllocatorSetup(True, mmap_threshold)
+    logger.debug(
+        "allocator: glibc mmap threshold %d bytes, trim threshold %d bytes",
+        mmap_threshold,
+        trim_threshold,
+    )
+    return AllocatorSetup(True, mmap_threshold, trim_threshold)
 
 
 def trim() -> bool:

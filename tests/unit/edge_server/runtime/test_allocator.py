@@ -10,6 +10,7 @@ import time
 from edge_server.runtime.allocator import (
     MMAP_THRESHOLD_BYTES,
     TRIM_AFTER_BYTES,
+    TRIM_THRESHOLD_BYTES,
     AllocatorSetup,
     Trimmer,
     configure,
@@ -33,7 +34,9 @@ async def trims_reach(subject: Trimmer, count: int, within_s: float = 3.0) -> No
 
 
 def test_configure_fixes_the_mmap_threshold_on_glibc() -> None:
-    assert configure() == AllocatorSetup(glibc=True, mmap_threshold=MMAP_THRESHOLD_BYTES)
+    assert configure() == AllocatorSetup(
+        glibc=True, mmap_threshold=MMAP_THRESHOLD_BYTES, trim_threshold=TRIM_THRESHOLD_BYTES
+    )
     assert configure() == configure()  # idempotent
 
 
