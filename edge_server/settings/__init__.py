@@ -5,7 +5,14 @@ lifecycle, cloud, feedback), built once at the program's edge.
 configuration table lists the same names.
 """
 
+from edge_server.settings.fields import (
+    ENV_PREFIX,
+    GRAPH_OPTIMIZATION_LEVELS,
+    SHARED_MEMORY_MODES,
+    default_cpu_count,
+)
 from edge_server.settings.gateway import FIELD_HELP, SECTION_OF, Settings, setting_fields
+from edge_server.settings.link_sections import CloudSettings, FeedbackSettings
 from edge_server.settings.loading import (
     load_settings,
     parse_pins,
@@ -13,17 +20,11 @@ from edge_server.settings.loading import (
     settings_to_json,
 )
 from edge_server.settings.sections import (
-    ENV_PREFIX,
-    GRAPH_OPTIMIZATION_LEVELS,
     SECTIONS,
-    SHARED_MEMORY_MODES,
     AdmissionSettings,
-    CloudSettings,
-    FeedbackSettings,
     LifecycleSettings,
     RuntimeSettings,
     ServerSettings,
-    default_cpu_count,
 )
 
 __all__ = [

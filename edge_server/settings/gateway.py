@@ -8,15 +8,14 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edge_server.settings.fields import default_cpu_count
+from edge_server.settings.link_sections import CloudSettings, FeedbackSettings
 from edge_server.settings.sections import (
     SECTIONS,
     AdmissionSettings,
-    CloudSettings,
-    FeedbackSettings,
     LifecycleSettings,
     RuntimeSettings,
     ServerSettings,
-    default_cpu_count,
 )
 
 

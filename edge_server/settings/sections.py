@@ -12,28 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_server.settings.fields import (
-    ENV_PREFIX,
-    GRAPH_OPTIMIZATION_LEVELS,
-    SHARED_MEMORY_MODES,
-    default_cpu_count,
-    setting,
-)
+from edge_server.settings.fields import GRAPH_OPTIMIZATION_LEVELS, SHARED_MEMORY_MODES, setting
 from edge_server.settings.link_sections import CloudSettings, FeedbackSettings
-
-__all__ = [
-    "ENV_PREFIX",
-    "GRAPH_OPTIMIZATION_LEVELS",
-    "SECTIONS",
-    "SHARED_MEMORY_MODES",
-    "AdmissionSettings",
-    "CloudSettings",
-    "FeedbackSettings",
-    "LifecycleSettings",
-    "RuntimeSettings",
-    "ServerSettings",
-    "default_cpu_count",
-]
 
 
 @dataclass(frozen=True)
