@@ -9,6 +9,7 @@ the quota (the database stops growing) and call rates past the limit.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -243,6 +244,22 @@ def test_revoking_ends_calls_and_the_open_stream(cloud: Cloud) -> None:
     assert stub.ReportStatus(status("gw-stolen"), metadata=fresh, timeout=10).events_stored == 0
     refused(call(stub.ReportStatus, status("gw-stolen"), metadata=board, timeout=10),
             grpc.StatusCode.UNAUTHENTICATED)  # fmt: skip
+
+
+def test_a_call_made_right_after_a_revoke_is_refused(cloud: Cloud) -> None:
+    """Unary calls are answered from the orchestrator's admitted set once it has read it;
+    a call made after the revoke returned must still be refused, every time."""
+    token = cloud.token("--auto-admit")
+    stub = cloud.start()
+    boards = {f"gw-{i}": enroll(stub, f"gw-{i}", token) for i in range(3)}
+    for _ in range(4):  # the set is read in the background after the first calls
+        for gateway_id, board in boards.items():
+            stub.ReportStatus(status(gateway_id), metadata=board, timeout=10)
+        time.sleep(0.6)
+    for gateway_id, board in boards.items():
+        cloud.cli("gateways", "revoke", gateway_id)
+        refused(call(stub.ReportStatus, status(gateway_id), metadata=board, timeout=10),
+                grpc.StatusCode.PERMISSION_DENIED, "was revoked")  # fmt: skip
 
 
 def test_oversized_ids_and_counts_are_invalid_arguments(cloud: Cloud) -> None:
