@@ -114,11 +114,14 @@ class AdmittedSet:
         """The identities' fingerprint from a read that started at or after ``arrived``."""
         while True:
             probe = self._probe
+            if probe is not None and probe.done() and self._probe_started < arrived:
+                # Finished, its done-callback not yet run: awaiting it would not yield, and
+                # looping on it would hold the event loop for ever.
+                self._probe = probe = None
             if probe is not None and self._probe_started >= arrived:
                 return await asyncio.shield(probe)
             if probe is not None:  # started before this call arrived: not proof enough
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(probe)
+                await asyncio.wait({probe})  # not done: this yields
                 continue
             self._probe_started = time.monotonic()
             self.probes += 1

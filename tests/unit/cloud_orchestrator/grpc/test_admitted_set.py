@@ -5,6 +5,7 @@ database."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from cloud_orchestrator.fleet.identity import Identities, secret_digest
@@ -58,3 +59,27 @@ async def test_calls_arriving_together_share_one_read(tmp_path: Path) -> None:
     )
     assert answers == [True] * 200
     assert admitted.probes - before <= 2  # one read, or one more for calls after its start
+
+
+def test_a_call_finding_a_finished_read_before_its_callback_ran_does_not_spin(
+    tmp_path: Path,
+) -> None:
+    """A read finished but not yet cleared (its done-callback is queued behind this call):
+    awaiting it does not yield, so a loop on it would hold the event loop for ever (seen:
+    every Subscribe of a 10,000-gateway fleet stuck). Run in a thread, bounded."""
+    identities, secrets = enrolled(tmp_path, 1)
+    digest = secret_digest(secrets["gw-0"])
+
+    async def scenario() -> bool | None:
+        admitted = AdmittedSet(identities, max_age=0.0)
+        await warm(admitted, "gw-0", digest)
+        finished: asyncio.Future[tuple[float, int]] = asyncio.get_running_loop().create_future()
+        finished.set_result(identities.fingerprint())
+        admitted._probe, admitted._probe_started = finished, float("-inf")
+        return await admitted.admitted_now("gw-0", digest)
+
+    outcome: list[bool | None] = []
+    worker = threading.Thread(target=lambda: outcome.append(asyncio.run(scenario())), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert outcome == [True], "admitted_now did not return"
