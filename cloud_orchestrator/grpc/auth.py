@@ -69,15 +69,7 @@ class AdmittedSet:
     """The admitted credentials, checked for changes when older than ``max_age`` (one
     small aggregate query for all the streams that ask meanwhile) and reread only when
     the identities changed: rereading 10,000 pairs every 2 s was a third of an idle
-    orchestrator's CPU.
-
-    ``admitted_now`` is the exact check of a unary call: the pairs in hand answer only
-    when a read of the fingerprint that started after the call arrived still matches
-    theirs, so a gateway revoked before its call is refused by that call, as a query of
-    its own would; one fingerprint read serves every call arriving while it runs (after
-    an assign, 10,000 status reports looked up their credential one query and one
-    thread hop each: 13 % of a PostgreSQL replica's time).
-    """
+    orchestrator's CPU."""
 
     def __init__(self, identities: Identities, max_age: float = RECHECK_SECONDS) -> None:
         self._identities = identities
@@ -86,11 +78,7 @@ class AdmittedSet:
         self._fingerprint: tuple[float, int] | None = None
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
-        self._probe: asyncio.Future[tuple[float, int]] | None = None
-        self._probe_started = float("-inf")
-        self._refreshing: asyncio.Task[None] | None = None
         self.rereads = 0
-        self.probes = 0
 
     async def contains(self, gateway_id: str, digest: str) -> bool:
         if time.monotonic() - self._read_at > self._max_age:
@@ -100,64 +88,11 @@ class AdmittedSet:
                     self._read_at = time.monotonic()
         return (gateway_id, digest) in self._pairs
 
-    async def admitted_now(self, gateway_id: str, digest: str) -> bool | None:
-        """Whether the pair is admitted as of now; None when the pairs in hand are older
-        than the identities (the caller asks the database itself; they are reread in the
-        background, at most every ``max_age``)."""
-        fingerprint = await self._fingerprint_after(time.monotonic())
-        if fingerprint != self._fingerprint:
-            self._refresh_soon()
-            return None
-        return (gateway_id, digest) in self._pairs
-
-    async def _fingerprint_after(self, arrived: float) -> tuple[float, int]:
-        """The identities' fingerprint from a read that started at or after ``arrived``."""
-        while True:
-            probe = self._probe
-            if probe is not None and probe.done() and self._probe_started < arrived:
-                # Finished, its done-callback not yet run: awaiting it would not yield, and
-                # looping on it would hold the event loop for ever.
-                self._probe = probe = None
-            if probe is not None and self._probe_started >= arrived:
-                return await asyncio.shield(probe)
-            if probe is not None:  # started before this call arrived: not proof enough
-                await asyncio.wait({probe})  # not done: this yields
-                continue
-            self._probe_started = time.monotonic()
-            self.probes += 1
-            probe = self._probe = asyncio.ensure_future(
-                asyncio.to_thread(self._identities.fingerprint)
-            )
-            probe.add_done_callback(self._probe_done)
-
-    def _probe_done(self, probe: asyncio.Future[tuple[float, int]]) -> None:
-        if self._probe is probe:
-            self._probe = None
-        if not probe.cancelled():
-            probe.exception()  # retrieved: its callers see it
-
-    def _refresh_soon(self) -> None:
-        if self._refreshing is not None or time.monotonic() - self._read_at <= self._max_age:
-            return
-        self._read_at = time.monotonic()
-
-        async def refresh() -> None:
-            try:
-                await asyncio.to_thread(self._refresh)
-            except Exception:  # the next call asks the database; a later one retries
-                logger.warning("could not reread the admitted credentials", exc_info=True)
-            finally:
-                self._refreshing = None
-
-        self._refreshing = asyncio.create_task(refresh())
-
     def _refresh(self) -> None:
         fingerprint = self._identities.fingerprint()
         if fingerprint != self._fingerprint:
             # Read after the fingerprint: a change between the two is caught next time.
-            pairs = self._identities.admitted_pairs()
-            # Pairs first: whoever sees the new fingerprint sees the pairs read after it.
-            self._pairs = pairs
+            self._pairs = self._identities.admitted_pairs()
             self._fingerprint = fingerprint
             self.rereads += 1
 
@@ -190,10 +125,6 @@ class GatewayGuard:
         if gateway_id is not None:
             check_gateway_id(gateway_id)
         secret = _secret(context, method)
-        if gateway_id is not None and await self._admitted_now(gateway_id, secret):
-            if rate_limited:
-                self._limiter.take(gateway_id, method)
-            return gateway_id
         try:
             info = await asyncio.to_thread(self.identities.authorize, secret, gateway_id)
         except (Unauthenticated, CredentialRefused) as exc:
@@ -202,14 +133,6 @@ class GatewayGuard:
         if rate_limited:
             self._limiter.take(info.gateway_id, method)
         return info.gateway_id
-
-    async def _admitted_now(self, gateway_id: str, secret: str) -> bool:
-        """Admitted as of a read made after this call arrived (``AdmittedSet``); False
-        sends the call to the database, which also words any refusal."""
-        try:
-            return await self._admitted.admitted_now(gateway_id, secret_digest(secret)) is True
-        except Exception:  # the database is away: the full check says so
-            return False
 
     def stream_digest(self, context: grpc.aio.ServicerContext) -> str:
         """The digest of a stream's credential, computed once per stream (reading the
