@@ -57,12 +57,11 @@ class MergedBatches:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         statement = (
             insert(_BATCHES)
+            .values([_batch_row(b, now) for b in ordered])
             .on_conflict_do_nothing(index_elements=[_BATCHES.c.batch_id])
             .returning(_BATCHES.c.batch_id)
         )
-        # executemany: compiled once for every group size (fleet/reports.py says why)
-        rows = [_batch_row(b, now) for b in ordered]
-        self._stored = {str(batch_id) for batch_id in session.execute(statement, rows).scalars()}
+        self._stored = {str(batch_id) for batch_id in session.execute(statement).scalars()}
         new = [b for b in ordered if b.batch_id in self._stored]
         aggregates = [_aggregate_row(b, a) for b in new for a in b.aggregates]
         if aggregates:

@@ -134,12 +134,12 @@ class UsageLedger:
         if fitting:
             insert = pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
             table = cast(Table, GatewayUsage.__table__)
-            # executemany: compiled once for every group size (fleet/reports.py says why)
-            rows = [
-                {"gateway_id": g, "day": d, "result_bytes": b, "events": e}
-                for g, d, b, e in fitting
-            ]
-            statement = insert(table)
+            statement = insert(table).values(
+                [
+                    {"gateway_id": g, "day": d, "result_bytes": b, "events": e}
+                    for g, d, b, e in fitting
+                ]
+            )
             added_bytes = table.c.result_bytes + statement.excluded.result_bytes
             added_events = table.c.events + statement.excluded.events
             statement = statement.on_conflict_do_update(
@@ -149,7 +149,7 @@ class UsageLedger:
                 & (added_events <= quotas.events_per_day),
             )
             # RETURNING, not rowcount: the driver's rowcount of an upsert is not reliable.
-            returned = session.execute(statement.returning(table.c.gateway_id, table.c.day), rows)
+            returned = session.execute(statement.returning(table.c.gateway_id, table.c.day))
             charged = {(str(g), int(d)) for g, d in returned}
         for gateway_id, day, result_bytes, _events in charges:
             if (gateway_id, day) not in charged:

@@ -104,20 +104,17 @@ class _MergedModels:
             }
             for (gateway_id, model_name), (version, state, sha256, at) in sorted(self.rows.items())
         ]
-        # One statement, the rows as executemany parameters: SQLAlchemy compiles it once
-        # for every group (rows inlined as VALUES made each group size a new compilation)
-        # and sends the rows in batches, in the order given.
-        statement = insert(_MODELS)
-        excluded = statement.excluded
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[_MODELS.c.gateway_id, _MODELS.c.model_name],
-                set_={
-                    "active_version": excluded.active_version,
-                    "state": excluded.state,
-                    "bundle_sha256": excluded.bundle_sha256,
-                    "updated_at": excluded.updated_at,
-                },
-            ),
-            values,
-        )
+        for start in range(0, len(values), ID_CHUNK):
+            statement = insert(_MODELS).values(values[start : start + ID_CHUNK])
+            excluded = statement.excluded
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[_MODELS.c.gateway_id, _MODELS.c.model_name],
+                    set_={
+                        "active_version": excluded.active_version,
+                        "state": excluded.state,
+                        "bundle_sha256": excluded.bundle_sha256,
+                        "updated_at": excluded.updated_at,
+                    },
+                )
+            )
