@@ -52,7 +52,12 @@ def test_pull_gateway_converges_and_survives_the_orchestrator(
         def inventory() -> dict[str, Any]:
             return {g["id"]: g for g in cli_json("gateways", db=db, artifacts=artifacts)}
 
-        seen = until(lambda: inventory().get("edge-7"))
+        def subscribed() -> dict[str, Any] | None:
+            # Enroll creates the row; its labels and models arrive with Subscribe.
+            found = inventory().get("edge-7")
+            return found if found and found["models"] else None
+
+        seen = until(subscribed)
         assert seen["mode"] == "pull" and seen["labels"] == {"site": "lab", "hardware": "x86"}
         assert seen["models"] == [{"model": "gray", "desired": "", "running": "1", "drift": False}]
         assert serving_version(gateway.target) == "1"  # nothing published: nothing changes
