@@ -23,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -224,20 +225,18 @@ class GatewayProcess:
         self.stop()
 
 
-class NaiveProcess:
-    """benchmarks/naive_server.py as a child process; has no /metrics to check against."""
+class ListeningProcess:
+    """A bench server module as a child process: it prints ``listening: PORT`` once
+    bound and stops on SIGTERM. Such servers have no /metrics to check against."""
 
-    def __init__(self, model_dir: Path, echo: bool = False, aio: bool = False) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "benchmarks.naive_server",
-            "--model-dir",
-            str(model_dir),
-            *(["--echo"] if echo else []),
-            *(["--aio"] if aio else []),
-        ]
+    def __init__(self, module: str, args: list[str], quiet: bool = False) -> None:
+        """``quiet``: drop the child's stderr (servers that log every request there)."""
+        self.command = [sys.executable, "-m", module, *args]
+        self.module = module
+        self.quiet = quiet
+        self.port = 0
         self.target = ""
+        self.url = ""  # HTTP servers: their /predict
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -245,16 +244,26 @@ class NaiveProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def __enter__(self) -> NaiveProcess:
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid]
+
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if self.quiet else None,
+            text=True,
+            cwd=Path(__file__).parent.parent,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("listening: "):
-            self.proc.kill()
-            raise RuntimeError(f"naive server did not start: {line!r}")
-        self.target = f"127.0.0.1:{int(line.split()[1])}"
+            self.__exit__()
+            raise RuntimeError(f"{self.module} did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.target = f"127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}/predict"
         return self
 
     def request_counts(self, method: str, model: str) -> dict[str, int] | None:
@@ -270,3 +279,21 @@ class NaiveProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
+
+
+class NaiveProcess(ListeningProcess):
+    """benchmarks/naive_server.py as a child process."""
+
+    def __init__(self, model_dir: Path, echo: bool = False, aio: bool = False) -> None:
+        flags = [*(["--echo"] if echo else []), *(["--aio"] if aio else [])]
+        super().__init__("benchmarks.naive_server", ["--model-dir", str(model_dir), *flags])
+
+
+class FloorProcess(ListeningProcess):
+    """benchmarks/serving_floor.py as a child process: ``protocol`` is grpc-aio,
+    grpc-sync (use ``target``) or http (use ``url``)."""
+
+    def __init__(self, model_dir: Path, protocol: str) -> None:
+        args = ["--model-dir", str(model_dir), "--protocol", protocol]
+        super().__init__("benchmarks.serving_floor", args)

@@ -8,64 +8,24 @@ its JSON must name a class: an HTTP 200 that is not an answer would otherwise co
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cpu_accounting import CpuMeter, rss_mb
+from benchmarks.cpu_accounting import CpuMeter
 from benchmarks.http_face import wrk
 from benchmarks.http_face.cases import Case
+from benchmarks.server_processes import ListeningProcess
 
 
-class FlaskProcess:
-    """benchmarks/http_face/flask_baseline.py as a child process."""
+class FlaskProcess(ListeningProcess):
+    """benchmarks/http_face/flask_baseline.py as a child process (``url``: its /predict)."""
 
     def __init__(self, model_dir: Path) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "benchmarks.http_face.flask_baseline",
-            "--model-dir",
-            str(model_dir),
-        ]
-        self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
-
-    @property
-    def pids(self) -> list[int]:
-        assert self.proc is not None
-        return [self.proc.pid]
-
-    def __enter__(self) -> FlaskProcess:
-        self.proc = subprocess.Popen(
-            self.command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # Werkzeug logs every request there
-            text=True,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening: "):
-            self.proc.kill()
-            raise RuntimeError(f"the Flask baseline did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}/predict"
-        return self
-
-    def peak_rss_mb(self) -> float:
-        return rss_mb(self.pids[0], "VmHWM")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        # Werkzeug logs every request on stderr.
+        args = ["--model-dir", str(model_dir)]
+        super().__init__("benchmarks.http_face.flask_baseline", args, quiet=True)
 
 
 def post_once(url: str, case: Case, timeout: float = 60.0) -> tuple[int, Any]:

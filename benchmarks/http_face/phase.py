@@ -8,7 +8,10 @@ Per repeat, in a rotating order (drift and noise then spread over all of them):
   models at 32 clients, and its RSS before and after the HTTP cells;
 - (not with --quick) the same gateway with ``--workers 1``, the previous default;
 - the naive sync grpcio server (benchmarks/naive_server.py) on the digits;
-- the Flask baseline (flask_baseline.py) on both models, driven by the same wrk script.
+- the Flask baseline (flask_baseline.py) on both models, driven by the same wrk script;
+- the serving floor (benchmarks/serving_floor.py) on the JPEG: the limit's own recipe and
+  session behind a bare grpc.aio, sync grpc.server and aiohttp server, each cell measured
+  the way the gateway's is: what any Python server reaches here, beside the limit.
 Writes OUT/http_face.json and OUT/http_face.md.
 """
 
@@ -30,7 +33,7 @@ from benchmarks.http_face.http_cells import FlaskProcess
 from benchmarks.noise_reruns import wait_quiet
 from benchmarks.pipeline_limit import pipeline_limit
 from benchmarks.run_options import RESULTS
-from benchmarks.server_processes import GatewayProcess, NaiveProcess
+from benchmarks.server_processes import FloorProcess, GatewayProcess, NaiveProcess
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,6 +110,25 @@ def run_baselines(args: argparse.Namespace, root: Path, record: Callable[..., No
             record("flask", case.model, row)
 
 
+FLOOR_GRPC = {"floor-aio": "grpc-aio", "floor-sync": "grpc-sync"}  # server -> --protocol
+
+
+def run_floor(args: argparse.Namespace, root: Path, record: Callable[..., None]) -> None:
+    case = cases()["mobilenet-int8"]
+    model_dir = models.MODELS[case.model].path(root).parent
+    for server, protocol in FLOOR_GRPC.items():
+        with FloorProcess(model_dir, protocol) as floor:
+            record(server, case.model, grpc_cell(args, floor, case))
+    if not wrk.binary():
+        record("floor-http", "http", {"skipped": "wrk is not installed (apt-get install wrk)"})
+        return
+    with FloorProcess(model_dir, "http") as floor:
+        row = http_cells.measure(
+            floor.url, case, floor.pids, CLIENTS, args.duration, args.out / "scratch"
+        )
+        record("floor-http", case.model, row)
+
+
 def run_pipeline(args: argparse.Namespace, root: Path, record: Callable[..., None]) -> None:
     case = cases()["mobilenet-int8"]
     seconds = 1.0 if args.quick else 2.0
@@ -137,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     steps: list[Callable[[], None]] = [
         lambda: run_pipeline(args, root, record),
+        lambda: run_floor(args, root, record),
         *[lambda c=c: run_gateway(args, root, c, record) for c in args.configs],
         lambda: run_baselines(args, root, record),
     ]

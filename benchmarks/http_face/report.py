@@ -6,6 +6,11 @@ medians of the throughputs themselves. Each cell records the cores the server us
 the cores other processes took meanwhile; a target whose cells had more than
 DISTURBED_CORES of other CPU (median) is judged "disturbed", whatever its ratio: a busy
 machine starves the gateway's pool threads (nice +5) first.
+
+A target against the pipeline limit also shows the serving floor (serving_floor.py: the
+limit's own work behind a bare Python server) in the same repeats: its ratio to the limit
+(the better floor server per repeat) and the gateway's ratio to it. A floor below the
+target does not change the verdict; the report says the target is out of reach here.
 """
 
 from __future__ import annotations
@@ -18,31 +23,42 @@ from benchmarks.summary_markdown import DISTURBED_CORES
 
 Key = tuple[str, str, str]  # server, model, protocol
 
-# (target, numerator, denominator, at least) on throughput; the RSS target is apart.
-TARGETS: tuple[tuple[str, Key, Key, float], ...] = (
+GRPC_FLOORS: tuple[Key, ...] = (
+    ("floor-aio", "mobilenet-int8", "grpc"),
+    ("floor-sync", "mobilenet-int8", "grpc"),
+)
+HTTP_FLOORS: tuple[Key, ...] = (("floor-http", "mobilenet-int8", "http"),)
+
+# (target, numerator, denominator, at least, serving floors) on throughput; the RSS
+# target is apart.
+TARGETS: tuple[tuple[str, Key, Key, float, tuple[Key, ...]], ...] = (
     (
         "digits: HTTP /predict >= 3x the Flask server",
         ("default", "digits", "http"),
         ("flask", "digits", "http"),
         3.0,
+        (),
     ),
     (
         "digits: gRPC Predict (default configuration) >= 2x the naive grpcio server",
         ("default", "digits", "grpc"),
         ("naive-grpc", "digits", "grpc"),
         2.0,
+        (),
     ),
     (
         "MobileNetV2 INT8, 512 px JPEG: gRPC >= 0.9x the in-process pipeline limit",
         ("default", "mobilenet-int8", "grpc"),
         ("pipeline", "mobilenet-int8", ""),
         0.9,
+        GRPC_FLOORS,
     ),
     (
         "MobileNetV2 INT8, 512 px JPEG: HTTP >= 0.9x the in-process pipeline limit",
         ("default", "mobilenet-int8", "http"),
         ("pipeline", "mobilenet-int8", ""),
         0.9,
+        HTTP_FLOORS,
     ),
 )
 RSS_TARGET_MB = 60.0
@@ -97,10 +113,42 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def paired_ratio(rows: list[dict[str, Any]], top: Key, bottom: Key) -> tuple[float, list[float]]:
-    a, b = _by_repeat(rows, top), _by_repeat(rows, bottom)
+def _best_by_repeat(rows: list[dict[str, Any]], keys: tuple[Key, ...]) -> dict[int, float]:
+    """Per repeat, the best throughput of any of these cells."""
+    best: dict[int, float] = {}
+    for key in keys:
+        for repeat, rate in _by_repeat(rows, key).items():
+            best[repeat] = max(rate, best.get(repeat, 0.0))
+    return best
+
+
+def _ratios(a: dict[int, float], b: dict[int, float]) -> tuple[float, list[float]]:
+    """Median of the per-repeat ratios a/b over the repeats both measured, and them."""
     ratios = [a[r] / b[r] for r in sorted(a) if r in b and b[r] > 0]
     return (statistics.median(ratios) if ratios else float("nan")), ratios
+
+
+def paired_ratio(rows: list[dict[str, Any]], top: Key, bottom: Key) -> tuple[float, list[float]]:
+    return _ratios(_by_repeat(rows, top), _by_repeat(rows, bottom))
+
+
+def floor_figures(
+    rows: list[dict[str, Any]], top: Key, bottom: Key, floors: tuple[Key, ...], least: float
+) -> dict[str, Any]:
+    """The serving floor (the best of ``floors`` per repeat) against ``bottom``, and
+    ``top`` against the floor, both as medians of per-repeat ratios."""
+    floor = _best_by_repeat(rows, floors)
+    ratio, ratios = _ratios(floor, _by_repeat(rows, bottom))
+    gateway, gateway_ratios = _ratios(_by_repeat(rows, top), floor)
+    return {
+        "servers": [key[0] for key in floors],
+        "kind": "gRPC" if top[2] == "grpc" else "HTTP",
+        "ratio": ratio,
+        "ratios": ratios,
+        "gateway_ratio": gateway,
+        "gateway_ratios": gateway_ratios,
+        "in_reach": bool(ratios) and ratio >= least,
+    }
 
 
 def _other_cores(summary: dict[str, Any], *keys: Key) -> float:
@@ -120,19 +168,20 @@ def _verdict(ratios: list[float], met: bool, other: float) -> str:
 def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = summary["rows"]
     judged = []
-    for name, top, bottom, least in TARGETS:
+    for name, top, bottom, least, floors in TARGETS:
         ratio, ratios = paired_ratio(rows, top, bottom)
         other = _other_cores(summary, top, bottom)
-        judged.append(
-            {
-                "target": name,
-                "ratio": ratio,
-                "ratios": ratios,
-                "at_least": least,
-                "other_cores": other,
-                "verdict": _verdict(ratios, ratio >= least, other),
-            }
-        )
+        target = {
+            "target": name,
+            "ratio": ratio,
+            "ratios": ratios,
+            "at_least": least,
+            "other_cores": other,
+            "verdict": _verdict(ratios, ratio >= least, other),
+        }
+        if floors:
+            target["floor"] = floor_figures(rows, top, bottom, floors, least)
+        judged.append(target)
     growth = summary["http_rss_growth_mb"]
     median_growth = statistics.median(growth) if growth else float("nan")
     judged.append(
@@ -170,10 +219,41 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {server} | {model} | {protocol or '-'} | {figures} | "
             f"{cell['other_cores']:.2f} | {checks} |"
         )
-    lines += ["", "| target | median ratio (per repeat) | verdict |", "|---|---|---|"]
+    lines += [
+        "",
+        "| target | median ratio (per repeat) | verdict | serving floor (same repeats) |",
+        "|---|---|---|---|",
+    ]
     for target in results["targets"]:
         runs = ", ".join(f"{v:.2f}" for v in target["ratios"])
         unit = " MB" if "at_most" in target else "x"
         figure = f"{target['ratio']:.2f}{unit} ({runs})"
-        lines.append(f"| {target['target']} | {figure} | **{target['verdict']}** |")
+        floor = floor_text(target["floor"]) if "floor" in target else "-"
+        lines.append(f"| {target['target']} | {figure} | **{target['verdict']}** | {floor} |")
+    if any(t.get("floor", {}).get("ratios") for t in results["targets"]):
+        lines += ["", FLOOR_NOTE]
     return "\n".join(lines) + "\n"
+
+
+FLOOR_NOTE = (
+    "Serving floor: benchmarks/serving_floor.py, the pipeline limit's own recipe and session "
+    "in a pool of 2 threads behind a bare Python server that does nothing else: grpc.aio with "
+    "one run_in_executor hop (floor-aio), grpc.server with 2 threads (floor-sync), aiohttp "
+    "(floor-http). The gRPC floor is the better of floor-aio and floor-sync in each repeat."
+)
+
+
+def floor_text(floor: dict[str, Any]) -> str:
+    """One target's serving-floor figures, and whether its ratio is out of reach."""
+    if not floor["ratios"]:
+        return f"n/a ({', '.join(floor['servers'])} not measured)"
+    runs = ", ".join(f"{v:.2f}" for v in floor["ratios"])
+    text = f"{floor['ratio']:.2f}x of the limit ({runs})"
+    if floor["gateway_ratios"]:
+        text += f"; gateway = {floor['gateway_ratio']:.2f}x of the floor"
+    if not floor["in_reach"]:
+        text += (
+            f"; out of reach of a Python {floor['kind']} server on this machine: "
+            f"the floor reaches {floor['ratio']:.2f}x"
+        )
+    return text
