@@ -39,12 +39,18 @@ FETCH_CHANNELS = 32  # per target, for FetchModel only (benchmarks/fleet/gateway
 def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
     if not ordered:
-        return {"count": 0, "p50": None, "p99": None, "max": None}
+        return {"count": 0, "min": None, "p50": None, "p99": None, "max": None}
 
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
-    return {"count": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 3)}
+    return {
+        "count": len(ordered),
+        "min": round(ordered[0], 3),
+        "p50": at(0.5),
+        "p99": at(0.99),
+        "max": round(ordered[-1], 3),
+    }
 
 
 class Simulator:
@@ -168,10 +174,19 @@ class Simulator:
         def within(seconds: float) -> int:
             return sum(1 for x in latencies if x <= seconds)
 
+        by_target: dict[int, list[float]] = {}
+        for g in members:
+            if key in g.seen:
+                by_target.setdefault(g.target, []).append(max(0.0, g.seen[key] - since))
         return {
             "expected": len(members),
             "complete": complete,
             "latency": percentiles(latencies),
+            # Per orchestrator a gateway was connected to when it saw the version: whether
+            # one replica lagged (its wake-up, its send loop) or both spread alike.
+            "latency_by_orchestrator": {
+                str(target): percentiles(values) for target, values in sorted(by_target.items())
+            },
             "within_3s": within(3.0),
             "within_10s": within(10.0),
             **self.stats(),

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
@@ -53,6 +53,7 @@ __all__ = [
     "IdentityInfo",
     "NewToken",
     "TokenInfo",
+    "admitted_as",
     "check_gateway_id",
 ]
 
@@ -145,6 +146,25 @@ def _identity_info(row: GatewayIdentity) -> IdentityInfo:
     return IdentityInfo(
         row.gateway_id, row.state, row.enrollment_token_id, row.enrolled_at, row.updated_at
     )
+
+
+def admitted_as(info: IdentityInfo | None, gateway_id: str | None) -> IdentityInfo:
+    """``info`` (what a credential belongs to, None: nothing) if it is an admitted gateway
+    and, when given, ``gateway_id`` (the call's own id); the refusal otherwise."""
+    if info is None:
+        raise Unauthenticated(
+            "the credential is not a gateway secret issued here: a gateway enrolls "
+            "first (Enroll with an enrollment token) and then sends its own secret"
+        )
+    if gateway_id is not None and gateway_id != info.gateway_id:
+        shown = gateway_id if len(gateway_id) <= 64 else f"{gateway_id[:64]}..."
+        raise CredentialRefused(
+            f"the credential belongs to gateway {info.gateway_id}, "
+            f"not to {shown!r}: a gateway acts only as itself"
+        )
+    if info.state != ADMITTED:
+        raise _refusal(info.gateway_id, info.state)
+    return info
 
 
 def _enrolled_already(gateway_id: str) -> Conflict:
@@ -298,25 +318,26 @@ class Identities:
     def authorize(self, secret: str, gateway_id: str | None) -> IdentityInfo:
         """The admitted identity ``secret`` belongs to, which must be ``gateway_id`` (when
         given: a call's own id); raises Unauthenticated or CredentialRefused otherwise."""
+        digest = _sha256(secret)
+        return admitted_as(self.lookup([digest]).get(digest), gateway_id)
+
+    def lookup(self, digests: Collection[str]) -> dict[str, IdentityInfo]:
+        """The identities several secret digests belong to, in one query (the digests
+        of calls checked together: grpc/credential_checks.py)."""
+        columns = (
+            GatewayIdentity.secret_sha256,
+            GatewayIdentity.gateway_id,
+            GatewayIdentity.state,
+            GatewayIdentity.enrollment_token_id,
+            GatewayIdentity.enrolled_at,
+            GatewayIdentity.updated_at,
+        )
+        wanted = sorted(set(digests))
         with self.db.session() as session:
-            row = session.scalars(
-                select(GatewayIdentity).where(GatewayIdentity.secret_sha256 == _sha256(secret))
-            ).first()
-            if row is None:
-                raise Unauthenticated(
-                    "the credential is not a gateway secret issued here: a gateway enrolls "
-                    "first (Enroll with an enrollment token) and then sends its own secret"
-                )
-            info = _identity_info(row)
-        if gateway_id is not None and gateway_id != info.gateway_id:
-            shown = gateway_id if len(gateway_id) <= 64 else f"{gateway_id[:64]}..."
-            raise CredentialRefused(
-                f"the credential belongs to gateway {info.gateway_id}, "
-                f"not to {shown!r}: a gateway acts only as itself"
-            )
-        if info.state != ADMITTED:
-            raise _refusal(info.gateway_id, info.state)
-        return info
+            rows = session.execute(
+                select(*columns).where(GatewayIdentity.secret_sha256.in_(wanted))
+            ).all()
+        return {str(row[0]): IdentityInfo(*row[1:]) for row in rows}
 
     def fingerprint(self) -> tuple[float, int]:
         """Newest change and row count of every identity: one indexed-free aggregate that

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,6 +25,7 @@ from cloud_orchestrator.errors import InvalidRequest, LimitReached
 from cloud_orchestrator.storage.access_models import GatewayUsage
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.merged import merged
+from cloud_orchestrator.storage.row_arrays import array_params, rows_from_arrays
 
 __all__ = ["Quotas", "RateLimiter", "UsageLedger"]
 
@@ -132,14 +133,16 @@ class UsageLedger:
         ]
         charged: set[tuple[str, int]] = set()
         if fitting:
-            insert = pg_insert if self.db.engine.dialect.name == "postgresql" else sqlite_insert
             table = cast(Table, GatewayUsage.__table__)
-            statement = insert(table).values(
-                [
-                    {"gateway_id": g, "day": d, "result_bytes": b, "events": e}
-                    for g, d, b, e in fitting
-                ]
-            )
+            names = ("gateway_id", "day", "result_bytes", "events")
+            params: dict[str, Any] = {}
+            if self.db.engine.dialect.name == "postgresql":  # one shape: storage/row_arrays.py
+                statement: Any = pg_insert(table).from_select(names, rows_from_arrays(table, names))
+                params = array_params(names, fitting)
+            else:
+                statement = sqlite_insert(table).values(
+                    [dict(zip(names, c, strict=True)) for c in fitting]
+                )
             added_bytes = table.c.result_bytes + statement.excluded.result_bytes
             added_events = table.c.events + statement.excluded.events
             statement = statement.on_conflict_do_update(
@@ -149,7 +152,7 @@ class UsageLedger:
                 & (added_events <= quotas.events_per_day),
             )
             # RETURNING, not rowcount: the driver's rowcount of an upsert is not reliable.
-            returned = session.execute(statement.returning(table.c.gateway_id, table.c.day))
+            returned = session.execute(statement.returning(table.c.gateway_id, table.c.day), params)
             charged = {(str(g), int(d)) for g, d in returned}
         for gateway_id, day, result_bytes, _events in charges:
             if (gateway_id, day) not in charged:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any
+from typing import cast as type_cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, any_, bindparam, cast, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -25,14 +27,23 @@ from sqlalchemy.orm import Session
 from cloud_orchestrator.errors import NotFound
 from cloud_orchestrator.storage.merged import merged
 from cloud_orchestrator.storage.models import Gateway, GatewayModel
+from cloud_orchestrator.storage.row_arrays import array_params, rows_from_arrays
 
 if TYPE_CHECKING:  # fleet/store.py imports this module
     from cloud_orchestrator.fleet.store import ReportedModel
 
 __all__ = ["record_models", "record_seen"]
 
-_GATEWAYS = cast(Table, Gateway.__table__)
-_MODELS = cast(Table, GatewayModel.__table__)
+_GATEWAYS = type_cast(Table, Gateway.__table__)
+_MODELS = type_cast(Table, GatewayModel.__table__)
+_MODEL_COLUMNS = (
+    "gateway_id",
+    "model_name",
+    "active_version",
+    "state",
+    "bundle_sha256",
+    "updated_at",
+)
 ID_CHUNK = 1000  # ids or rows per statement: far below either database's parameter limit
 _OUTSIDE = "reports are written in a group commit's session (storage/merged.py run_merged)"
 
@@ -71,15 +82,21 @@ class _MergedSeen:
         ordered = sorted(self.ids)
         now = time.time()
         found: set[str] = set()
-        for start in range(0, len(ordered), ID_CHUNK):
-            chunk = ordered[start : start + ID_CHUNK]
-            statement = (
-                update(_GATEWAYS)
-                .where(_GATEWAYS.c.id.in_(chunk))
-                .values(last_seen=now)
-                .returning(_GATEWAYS.c.id)
+        postgres = session.get_bind().dialect.name == "postgresql"
+        # PostgreSQL: all ids as one array (one statement shape: storage/row_arrays.py).
+        size = len(ordered) if postgres else ID_CHUNK
+        for start in range(0, len(ordered), size):
+            chunk = ordered[start : start + size]
+            which = (
+                _GATEWAYS.c.id == any_(cast(bindparam("ids"), ARRAY(_GATEWAYS.c.id.type)))
+                if postgres
+                else _GATEWAYS.c.id.in_(chunk)
             )
-            found.update(str(i) for i in session.execute(statement).scalars())
+            statement = (
+                update(_GATEWAYS).where(which).values(last_seen=now).returning(_GATEWAYS.c.id)
+            )
+            params = {"ids": chunk} if postgres else {}
+            found.update(str(i) for i in session.execute(statement, params).scalars())
         missing = [i for i in ordered if i not in found]
         if missing:
             raise NotFound(f"gateway {missing[0]!r} is unknown; Subscribe first")
@@ -92,29 +109,32 @@ class _MergedModels:
     def apply(self, session: Session) -> None:
         if not self.rows:
             return
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        values = [
-            {
-                "gateway_id": gateway_id,
-                "model_name": model_name,
-                "active_version": version,
-                "state": state,
-                "bundle_sha256": sha256,
-                "updated_at": at,
-            }
+        rows = [
+            (gateway_id, model_name, version, state, sha256, at)
             for (gateway_id, model_name), (version, state, sha256, at) in sorted(self.rows.items())
         ]
-        for start in range(0, len(values), ID_CHUNK):
-            statement = insert(_MODELS).values(values[start : start + ID_CHUNK])
-            excluded = statement.excluded
-            session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[_MODELS.c.gateway_id, _MODELS.c.model_name],
-                    set_={
-                        "active_version": excluded.active_version,
-                        "state": excluded.state,
-                        "bundle_sha256": excluded.bundle_sha256,
-                        "updated_at": excluded.updated_at,
-                    },
-                )
-            )
+        if session.get_bind().dialect.name == "postgresql":  # one statement shape, any size
+            source = rows_from_arrays(_MODELS, _MODEL_COLUMNS)
+            statement = pg_insert(_MODELS).from_select(_MODEL_COLUMNS, source)
+            session.execute(_upsert_models(statement), array_params(_MODEL_COLUMNS, rows))
+            return
+        for start in range(0, len(rows), ID_CHUNK):
+            chunk = [
+                dict(zip(_MODEL_COLUMNS, row, strict=True))
+                for row in rows[start : start + ID_CHUNK]
+            ]
+            session.execute(_upsert_models(sqlite_insert(_MODELS).values(chunk)))
+
+
+def _upsert_models(statement: Any) -> Any:
+    """``statement`` (a PostgreSQL or SQLite insert of gateway models) as an upsert."""
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[_MODELS.c.gateway_id, _MODELS.c.model_name],
+        set_={
+            "active_version": excluded.active_version,
+            "state": excluded.state,
+            "bundle_sha256": excluded.bundle_sha256,
+            "updated_at": excluded.updated_at,
+        },
+    )

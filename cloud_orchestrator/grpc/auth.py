@@ -42,6 +42,7 @@ from cloud_orchestrator.fleet.identity import (
 from cloud_orchestrator.fleet.limits import RateLimiter, UsageLedger
 from cloud_orchestrator.fleet.store import Fleet
 from cloud_orchestrator.grpc import converters
+from cloud_orchestrator.grpc.credential_checks import CredentialChecks
 from edge_contracts.proto.edge.v1 import orchestrator_pb2
 
 __all__ = ["GatewayGuard", "recheck_on_heartbeat"]
@@ -112,6 +113,7 @@ class GatewayGuard:
         self._usage = usage
         self._enroll_limiter = enroll_limiter or limiter
         self._admitted = AdmittedSet(identities)
+        self._checks = CredentialChecks(identities)
 
     async def caller(
         self,
@@ -126,7 +128,7 @@ class GatewayGuard:
             check_gateway_id(gateway_id)
         secret = _secret(context, method)
         try:
-            info = await asyncio.to_thread(self.identities.authorize, secret, gateway_id)
+            info = await self._checks.authorize(secret, gateway_id)
         except (Unauthenticated, CredentialRefused) as exc:
             logger.warning("refused %s for %r: %s", method, (gateway_id or "")[:64], exc)
             raise

@@ -135,6 +135,36 @@ async def test_two_replicas_writing_the_same_rows_lose_and_refuse_nothing(
     assert a.writes.split == b.writes.split == 0
 
 
+async def test_merged_writes_are_one_statement_whatever_the_group_size(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    """Groups of 1 to 24 reports: the usage upsert, the last-seen update and the models
+    upsert keep one SQL text each (rows as arrays: storage/row_arrays.py), so they are
+    compiled once and prepared by the driver, not parsed again per group size."""
+    a, _ = replicas
+    texts: set[str] = set()
+    merged = ("INSERT INTO gateway_usage", "UPDATE gateways", "INSERT INTO gateway_models")
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith(merged):
+            texts.add(statement)
+
+    event.listen(a.db.engine, "before_cursor_execute", record)
+    a.writes.start()
+    try:
+        for size in (1, 2, 5, 13, 24):
+            calls = [
+                a.writes.run(functools.partial(_report_and_charge, a, gateway_id))
+                for gateway_id in GATEWAYS[:size]
+            ]
+            assert await asyncio.gather(*calls) == [1] * size
+    finally:
+        await a.writes.stop()
+    assert a.writes.groups >= 5
+    assert [sum(t.lstrip().startswith(m) for t in texts) for m in merged] == [1, 1, 1], texts
+    assert a.ledger.usage("gw-00") == (0, 5) and a.ledger.usage(GATEWAYS[-1]) == (0, 1)
+
+
 async def test_quotas_hold_for_calls_on_both_replicas(postgres_server: str, tmp_path: Path) -> None:
     url = fresh_database(postgres_server)
     quotas = Quotas(result_bytes_per_day=10_000, events_per_day=1_000)
