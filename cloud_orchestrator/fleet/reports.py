@@ -4,11 +4,11 @@ written at its end (storage/merged.py).
 Written one by one, each report looked its gateway row and its model rows up (a round
 trip each inside the group's transaction), and a model row another replica inserted a
 moment earlier failed the whole group (duplicate key), which then ran write by write.
-Here a group's reports become two statements, rows in key order on every replica:
+Here a group's reports become three statements, rows in key order on every replica:
 ``UPDATE gateways SET last_seen ... WHERE id IN (...) RETURNING id`` (an id it does not
 return is a gateway that is unknown: NotFound for the writes that named it), then one
 ``INSERT INTO gateway_models ... ON CONFLICT DO UPDATE`` (the last report of a group
-wins, as it would have one after the other).
+wins, as it would have one after the other), then one ``INSERT INTO gateway_events``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import NotFound
 from cloud_orchestrator.storage.merged import merged
-from cloud_orchestrator.storage.models import Gateway, GatewayModel
+from cloud_orchestrator.storage.models import Gateway, GatewayEvent, GatewayModel
 from cloud_orchestrator.storage.row_arrays import array_params, rows_from_arrays
 
 if TYPE_CHECKING:  # fleet/store.py imports this module
-    from cloud_orchestrator.fleet.store import ReportedModel
+    from cloud_orchestrator.fleet.store import ReportedEvent, ReportedModel
 
-__all__ = ["record_models", "record_seen"]
+__all__ = ["record_events", "record_models", "record_seen"]
 
 _GATEWAYS = type_cast(Table, Gateway.__table__)
 _MODELS = type_cast(Table, GatewayModel.__table__)
@@ -43,6 +43,16 @@ _MODEL_COLUMNS = (
     "state",
     "bundle_sha256",
     "updated_at",
+)
+_EVENTS = type_cast(Table, GatewayEvent.__table__)
+_EVENT_COLUMNS = (
+    "gateway_id",
+    "model_name",
+    "model_version",
+    "kind",
+    "reason",
+    "occurred_at",
+    "received_at",
 )
 ID_CHUNK = 1000  # ids or rows per statement: far below either database's parameter limit
 _OUTSIDE = "reports are written in a group commit's session (storage/merged.py run_merged)"
@@ -72,6 +82,30 @@ def record_models(session: Session, gateway_id: str, models: Sequence[ReportedMo
             model.bundle_sha256,
             now,
         )
+
+
+def record_events(
+    session: Session, gateway_id: str, events: Sequence[ReportedEvent], now: float
+) -> None:
+    """The gateway's status events, stored with the group's others at its end (after its
+    last-seen update, which refuses an unknown gateway first)."""
+    if not events:
+        return
+    pending = merged(session, "gateway_events", _MergedEvents)
+    if pending is None:
+        raise RuntimeError(_OUTSIDE)
+    pending.rows.extend(
+        (
+            gateway_id,
+            item.model_name,
+            item.model_version,
+            item.kind,
+            item.reason[:2000],
+            item.occurred_at or now,
+            now,
+        )
+        for item in events
+    )
 
 
 class _MergedSeen:
@@ -138,3 +172,24 @@ def _upsert_models(statement: Any) -> Any:
             "updated_at": excluded.updated_at,
         },
     )
+
+
+class _MergedEvents:
+    """Plain inserts, one statement per group (ORM objects cost a flush of their own and
+    a statement text per group size)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str, str, float, float]] = []
+
+    def apply(self, session: Session) -> None:
+        if not self.rows:
+            return
+        if session.get_bind().dialect.name == "postgresql":  # one statement shape, any size
+            source = rows_from_arrays(_EVENTS, _EVENT_COLUMNS)
+            statement = pg_insert(_EVENTS).from_select(_EVENT_COLUMNS, source)
+            session.execute(statement, array_params(_EVENT_COLUMNS, self.rows))
+            return
+        for start in range(0, len(self.rows), ID_CHUNK):
+            chunk = self.rows[start : start + ID_CHUNK]
+            values = [dict(zip(_EVENT_COLUMNS, row, strict=True)) for row in chunk]
+            session.execute(sqlite_insert(_EVENTS).values(values))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from cloud_orchestrator.errors import InvalidRequest, NotFound
 from cloud_orchestrator.fleet.changes import FleetChanges
 from cloud_orchestrator.fleet.desired import DesiredVersion, load_snapshot
-from cloud_orchestrator.fleet.reports import record_models, record_seen
+from cloud_orchestrator.fleet.reports import record_events, record_models, record_seen
 from cloud_orchestrator.fleet.selector import Selector, parse_labels
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.db import Database
@@ -299,23 +299,12 @@ class Fleet:
         models: Sequence[ReportedModel],
         events: Sequence[ReportedEvent] = (),
     ) -> int:
-        """``report`` in a group commit's transaction (ReportStatus): the gateway's row and
-        models with the group's others at its end (fleet/reports.py), its events now."""
+        """``report`` in a group commit's transaction (ReportStatus): the gateway's row,
+        models and events with the group's others at its end (fleet/reports.py)."""
         now = time.time()
         record_seen(session, gateway_id)  # NotFound at the end when it is unknown
         record_models(session, gateway_id, models)
-        for item in events:
-            session.add(
-                GatewayEvent(
-                    gateway_id=gateway_id,
-                    model_name=item.model_name,
-                    model_version=item.model_version,
-                    kind=item.kind,
-                    reason=item.reason[:2000],
-                    occurred_at=item.occurred_at or now,
-                    received_at=now,
-                )
-            )
+        record_events(session, gateway_id, events, now)
         return len(events)
 
     def events(

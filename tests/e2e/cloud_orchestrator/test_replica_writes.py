@@ -138,12 +138,17 @@ async def test_two_replicas_writing_the_same_rows_lose_and_refuse_nothing(
 async def test_merged_writes_are_one_statement_whatever_the_group_size(
     replicas: tuple[Replica, Replica],
 ) -> None:
-    """Groups of 1 to 24 reports: the usage upsert, the last-seen update and the models
-    upsert keep one SQL text each (rows as arrays: storage/row_arrays.py), so they are
+    """Groups of 1 to 24 reports: the usage upsert, the last-seen update, the models
+    upsert and the events insert keep one SQL text each (rows as arrays: storage/row_arrays.py), so they are
     compiled once and prepared by the driver, not parsed again per group size."""
     a, _ = replicas
     texts: set[str] = set()
-    merged = ("INSERT INTO gateway_usage", "UPDATE gateways", "INSERT INTO gateway_models")
+    merged = (
+        "INSERT INTO gateway_usage",
+        "UPDATE gateways",
+        "INSERT INTO gateway_models",
+        "INSERT INTO gateway_events",
+    )
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.lstrip().startswith(merged):
@@ -161,7 +166,7 @@ async def test_merged_writes_are_one_statement_whatever_the_group_size(
     finally:
         await a.writes.stop()
     assert a.writes.groups >= 5
-    assert [sum(t.lstrip().startswith(m) for t in texts) for m in merged] == [1, 1, 1], texts
+    assert [sum(t.lstrip().startswith(m) for t in texts) for m in merged] == [1] * 4, texts
     assert a.ledger.usage("gw-00") == (0, 5) and a.ledger.usage(GATEWAYS[-1]) == (0, 1)
 
 
