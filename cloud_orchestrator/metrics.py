@@ -28,6 +28,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -140,6 +141,13 @@ class OrchestratorMetrics:
         self.subscribe_streams = Gauge(
             "edge_orchestrator_subscribe_streams",
             "Subscribe streams open on this process (pull gateways connected to it)",
+            registry=r,
+        )
+        self.desired_fanout_seconds = Histogram(
+            "edge_orchestrator_desired_fanout_seconds",
+            "From a desired-state change reaching this process to the last of its "
+            "Subscribe streams sending it (or finding nothing new for its gateway)",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
             registry=r,
         )
         self.fetch_model_bytes = Counter(

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import NotFound
 from cloud_orchestrator.fleet.desired import DesiredSnapshot, DesiredVersion, load_snapshot
+from cloud_orchestrator.fleet.fan_out import FanOut
 from cloud_orchestrator.fleet.heartbeats import HeartbeatWheel
 from cloud_orchestrator.registry.store import Registry
 from cloud_orchestrator.storage.db import Database
@@ -117,6 +118,7 @@ class DesiredStateHub:
         heartbeat_seconds: float = 10.0,
     ) -> None:
         self.heartbeats = HeartbeatWheel(heartbeat_seconds)  # woken too by every change
+        self.fan_out = FanOut()  # which streams still owe the current change its send
         self._db = db
         self._registry = registry
         self._changes = changes
@@ -222,6 +224,7 @@ class DesiredStateHub:
 
     def _advance(self) -> None:
         self._epoch += 1
+        self.fan_out.begin(self._epoch)
         woken, self._changed = self._changed, asyncio.Event()
         woken.set()
         self.heartbeats.wake_all()

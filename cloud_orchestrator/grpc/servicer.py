@@ -61,6 +61,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._writes = writes  # status reports and result batches, many per transaction
         self._fetch_stall = fetch_stall_seconds
         self._metrics = metrics if metrics is not None else OrchestratorMetrics()
+        hub.fan_out.on_sent = self._metrics.desired_fanout_seconds.observe
         self._encoded: dict[tuple[tuple[DesiredVersion, ...], int, int], bytes] = {}
 
     @rpc_boundary
@@ -100,20 +101,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         slot = wheel.join()
         sent: tuple[object, ...] | None = None
         generation = 0
-        epoch = labels_epoch
         last_sent = time.monotonic()
+        fan_out = self._hub.fan_out
+        token = fan_out.open()
         self._metrics.subscribe_streams.inc()
         try:
             while True:
                 # Only when the hub moved (fleet/changes.py): between changes an idle
                 # stream waits on its heartbeat slot (fleet/heartbeats.py), no timer of
                 # its own, no query and no thread.
+                epoch = self._hub.epoch
                 desired = await self._hub.desired(gateway_id, labels, labels_epoch)
                 if tuple(desired) != sent:
                     sent = tuple(desired)
                     generation += 1
                     yield self._encoded_desired(sent, generation, interval)
                     last_sent = time.monotonic()
+                fan_out.sent(token, epoch)  # the change reached this stream (fleet/fan_out.py)
                 while self._hub.epoch == epoch:
                     await wheel.wait(slot)
                     # Woken by a change, or by the slot's turn: a heartbeat unless the
@@ -129,8 +133,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                             heartbeat_interval_seconds=interval,
                         )
                         last_sent = time.monotonic()
-                epoch = self._hub.epoch
         finally:
+            fan_out.close(token)
             self._metrics.subscribe_streams.dec()
             logger.info("gateway %s unsubscribed", gateway_id)
 

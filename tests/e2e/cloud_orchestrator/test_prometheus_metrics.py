@@ -82,6 +82,15 @@ def test_a_scrape_counts_streams_presence_and_fetched_bytes(
         assert sample(page, "edge_orchestrator_gateways", state="online") == 1
         assert sample(page, "edge_orchestrator_gateways", state="offline") == 0
 
+        # A change reaches the open stream: the fan-out is timed once more.
+        fanouts = sample(page, "edge_orchestrator_desired_fanout_seconds_count")
+        cli("assign", "gray", "--gateways", "site=lab", "--version", "latest", db=db_url,
+            artifacts=artifacts)  # fmt: skip
+        until(
+            lambda: sample(scrape(url), "edge_orchestrator_desired_fanout_seconds_count") > fanouts,
+            timeout=20,
+        )
+
         assert gateway.terminate() == 0
         until(lambda: sample(scrape(url), "edge_orchestrator_subscribe_streams") == 0, timeout=20)
     finally:
