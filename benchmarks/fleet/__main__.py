@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fleet.ceiling import measure
+from benchmarks.fleet.ceiling import measure, measure_assign
 from benchmarks.fleet.report import markdown, verdicts
 from benchmarks.fleet.scenario import Config, run_backend
 
@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
     if not args.quick and not args.no_ceiling:
         document["simulator_ceiling"] = measure(cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds)
+        (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
+        document["assign_floor"] = measure_assign(
+            cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds
+        )
         (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
     (args.out / "fleet.md").write_text(markdown(document))
     sys.stdout.write(markdown(document))

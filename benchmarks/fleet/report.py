@@ -182,6 +182,20 @@ def markdown(document: dict[str, Any]) -> str:
             f"simulator {ceiling.get('simulator_cores')} core while subscribing, "
             f"{ceiling.get('simulator_idle_cores')} core idle.",
         ]
+    floor = document.get("assign_floor")
+    if floor and floor.get("latency"):
+        latency = floor["latency"]
+        lines += [
+            "",
+            f"Assign floor (benchmarks/fleet/ceiling.py `measure_assign`: two stand-ins that "
+            f"store and check nothing, each sending a new version to its half of the "
+            f"{floor.get('expected')} gateways at once; the gateways activate and report as "
+            f"in the assign phase): p50 {latency.get('p50')} s, p99 {latency.get('p99')} s, "
+            f"max {latency.get('max')} s, {floor.get('within_3s')} within 3 s; stand-ins "
+            f"{floor.get('standin_cpu_seconds')} CPU-s, simulator "
+            f"{floor.get('simulator_cpu_seconds')} CPU-s. What this machine and simulator "
+            f"allow an assign when the orchestrator does no work.",
+        ]
     lines += [
         "",
         "### Targets",
