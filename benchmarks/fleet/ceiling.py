@@ -29,22 +29,40 @@ import grpc
 from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.postgres import free_port
 from benchmarks.fleet.processes import proc_cpu_seconds, raise_nofile
+from cloud_orchestrator.grpc.server import SERVER_OPTIONS
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 __all__ = ["measure", "measure_assign"]
 
 
 class _Standin(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    """Heartbeats from slots, as the orchestrator's wheel (fleet/heartbeats.py): a stream
+    waits on its slot's event, which a ticker sets in turn and ``assign`` sets all at once
+    (no timer per stream, no cancelled waits)."""
+
+    SLOTS = 40
+
     def __init__(self, heartbeat: int) -> None:
         self._heartbeat = heartbeat
         self._assigned: tuple[str, str] | None = None  # (model, version) for every gateway
-        self._changed = asyncio.Event()
+        self._slots = [asyncio.Event() for _ in range(self.SLOTS)]
+        self._joined = 0
 
     def assign(self, model: str, version: str) -> None:
         """A new version for every gateway: all streams wake and send it."""
         self._assigned = (model, version)
-        woken, self._changed = self._changed, asyncio.Event()
-        woken.set()
+        for slot in range(self.SLOTS):
+            self._fire(slot)
+
+    def _fire(self, slot: int) -> None:
+        fired, self._slots[slot] = self._slots[slot], asyncio.Event()
+        fired.set()
+
+    async def tick(self) -> None:
+        while True:
+            for slot in range(self.SLOTS):
+                await asyncio.sleep(self._heartbeat / self.SLOTS)
+                self._fire(slot)
 
     def _desired(self, request: orchestrator_pb2.SubscribeRequest) -> orchestrator_pb2.DesiredState:
         desired = orchestrator_pb2.DesiredState(generation=1 if self._assigned is None else 2)
@@ -58,22 +76,24 @@ class _Standin(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def Subscribe(
         self, request: orchestrator_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orchestrator_pb2.SubscribeResponse]:
+        slot = self._joined % self.SLOTS
+        self._joined += 1
+        sent = self._assigned
         yield orchestrator_pb2.SubscribeResponse(
             desired=self._desired(request), heartbeat_interval_seconds=self._heartbeat
         )
         while True:
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), self._heartbeat)
-            except TimeoutError:
+            await self._slots[slot].wait()
+            if self._assigned != sent:
+                sent = self._assigned
+                yield orchestrator_pb2.SubscribeResponse(
+                    desired=self._desired(request), heartbeat_interval_seconds=self._heartbeat
+                )
+            else:
                 yield orchestrator_pb2.SubscribeResponse(
                     heartbeat=orchestrator_pb2.Heartbeat(),
                     heartbeat_interval_seconds=self._heartbeat,
                 )
-                continue
-            yield orchestrator_pb2.SubscribeResponse(
-                desired=self._desired(request), heartbeat_interval_seconds=self._heartbeat
-            )
 
     async def ReportStatus(
         self, request: orchestrator_pb2.ReportStatusRequest, context: grpc.aio.ServicerContext
@@ -82,16 +102,20 @@ class _Standin(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
 
 async def _serve(port: int, heartbeat: int) -> None:
-    server = grpc.aio.server()
+    # The orchestrator's own server options: with gRPC's defaults a fleet's burst of
+    # calls past 1,000 queued is CANCELLED, and the simulator's pings end its streams.
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     standin = _Standin(heartbeat)  # type: ignore[abstract]  # other RPCs: UNIMPLEMENTED
     orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(standin, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
+    ticker = asyncio.create_task(standin.tick())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, standin.assign, ASSIGNED[0], ASSIGNED[1])
     await stop.wait()
+    ticker.cancel()
     await server.stop(1)
 
 

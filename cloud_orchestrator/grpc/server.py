@@ -24,6 +24,20 @@ def _cannot_listen(host: str, port: int, code: int | None) -> InvalidRequest:
     return InvalidRequest(str(listen_error(host, port, "--port", "--host", code)))
 
 
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.so_reuseport", 0),
+    # A fleet reconnecting at once queues its calls until this loop asks for them; past
+    # gRPC's default 1,000 queued they were CANCELLED (~1,800 streams was the most one
+    # orchestrator could take in one burst).
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+]
+
+
 class _Recorder:
     """Takes the generated registration's handlers instead of a server."""
 
@@ -77,20 +91,7 @@ class OrchestratorServer:
             raise _cannot_listen(host, port, refused)
         # No interceptor: each method checks its caller's own credential first
         # (cloud_orchestrator/grpc/auth.py), since the gateway id is in the request.
-        self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_send_message_length", 8 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.so_reuseport", 0),
-                # A fleet reconnecting at once queues its calls until this loop asks for
-                # them; past gRPC's default 1,000 queued they were CANCELLED (~1,800
-                # streams was the most one orchestrator could take in one burst).
-                ("grpc.server.max_pending_requests", 20_000),
-                ("grpc.server.max_pending_requests_hard_limit", 40_000),
-            ],
-        )
+        self._server = grpc.aio.server(options=SERVER_OPTIONS)
         register(servicer, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
