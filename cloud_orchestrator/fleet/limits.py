@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -25,7 +24,7 @@ from cloud_orchestrator.errors import InvalidRequest, LimitReached
 from cloud_orchestrator.storage.access_models import GatewayUsage
 from cloud_orchestrator.storage.db import Database
 from cloud_orchestrator.storage.merged import merged
-from cloud_orchestrator.storage.row_arrays import array_params, rows_from_arrays
+from cloud_orchestrator.storage.row_arrays import array_params, upsert
 
 __all__ = ["Quotas", "RateLimiter", "UsageLedger"]
 
@@ -135,24 +134,38 @@ class UsageLedger:
         if fitting:
             table = cast(Table, GatewayUsage.__table__)
             names = ("gateway_id", "day", "result_bytes", "events")
-            params: dict[str, Any] = {}
-            if self.db.engine.dialect.name == "postgresql":  # one shape: storage/row_arrays.py
-                statement: Any = pg_insert(table).from_select(names, rows_from_arrays(table, names))
-                params = array_params(names, fitting)
+            if self.db.engine.dialect.name == "postgresql":  # one statement, any size
+                statement: Any = upsert(
+                    table,
+                    names,
+                    ("gateway_id", "day"),
+                    (
+                        "result_bytes = gateway_usage.result_bytes + excluded.result_bytes",
+                        "events = gateway_usage.events + excluded.events",
+                    ),
+                    where="gateway_usage.result_bytes + excluded.result_bytes <= :max_bytes "
+                    "AND gateway_usage.events + excluded.events <= :max_events",
+                    returning=("gateway_id", "day"),
+                )
+                params: dict[str, Any] = array_params(names, fitting)
+                params.update(
+                    max_bytes=quotas.result_bytes_per_day, max_events=quotas.events_per_day
+                )
+                returned = session.execute(statement, params)
             else:
-                statement = sqlite_insert(table).values(
+                insert = sqlite_insert(table).values(
                     [dict(zip(names, c, strict=True)) for c in fitting]
                 )
-            added_bytes = table.c.result_bytes + statement.excluded.result_bytes
-            added_events = table.c.events + statement.excluded.events
-            statement = statement.on_conflict_do_update(
-                index_elements=[table.c.gateway_id, table.c.day],
-                set_={"result_bytes": added_bytes, "events": added_events},
-                where=(added_bytes <= quotas.result_bytes_per_day)
-                & (added_events <= quotas.events_per_day),
-            )
-            # RETURNING, not rowcount: the driver's rowcount of an upsert is not reliable.
-            returned = session.execute(statement.returning(table.c.gateway_id, table.c.day), params)
+                added_bytes = table.c.result_bytes + insert.excluded.result_bytes
+                added_events = table.c.events + insert.excluded.events
+                statement = insert.on_conflict_do_update(
+                    index_elements=[table.c.gateway_id, table.c.day],
+                    set_={"result_bytes": added_bytes, "events": added_events},
+                    where=(added_bytes <= quotas.result_bytes_per_day)
+                    & (added_events <= quotas.events_per_day),
+                )
+                # RETURNING, not rowcount: the driver's rowcount of an upsert is not reliable.
+                returned = session.execute(statement.returning(table.c.gateway_id, table.c.day))
             charged = {(str(g), int(d)) for g, d in returned}
         for gateway_id, day, result_bytes, _events in charges:
             if (gateway_id, day) not in charged:

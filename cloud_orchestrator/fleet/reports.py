@@ -18,16 +18,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from typing import cast as type_cast
 
-from sqlalchemy import Table, any_, bindparam, cast, update
+from sqlalchemy import Table, any_, bindparam, cast, insert, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import NotFound
 from cloud_orchestrator.storage.merged import merged
 from cloud_orchestrator.storage.models import Gateway, GatewayEvent, GatewayModel
-from cloud_orchestrator.storage.row_arrays import array_params, rows_from_arrays
+from cloud_orchestrator.storage.row_arrays import array_params, rows_from_arrays, upsert
 
 if TYPE_CHECKING:  # fleet/store.py imports this module
     from cloud_orchestrator.fleet.store import ReportedEvent, ReportedModel
@@ -147,10 +146,14 @@ class _MergedModels:
             (gateway_id, model_name, version, state, sha256, at)
             for (gateway_id, model_name), (version, state, sha256, at) in sorted(self.rows.items())
         ]
-        if session.get_bind().dialect.name == "postgresql":  # one statement shape, any size
-            source = rows_from_arrays(_MODELS, _MODEL_COLUMNS)
-            statement = pg_insert(_MODELS).from_select(_MODEL_COLUMNS, source)
-            session.execute(_upsert_models(statement), array_params(_MODEL_COLUMNS, rows))
+        if session.get_bind().dialect.name == "postgresql":  # one statement, any size
+            statement = upsert(
+                _MODELS,
+                _MODEL_COLUMNS,
+                ("gateway_id", "model_name"),
+                tuple(f"{c} = excluded.{c}" for c in _MODEL_COLUMNS[2:]),
+            )
+            session.execute(statement, array_params(_MODEL_COLUMNS, rows))
             return
         for start in range(0, len(rows), ID_CHUNK):
             chunk = [
@@ -161,7 +164,7 @@ class _MergedModels:
 
 
 def _upsert_models(statement: Any) -> Any:
-    """``statement`` (a PostgreSQL or SQLite insert of gateway models) as an upsert."""
+    """``statement`` (a SQLite insert of gateway models) as an upsert."""
     excluded = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=[_MODELS.c.gateway_id, _MODELS.c.model_name],
@@ -186,7 +189,7 @@ class _MergedEvents:
             return
         if session.get_bind().dialect.name == "postgresql":  # one statement shape, any size
             source = rows_from_arrays(_EVENTS, _EVENT_COLUMNS)
-            statement = pg_insert(_EVENTS).from_select(_EVENT_COLUMNS, source)
+            statement = insert(_EVENTS).from_select(_EVENT_COLUMNS, source)  # cached
             session.execute(statement, array_params(_EVENT_COLUMNS, self.rows))
             return
         for start in range(0, len(self.rows), ID_CHUNK):

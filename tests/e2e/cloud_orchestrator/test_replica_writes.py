@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.orm import Session
 
 from cloud_orchestrator.errors import LimitReached
@@ -139,8 +140,9 @@ async def test_merged_writes_are_one_statement_whatever_the_group_size(
     replicas: tuple[Replica, Replica],
 ) -> None:
     """Groups of 1 to 24 reports: the usage upsert, the last-seen update, the models
-    upsert and the events insert keep one SQL text each (rows as arrays: storage/row_arrays.py), so they are
-    compiled once and prepared by the driver, not parsed again per group size."""
+    upsert and the events insert keep one SQL text each (rows as arrays:
+    storage/row_arrays.py), so they are compiled once and prepared by the driver, not
+    compiled and parsed again per group size."""
     a, _ = replicas
     texts: set[str] = set()
     merged = (
@@ -150,9 +152,14 @@ async def test_merged_writes_are_one_statement_whatever_the_group_size(
         "INSERT INTO gateway_events",
     )
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    compiled: list[CacheStats] = []
+
+    def record(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any
+    ) -> None:
         if statement.lstrip().startswith(merged):
             texts.add(statement)
+            compiled.append(context.cache_hit)
 
     event.listen(a.db.engine, "before_cursor_execute", record)
     a.writes.start()
@@ -167,6 +174,9 @@ async def test_merged_writes_are_one_statement_whatever_the_group_size(
         await a.writes.stop()
     assert a.writes.groups >= 5
     assert [sum(t.lstrip().startswith(m) for t in texts) for m in merged] == [1] * 4, texts
+    # Compiled by SQLAlchemy once each (the first group), then taken from its cache: a
+    # construct without a cache key would be compiled at every group.
+    assert compiled[4:] and set(compiled[4:]) == {CacheStats.CACHE_HIT}, compiled
     assert a.ledger.usage("gw-00") == (0, 5) and a.ledger.usage(GATEWAYS[-1]) == (0, 1)
 
 
