@@ -25,7 +25,6 @@ import hmac
 import secrets
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +36,13 @@ from cloud_orchestrator.errors import (
     LimitReached,
     NotFound,
     Unauthenticated,
+)
+from cloud_orchestrator.fleet.identity_records import (
+    Enrolled,
+    Grant,
+    IdentityInfo,
+    NewToken,
+    TokenInfo,
 )
 from cloud_orchestrator.fleet.store import _ID_RE as GATEWAY_ID  # the fleet's id pattern
 from cloud_orchestrator.storage.access_models import EnrollmentToken, GatewayIdentity
@@ -84,50 +90,6 @@ def check_gateway_id(gateway_id: str) -> None:
         raise InvalidRequest(
             f"gateway id {shown!r} must be 1-128 letters, digits, '.', '_', ':' or '-'"
         )
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    id: str
-    one_time: bool
-    auto_admit: bool
-    labels: dict[str, str]
-    uses: int
-    revoked: bool
-    created_at: float
-
-
-@dataclass(frozen=True)
-class NewToken:
-    info: TokenInfo
-    token: str = field(repr=False)  # shown once; only its sha256 is stored
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What an enrollment token allows (checked before the rate limit is charged)."""
-
-    token_id: str
-    auto_admit: bool
-    labels: dict[str, str]
-    one_time: bool = False
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    gateway_id: str
-    state: str
-    labels: dict[str, str]
-    secret: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class IdentityInfo:
-    gateway_id: str
-    state: str
-    enrollment_token_id: str
-    enrolled_at: float
-    updated_at: float
 
 
 def _token_info(row: EnrollmentToken) -> TokenInfo:
