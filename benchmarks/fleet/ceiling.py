@@ -208,12 +208,7 @@ def measure(
     finally:
         if sim is not None:
             sim.stop()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        _stop(server)
 
 
 def main() -> None:
