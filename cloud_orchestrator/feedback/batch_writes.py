@@ -3,7 +3,9 @@
 Written one by one, each batch cost a lookup of its id and a flush of its row, two round
 trips per batch inside the group's transaction, and a batch another replica had just
 stored failed the whole group, which then ran write by write. Here the group's batches
-are one ``INSERT ... ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id`` in id order:
+are one ``INSERT ... ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id`` in id order
+(on PostgreSQL one array per column, the same statement whatever the group's size:
+storage/row_arrays.py):
 the ids it returns are the batches that are new, and only their aggregates, examples and
 drift reports are inserted (in one statement per table); a batch stored before, by this
 replica or another one, is simply not returned (on PostgreSQL the insert waits for the
@@ -18,13 +20,13 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cloud_orchestrator.feedback.drift import record_uplink
 from cloud_orchestrator.storage.merged import Later
 from cloud_orchestrator.storage.models import FeedbackAggregate, FeedbackBatch, HardExampleRow
+from cloud_orchestrator.storage.row_arrays import array_params, upsert
 
 if TYPE_CHECKING:  # feedback/store.py imports this module
     from cloud_orchestrator.feedback.store import AggregateIn, BatchIn, HardExampleIn
@@ -34,6 +36,7 @@ __all__ = ["MergedBatches"]
 _BATCHES = cast(Table, FeedbackBatch.__table__)
 _AGGREGATES = cast(Table, FeedbackAggregate.__table__)
 _EXAMPLES = cast(Table, HardExampleRow.__table__)
+_BATCH_COLUMNS = ("batch_id", "gateway_id", "created_at", "received_at", "dropped_batches")
 
 
 class MergedBatches:
@@ -54,14 +57,7 @@ class MergedBatches:
             return
         now = time.time()
         ordered = [self._batches[key] for key in sorted(self._batches)]
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            insert(_BATCHES)
-            .values([_batch_row(b, now) for b in ordered])
-            .on_conflict_do_nothing(index_elements=[_BATCHES.c.batch_id])
-            .returning(_BATCHES.c.batch_id)
-        )
-        self._stored = {str(batch_id) for batch_id in session.execute(statement).scalars()}
+        self._stored = {str(batch_id) for batch_id in _insert_new(session, ordered, now)}
         new = [b for b in ordered if b.batch_id in self._stored]
         aggregates = [_aggregate_row(b, a) for b in new for a in b.aggregates]
         if aggregates:
@@ -71,6 +67,22 @@ class MergedBatches:
             session.execute(_EXAMPLES.insert(), examples)
         for b in new:
             record_uplink(session, b.gateway_id, b.created_at, now, b.drift, b.outbox_drops)
+
+
+def _insert_new(session: Session, ordered: list[BatchIn], now: float) -> Any:
+    """Insert the batches whose ids are new; the ids inserted."""
+    rows = [_batch_row(b, now) for b in ordered]
+    if session.get_bind().dialect.name == "postgresql":  # one statement, any size
+        new_ids = upsert(_BATCHES, _BATCH_COLUMNS, ("batch_id",), (), returning=("batch_id",))
+        values = [tuple(row[name] for name in _BATCH_COLUMNS) for row in rows]
+        return session.execute(new_ids, array_params(_BATCH_COLUMNS, values)).scalars()
+    statement = (
+        sqlite_insert(_BATCHES)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[_BATCHES.c.batch_id])
+        .returning(_BATCHES.c.batch_id)
+    )
+    return session.execute(statement).scalars()
 
 
 def _batch_row(batch: BatchIn, now: float) -> dict[str, Any]:

@@ -54,7 +54,8 @@ def upsert(
     returning: tuple[str, ...] = (),
 ) -> TextClause:
     """``INSERT INTO table (names) SELECT * FROM unnest(:rows_name::type[], ...) ON
-    CONFLICT (conflict) DO UPDATE SET assignments [WHERE where] [RETURNING returning]``.
+    CONFLICT (conflict) DO UPDATE SET assignments [WHERE where] [RETURNING returning]``,
+    or ``DO NOTHING`` when there are no ``assignments``.
 
     ``assignments`` and ``where`` are SQL fragments over the table's columns, ``excluded``
     and named parameters (``:name``), written by the caller; column types come from the
@@ -65,9 +66,10 @@ def upsert(
         f"CAST(:rows_{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in names
     )
     columns = ", ".join(names)
+    action = f"DO UPDATE SET {', '.join(assignments)}" if assignments else "DO NOTHING"
     sql = (
         f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {', '.join(assignments)}"
+        f"ON CONFLICT ({', '.join(conflict)}) {action}"
     )
     if where:
         sql += f" WHERE {where}"

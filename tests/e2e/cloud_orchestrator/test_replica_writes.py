@@ -139,8 +139,8 @@ async def test_two_replicas_writing_the_same_rows_lose_and_refuse_nothing(
 async def test_merged_writes_are_one_statement_whatever_the_group_size(
     replicas: tuple[Replica, Replica],
 ) -> None:
-    """Groups of 1 to 24 reports: the usage upsert, the last-seen update, the models
-    upsert and the events insert keep one SQL text each (rows as arrays:
+    """Groups of 1 to 24 reports and batches: the usage upsert, the last-seen update, the
+    models upsert, the events insert and the batches insert keep one SQL text each (rows as arrays:
     storage/row_arrays.py), so they are compiled once and prepared by the driver, not
     compiled and parsed again per group size."""
     a, _ = replicas
@@ -150,6 +150,7 @@ async def test_merged_writes_are_one_statement_whatever_the_group_size(
         "UPDATE gateways",
         "INSERT INTO gateway_models",
         "INSERT INTO gateway_events",
+        "INSERT INTO feedback_batches",
     )
 
     compiled: list[CacheStats] = []
@@ -170,13 +171,18 @@ async def test_merged_writes_are_one_statement_whatever_the_group_size(
                 for gateway_id in GATEWAYS[:size]
             ]
             assert await asyncio.gather(*calls) == [1] * size
+            batches = [
+                a.feedback.store_in(a.writes, _batch(f"s{size}-{gateway_id}", gateway_id), None)
+                for gateway_id in GATEWAYS[:size]
+            ]
+            assert await asyncio.gather(*batches) == [True] * size
     finally:
         await a.writes.stop()
     assert a.writes.groups >= 5
-    assert [sum(t.lstrip().startswith(m) for t in texts) for m in merged] == [1] * 4, texts
+    assert [sum(t.lstrip().startswith(m) for t in texts) for m in merged] == [1] * 5, texts
     # Compiled by SQLAlchemy once each (the first group), then taken from its cache: a
     # construct without a cache key would be compiled at every group.
-    assert compiled[4:] and set(compiled[4:]) == {CacheStats.CACHE_HIT}, compiled
+    assert compiled[5:] and set(compiled[5:]) == {CacheStats.CACHE_HIT}, compiled
     assert a.ledger.usage("gw-00") == (0, 5) and a.ledger.usage(GATEWAYS[-1]) == (0, 1)
 
 
