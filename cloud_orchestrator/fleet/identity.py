@@ -4,8 +4,9 @@ An operator creates enrollment tokens (fleet-wide or one-time, optionally admitt
 gateways at once, optionally carrying labels). A gateway presents one with the id it
 wants (``Enroll``) and receives a random secret bound to that id; only the secret's
 sha256 is stored, so the database never holds a usable credential. Every other call
-carries the secret, and ``authorize`` checks that it names the gateway id of the call
-and that the gateway is admitted.
+carries the secret, and ``admitted_as`` (on what ``lookup`` found for it; batched by
+grpc/credential_checks.py) checks that it names the gateway id of the call and that the
+gateway is admitted.
 
 States: PENDING (enrolled, awaits ``gateways admit``), ADMITTED, REJECTED, REVOKED (its
 secret stops working at its next call). An enrolled id cannot enroll again until an
@@ -276,12 +277,6 @@ class Identities:
         return Enrolled(gateway_id, state, dict(grant.labels), secret)
 
     # -- every other call -------------------------------------------------------------------
-
-    def authorize(self, secret: str, gateway_id: str | None) -> IdentityInfo:
-        """The admitted identity ``secret`` belongs to, which must be ``gateway_id`` (when
-        given: a call's own id); raises Unauthenticated or CredentialRefused otherwise."""
-        digest = _sha256(secret)
-        return admitted_as(self.lookup([digest]).get(digest), gateway_id)
 
     def lookup(self, digests: Collection[str]) -> dict[str, IdentityInfo]:
         """The identities several secret digests belong to, in one query (the digests

@@ -44,7 +44,8 @@ class CredentialChecks:
         self.queries = 0  # lookups made (fewer than checks under load)
 
     async def authorize(self, secret: str, gateway_id: str | None) -> IdentityInfo:
-        """``Identities.authorize``, batched with the other calls checking meanwhile."""
+        """The admitted identity ``secret`` belongs to, which must be ``gateway_id`` when
+        given (``admitted_as``); looked up with the other calls checking meanwhile."""
         loop = asyncio.get_running_loop()
         found: asyncio.Future[IdentityInfo | None] = loop.create_future()
         self._waiting.append((secret_digest(secret), found))
