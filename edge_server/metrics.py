@@ -21,6 +21,7 @@ from prometheus_client import (
 
 from edge_server.catalogue.serving import ModelSlot, ModelState, ServingCatalogue
 from edge_server.inference.predictor import StageTimings
+from edge_server.request_series import RequestSeries, Tally
 from edge_server.runtime.open_files import open_files_now
 
 # *_created series double the scrape size and nothing on a gateway dashboard uses them.
@@ -34,7 +35,6 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STAGES = ("preprocess", "queue", "inference", "postprocess")
-_SUCCESS = 0  # _children key of observe_success's bundle (no metric has id 0)
 
 
 class GatewayMetrics:
@@ -43,29 +43,9 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "edge_requests",
-            "gRPC requests handled, by method, model, version and gRPC status code",
-            ["method", "model", "version", "code"],
-            registry=r,
-        )
-        self.request_latency = Histogram(
-            "edge_request_latency_seconds",
-            "Whole-request latency inside the gateway",
-            ["method", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.stage_latency = Histogram(
-            "edge_stage_latency_seconds",
-            "Latency of each prediction stage: preprocess, queue, inference, postprocess",
-            ["model", "stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "edge_in_flight_requests", "Requests being handled now", ["method"], registry=r
-        )
+        # The series every inference call updates: lock-free (request_series.py: why).
+        self.request_series = RequestSeries(LATENCY_BUCKETS)
+        r.register(self.request_series)
         self.model_info = Gauge(
             "edge_model_info",
             "1 for the version each model serves, with its version as a label",
@@ -140,60 +120,44 @@ class GatewayMetrics:
         self._shown_versions: dict[str, str] = {}
         self._shown_failures: dict[str, int] = {}
         self._depth_source: tuple[ServingCatalogue, Callable[[str], int]] | None = None
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._success: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 
     def model_label(self, name: str, served: Container[str]) -> str:
         """The label for a requested model name: only served names become series."""
         return name if name in served else UNKNOWN_MODEL
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached: labels() validates and locks on every call,
-        a measurable share of a sub-millisecond request."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
     def observe_request(
         self, method: str, model: str, version: str, code: str, seconds: float
     ) -> None:
-        self._child(self.requests, method, model, version, code).inc()
-        self._child(self.request_latency, method, model).observe(seconds)
+        series = self.request_series
+        series.requests(method, model, version, code).inc()
+        series.latency(method, model).observe(seconds)
 
-    def in_flight_for(self, method: str) -> Any:
-        """The edge_in_flight_requests child of ``method`` (cached)."""
-        return self._child(self.in_flight, method)
+    def in_flight_for(self, method: str) -> Tally:
+        """The edge_in_flight_requests value of ``method``."""
+        return self.request_series.in_flight(method)
 
     def observe_success(
         self, method: str, model: str, version: str, seconds: float, timings: StageTimings
     ) -> None:
-        """``observe_request`` with code OK plus ``observe_stages``, in one cached lookup."""
-        key = (_SUCCESS, (method, model, version))
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self._child(self.requests, method, model, version, "OK"),
-                self._child(self.request_latency, method, model),
-                *(self._child(self.stage_latency, model, stage) for stage in STAGES),
+        """``observe_request`` with code OK plus the four stage latencies, the series
+        looked up once per (method, model, version)."""
+        key = (method, model, version)
+        bundle = self._success.get(key)
+        if bundle is None:
+            series = self.request_series
+            bundle = self._success[key] = (
+                series.requests(method, model, version, "OK"),
+                series.latency(method, model),
+                *(series.stage(model, stage) for stage in STAGES),
             )
-        ok, latency, preprocess, queue, inference, postprocess = children
-        ok.inc()
+        ok, latency, preprocess, queue, inference, postprocess = bundle
+        ok.value += 1
         latency.observe(seconds)
         preprocess.observe(timings.preprocess_us / 1_000_000)
         queue.observe(timings.queue_us / 1_000_000)
         inference.observe(timings.inference_us / 1_000_000)
         postprocess.observe(timings.postprocess_us / 1_000_000)
-
-    def observe_stages(self, model: str, timings: StageTimings) -> None:
-        values = (
-            timings.preprocess_us,
-            timings.queue_us,
-            timings.inference_us,
-            timings.postprocess_us,
-        )
-        for stage, micros in zip(STAGES, values, strict=True):
-            self._child(self.stage_latency, model, stage).observe(micros / 1_000_000)
 
     def on_model_state(self, slot: ModelSlot) -> None:
         """ServingCatalogue listener: keep the model gauges and load counters current."""
@@ -208,8 +172,8 @@ class GatewayMetrics:
         if active is not None and previous != active.version:
             if previous is not None:
                 self.model_info.remove(slot.name, previous)
-                # Drop cached children of the old version's series (bounded label sets).
-                self._children = {k: v for k, v in self._children.items() if previous not in k[1]}
+                # Drop the old version's cached bundle (bounded label sets).
+                self._success = {k: v for k, v in self._success.items() if k[2] != previous}
             self.model_info.labels(slot.name, active.version).set(1)
             self._shown_versions[slot.name] = active.version
             self.model_loads.labels(slot.name, "success").inc()

@@ -361,8 +361,9 @@ def test_metrics_of_workers_merge_with_a_worker_label() -> None:
     from edge_server.metrics import GatewayMetrics
 
     primary, replica = GatewayMetrics(), GatewayMetrics()
-    primary.requests.labels("Predict", "m", "1", "OK").inc(2)
-    replica.requests.labels("Predict", "m", "1", "OK").inc(5)
+    for metrics, calls in ((primary, 2), (replica, 5)):
+        for _ in range(calls):
+            metrics.observe_request("Predict", "m", "1", "OK", 0.001)
     page = merge_expositions([("0", primary.render()), ("1", replica.render())]).decode()
     samples = {
         s.labels["worker"]: s.value
