@@ -5,7 +5,8 @@
 multipart ``image`` field or as an ``image/*`` body (edge_server/http/bodies.py). The
 request becomes the same PredictRequest message gRPC receives and goes through the same
 conversion, predictor and metrics (method label ``http_predict``); the answer is the
-same PredictResponse, as JSON under its proto field names.
+same PredictResponse, as JSON under its proto field names (built directly by
+predict_json.py, equal to the message's JSON mapping).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edge_server.errors import InvalidInput
 from edge_server.gateway_info import GatewayInfo
 from edge_server.http.bodies import read_image
 from edge_server.http.message_json import message_json
+from edge_server.http.predict_json import predict_json
 from edge_server.http.routes import Route
 from edge_server.inference.predictor import Predictor
 from edge_server.inference.request_metrics import observed
@@ -108,8 +110,10 @@ class PredictRoutes:
             time_remaining,
             lambda: self._predictor.predict(edge_v1.to_predict_input(message, time_remaining)),
         )
-        answer = edge_v1.to_predict_response(result, message.request_id)
-        return web.json_response(message_json(answer))
+        body = predict_json(result, message.request_id)
+        if body is None:
+            body = message_json(edge_v1.to_predict_response(result, message.request_id))
+        return web.json_response(body)
 
     async def health(self, _request: web.Request) -> web.Response:
         health = edge_v1.to_health_response(self._models, self._info)
