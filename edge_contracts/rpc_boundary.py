@@ -6,18 +6,24 @@ response); grpc.aio tells them apart by the function's own flags, so the wrapper
 the shape of what it wraps. A known domain error aborts with its code and message (and
 trailing metadata such as the retry hint of edge_contracts/retry_hint.py), an unexpected
 one with INTERNAL and a correlation id that the log shares (edge_contracts/status.py); an
-abort or RpcError already raised passes through untouched.
+abort or RpcError already raised passes through untouched. A write that fails because the
+call is already over (its client cancelled or went away, as a gateway does when it cuts a
+FetchModel download to resume it later) ends the method as a cancelled call: nobody is
+left to answer, and it is no error of the server's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 import grpc.aio
+from grpc._cython import cygrpc
 
 from edge_contracts.status import status_for
 
@@ -31,6 +37,20 @@ MARKER = "__rpc_boundary__"
 # What leaves the boundary unchanged: an abort already decided, or a status from a call
 # the servicer made itself (re-raised as its caller expects).
 _PASS_THROUGH = (grpc.aio.AbortError, grpc.RpcError)
+
+# What grpc.aio raises from ServicerContext.write/read when the call has ended under the
+# method (grpc's own handler then ignores it if it saw the client close, and logs it as
+# unexpected if it had not yet). Not public API: a grpcio without it names nothing here.
+_CALL_OVER: tuple[type[BaseException], ...] = tuple(
+    kind for kind in (getattr(cygrpc, "ExecuteBatchError", None),) if isinstance(kind, type)
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _ended_by_client(exc: BaseException) -> NoReturn:
+    logger.debug("call ended under the method (%s): %s", type(exc).__name__, exc)
+    raise asyncio.CancelledError from None
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
@@ -54,6 +74,8 @@ def rpc_boundary(method: Method) -> Method:
                     yield response
             except _PASS_THROUGH:
                 raise
+            except _CALL_OVER as exc:
+                _ended_by_client(exc)
             except Exception as exc:
                 await _abort(context, exc)
             finally:
@@ -71,6 +93,8 @@ def rpc_boundary(method: Method) -> Method:
                 return await call(self, request, context)
             except _PASS_THROUGH:
                 raise
+            except _CALL_OVER as exc:
+                _ended_by_client(exc)
             except Exception as exc:
                 await _abort(context, exc)
 

@@ -8,6 +8,7 @@ meets a disk fault and the caller sees INTERNAL with the correlation id the log 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shutil
@@ -73,6 +74,37 @@ class Probe:
     ) -> AsyncIterator[bytes]:
         async for request in requests:
             yield await act(request, context)
+
+
+class Writer:
+    """Streams with ``context.write`` until the client goes (as FetchModel does)."""
+
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+        self.written = 0
+
+    @rpc_boundary
+    async def Endless(self, request: bytes, context: grpc.aio.ServicerContext) -> None:
+        try:
+            while True:
+                # As FetchModel: 64 KiB chunks, each write bounded in time.
+                await asyncio.wait_for(context.write(b"c" * 65536), 10)
+                self.written += 1
+        finally:
+            self.ended.set()
+
+
+@pytest.fixture
+async def writer() -> AsyncIterator[tuple[grpc.aio.Channel, Writer]]:
+    servicer = Writer()
+    handlers = {"Endless": grpc.unary_stream_rpc_method_handler(servicer.Endless)}
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel, servicer
+    await server.stop(None)
 
 
 @pytest.fixture
@@ -149,6 +181,24 @@ async def test_an_abort_of_the_method_passes_through(probe: grpc.aio.Channel, sh
         await call(probe, shape, b"abort")
     assert aborted.value.code() == grpc.StatusCode.OUT_OF_RANGE
     assert aborted.value.details() == "aborted by the method itself"
+
+
+@pytest.mark.parametrize("rounds", range(5))
+async def test_a_client_that_goes_away_mid_stream_is_no_error(
+    writer: tuple[grpc.aio.Channel, Writer], caplog: pytest.LogCaptureFixture, rounds: int
+) -> None:
+    """A download cut by its client (FetchModel resumes from an offset by design) ends
+    the method quietly: no INTERNAL abort, no traceback logged as an unexpected error."""
+    channel, servicer = writer
+    with caplog.at_level(logging.DEBUG):
+        call = channel.unary_stream(f"/{SERVICE}/Endless")(b"")
+        for _ in range(3):
+            assert await call.read()
+        call.cancel()
+        await asyncio.wait_for(servicer.ended.wait(), 10)
+        await asyncio.sleep(0.2)  # grpc's own handling of the ended method, logged or not
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 def test_a_plain_function_is_refused() -> None:
