@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="phases to leave out, comma-separated: fetch, results, failover, rollout",
     )
+    parser.add_argument(
+        "--sim-processes",
+        type=int,
+        default=Config.sim_processes,
+        help="simulator processes the fleet is split over (benchmarks/fleet/shards.py)",
+    )
     args, _ = parser.parse_known_args(argv)  # BENCH_ARGS may carry benchmarks.run options
     cfg = QUICK if args.quick else Config()
     if args.sizes:
@@ -78,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source.resolve() if args.source else None,
         profile=args.profile.resolve() if args.profile else None,
         skip=tuple(filter(None, args.skip.split(","))),
+        sim_processes=args.sim_processes,
     )
     document: dict[str, Any] = {
         "quick": args.quick,
         "source": _source_label(cfg.source),
         "sizes": list(cfg.sizes),
         "heartbeat_seconds": cfg.heartbeat_seconds,
+        "simulator_processes": cfg.sim_processes,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "backends": {},
         "verdicts": {},
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         document["simulator_ceiling"] = measure(cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds)
         (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
         document["assign_floor"] = measure_assign(
-            cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds
+            cfg.sizes[-1], cfg.channels, ramp=cfg.ramp_seconds, processes=cfg.sim_processes
         )
         (args.out / "fleet.json").write_text(json.dumps(document, indent=2))
     (args.out / "fleet.md").write_text(markdown(document))

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.processes import (
     Orchestrator,
     OrchestratorCommand,
@@ -21,6 +20,7 @@ from benchmarks.fleet.processes import (
     proc_cpu_seconds,
 )
 from benchmarks.fleet.profiling import PhaseProfiler
+from benchmarks.fleet.shards import SimulatorShards
 
 __all__ = ["run_assign"]
 
@@ -34,7 +34,7 @@ def _cpu(pid: int) -> float:
 
 def run_assign(
     command: OrchestratorCommand,
-    sim: SimulatorProcess,
+    sim: SimulatorShards,
     orchestrators: list[Orchestrator],
     profiler: PhaseProfiler,
     store: tuple[str, Path],

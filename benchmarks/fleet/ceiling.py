@@ -26,9 +26,9 @@ from typing import Any
 
 import grpc
 
-from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.postgres import free_port
 from benchmarks.fleet.processes import proc_cpu_seconds, raise_nofile
+from benchmarks.fleet.shards import SimulatorShards
 from cloud_orchestrator.grpc.server import SERVER_OPTIONS
 from edge_contracts.proto.edge.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
@@ -131,9 +131,12 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait(10)
 
 
-def measure_assign(count: int, channels: int, ramp: float = 2.0) -> dict[str, Any]:
+def measure_assign(
+    count: int, channels: int, ramp: float = 2.0, processes: int = 2
+) -> dict[str, Any]:
     """``count`` gateways split over two stand-ins; both assign at once; when each
-    gateway saw the version (it then activates and reports, as in the assign phase)."""
+    gateway saw the version (it then activates and reports, as in the assign phase).
+    The simulator runs as ``processes`` processes, as in the assign phase."""
     ports = [free_port(), free_port()]
     servers = [
         subprocess.Popen(
@@ -142,10 +145,10 @@ def measure_assign(count: int, channels: int, ramp: float = 2.0) -> dict[str, An
         )
         for port in ports
     ]
-    sim: SimulatorProcess | None = None
+    sim: SimulatorShards | None = None
     try:
         time.sleep(2.0)
-        sim = SimulatorProcess([f"127.0.0.1:{port}" for port in ports], "", channels)
+        sim = SimulatorShards([f"127.0.0.1:{port}" for port in ports], "", channels, processes)
         started = sim.call(
             200,
             cmd="start",
@@ -171,6 +174,7 @@ def measure_assign(count: int, channels: int, ramp: float = 2.0) -> dict[str, An
             for s, before in zip(servers, cpu, strict=True)
         ]
         seen["simulator_cpu_seconds"] = round(sim.cpu_seconds() - sim_cpu, 2)
+        seen["simulator_processes"] = processes
         return seen
     finally:
         if sim is not None:
@@ -188,10 +192,10 @@ def measure(
         [sys.executable, "-m", "benchmarks.fleet.ceiling", "--serve", str(port)],
         preexec_fn=raise_nofile,
     )
-    sim: SimulatorProcess | None = None
+    sim: SimulatorShards | None = None
     try:
         time.sleep(2.0)
-        sim = SimulatorProcess([f"127.0.0.1:{port}"], "", channels)
+        sim = SimulatorShards([f"127.0.0.1:{port}"], "", channels, 1)
         before, began = sim.cpu_seconds(), time.monotonic()
         answer = sim.call(
             200, cmd="start", count=count, ramp=ramp, cohort_a=0, running={}, timeout=120
@@ -219,11 +223,14 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--ramp", type=float, default=2.0)
     parser.add_argument("--assign", action="store_true", help="the assign floor, not the ceiling")
+    parser.add_argument("--sim-processes", type=int, default=2, help="simulator processes")
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve, args.heartbeat))
     elif args.assign:
-        print(measure_assign(args.count, args.channels, ramp=args.ramp))
+        print(
+            measure_assign(args.count, args.channels, ramp=args.ramp, processes=args.sim_processes)
+        )
     else:
         print(measure(args.count, args.channels, ramp=args.ramp))
 

@@ -17,7 +17,9 @@ __all__ = ["SimulatorProcess"]
 
 
 class SimulatorProcess:
-    def __init__(self, targets: list[str], auth: str, channels: int) -> None:
+    def __init__(
+        self, targets: list[str], auth: str, channels: int, shard: tuple[int, int] = (0, 1)
+    ) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -28,6 +30,8 @@ class SimulatorProcess:
             auth,
             "--channels",
             str(channels),
+            "--shard",
+            f"{shard[0]}/{shard[1]}",
         ]
         self.proc = subprocess.Popen(
             argv,
@@ -55,18 +59,31 @@ class SimulatorProcess:
         except OSError:
             return 0.0
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def call(self, deadline: float, /, **command: Any) -> dict[str, Any]:
         """Send a command; its answer, or an ``error`` entry when none came in time."""
+        if not self.send(command):
+            return {"error": f"simulator exited with {self.proc.returncode}"}
+        return self.receive(deadline, command["cmd"])
+
+    def send(self, command: dict[str, Any]) -> bool:
+        """Write ``command``; False when the process is gone."""
         assert self.proc.stdin is not None
         if self.proc.poll() is not None:
-            return {"error": f"simulator exited with {self.proc.returncode}"}
+            return False
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
+        return True
+
+    def receive(self, deadline: float, name: str) -> dict[str, Any]:
+        """The answer to the command sent last, or an ``error`` entry."""
         try:
             answer: dict[str, Any] = json.loads(self._answers.get(timeout=deadline))
         except queue.Empty:
             self.stop()  # a late answer would be read as the next command's
-            return {"error": f"no answer to {command['cmd']} within {deadline:.0f} s"}
+            return {"error": f"no answer to {name} within {deadline:.0f} s"}
         return answer
 
     def stop(self) -> None:

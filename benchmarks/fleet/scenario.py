@@ -17,11 +17,11 @@ from typing import Any
 
 from benchmarks.fleet.assign_phase import run_assign
 from benchmarks.fleet.bundles import Publisher
-from benchmarks.fleet.driver import SimulatorProcess
 from benchmarks.fleet.postgres import ThrowawayPostgres, database_bytes, gateways_with_event
 from benchmarks.fleet.processes import Orchestrator, OrchestratorCommand, machine_busy_seconds
 from benchmarks.fleet.profiling import PhaseProfiler
 from benchmarks.fleet.rollout_phase import run_rollout
+from benchmarks.fleet.shards import SimulatorShards
 
 __all__ = ["Config", "run_backend"]
 
@@ -46,10 +46,12 @@ class Config:
     source: Path | None = None
     profile: Path | None = None  # py-spy folder: idle at the largest size, and the assign
     skip: tuple[str, ...] = ()  # left out: "fetch", "results", "failover", "rollout"
+    # Simulator processes the fleet is split over (benchmarks/fleet/shards.py: why 2).
+    sim_processes: int = 2
 
 
 def _idle(
-    orchestrators: list[Orchestrator], sim: SimulatorProcess, seconds: float
+    orchestrators: list[Orchestrator], sim: SimulatorShards, seconds: float
 ) -> dict[str, Any]:
     found: list[dict[str, float]] = [{} for _ in orchestrators]
 
@@ -83,7 +85,7 @@ def _fds(pid: int) -> int:
 
 def _subscribe(
     cfg: Config,
-    sim: SimulatorProcess,
+    sim: SimulatorShards,
     size: int,
     orchestrators: list[Orchestrator],
     running: dict[str, list[str]],
@@ -118,7 +120,7 @@ def _phases(
     artifacts: Path,
     orchestrators: list[Orchestrator],
     command: OrchestratorCommand,
-    sim: SimulatorProcess,
+    sim: SimulatorShards,
     small: dict[str, str],
     out: dict[str, Any],
 ) -> None:
@@ -169,7 +171,7 @@ def _fetch(
     artifacts: Path,
     orchestrators: list[Orchestrator],
     command: OrchestratorCommand,
-    sim: SimulatorProcess,
+    sim: SimulatorShards,
     out: dict[str, Any],
 ) -> None:
     sim.call(
@@ -204,7 +206,7 @@ def _results(
     cfg: Config,
     db: str,
     orchestrators: list[Orchestrator],
-    sim: SimulatorProcess,
+    sim: SimulatorShards,
     out: dict[str, Any],
 ) -> None:
     size_before = database_bytes(db)
@@ -232,7 +234,7 @@ def _failover(
     artifacts: Path,
     orchestrators: list[Orchestrator],
     command: OrchestratorCommand,
-    sim: SimulatorProcess,
+    sim: SimulatorShards,
     out: dict[str, Any],
 ) -> None:
     """Replica 2 dies (SIGKILL) right after an assign: its gateways move to replica 1 and
@@ -278,7 +280,7 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
     command = OrchestratorCommand(cfg.source)
     postgres: ThrowawayPostgres | None = None
     orchestrators: list[Orchestrator] = []
-    sim: SimulatorProcess | None = None
+    sim: SimulatorShards | None = None
     started = time.monotonic()
     try:
         if backend == "postgresql":
@@ -333,7 +335,9 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
         for _ in range(2 if backend == "postgresql" else 1):
             orchestrators.append(Orchestrator(command, db, artifacts, token_file, *serve))
         auth = f"enroll:{token}" if enrolls else f"token:{token}"
-        sim = SimulatorProcess([o.target for o in orchestrators], auth, cfg.channels)
+        sim = SimulatorShards(
+            [o.target for o in orchestrators], auth, cfg.channels, cfg.sim_processes
+        )
         result: dict[str, Any] = {
             "replicas": len(orchestrators),
             "auth": auth.split(":")[0],
@@ -352,7 +356,7 @@ def run_backend(backend: str, cfg: Config, keep_logs: Path | None = None) -> dic
         except Exception as err:  # what was measured stays in the record
             result["error"] = f"{type(err).__name__}: {err}"[:2000]
         result["orchestrator_alive"] = [o.alive() for o in orchestrators]
-        result["simulator_alive"] = sim.proc.poll() is None
+        result["simulator_alive"] = sim.alive()
         return result
     finally:
         if sim is not None:

@@ -2,8 +2,11 @@
 multiplexed gRPC streams over a few channels, driven by JSON commands on stdin, one JSON
 answer per command on stdout.
 
-``python -m benchmarks.fleet.simulator --targets HOST:PORT[,HOST:PORT] --auth token:T``;
-gateway i uses channel i mod (channels x targets), so two replicas share the fleet evenly.
+``python -m benchmarks.fleet.simulator --targets HOST:PORT[,HOST:PORT] --auth token:T
+[--shard K/N]``; gateway i uses channel i mod (channels x targets), so two replicas share
+the fleet evenly. With ``--shard K/N`` the process simulates the gateways i with
+i mod N == K (their ids stay global) and its percentiles carry their raw values, so that
+benchmarks/fleet/shards.py can merge N processes' answers into one fleet's.
 """
 
 from __future__ import annotations
@@ -36,10 +39,15 @@ CHANNEL_OPTIONS = [
 FETCH_CHANNELS = 32  # per target, for FetchModel only (benchmarks/fleet/gateway.py)
 
 
-def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
+# Set by --shard: percentiles then also give their values (rounded to the millisecond).
+RAW_VALUES = False
+
+
+def percentiles(values: Iterable[float]) -> dict[str, Any]:
     ordered = sorted(values)
+    raw = {"values": [round(v, 3) for v in ordered]} if RAW_VALUES else {}
     if not ordered:
-        return {"count": 0, "min": None, "p50": None, "p99": None, "max": None}
+        return {"count": 0, "min": None, "p50": None, "p99": None, "max": None, **raw}
 
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
@@ -50,6 +58,7 @@ def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
         "p50": at(0.5),
         "p99": at(0.99),
         "max": round(ordered[-1], 3),
+        **raw,
     }
 
 
@@ -60,7 +69,10 @@ class Simulator:
         channels_per_target: int,
         auth: GatewayAuth,
         fetch_channels_per_target: int = FETCH_CHANNELS,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        self.shard, self.shards = shard
+        self.started = 0  # gateways started by every shard together (global indices)
         self.targets = len(targets)
         self.channels = [
             grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
@@ -92,6 +104,9 @@ class Simulator:
             routes.append((target, self.channels[group + target], fetch))
         return routes
 
+    def _mine(self, i: int) -> bool:
+        return i % self.shards == self.shard
+
     def _members(self, cohort: str | None) -> list[SimulatedGateway]:
         return self.gateways if not cohort else self.cohorts.get(cohort, [])
 
@@ -115,14 +130,19 @@ class Simulator:
     ) -> dict[str, Any]:
         """``count`` gateways dialing within ``ramp`` s; answers once all are subscribed."""
         began = time.time()
-        base = len(self.gateways)
+        base, mine = self.started, 0
+        self.started += count
+        first = len(self.gateways)
         for i in range(base, base + count):
+            if not self._mine(i):
+                continue
+            mine += 1
             cohort = "a" if i < cohort_a else "b"
             gateway = SimulatedGateway(
                 f"gw-{i:05d}",
                 {"site": f"s{i % 10}", "cohort": cohort, "fleet": "sim"},
                 {m: (v[0], v[1]) for m, v in running.items()},
-                self._routes(i),
+                self._routes(i // self.shards),  # a shard's gateways spread over every route
                 self.auth,
                 self.policy,
             )
@@ -130,19 +150,19 @@ class Simulator:
             self.cohorts.setdefault(cohort, []).append(gateway)
             self.tasks.append(asyncio.create_task(gateway.run(random.uniform(0, ramp))))
         timeline: list[list[float]] = []
-        started = self.gateways[base:]
+        started = self.gateways[first:]
 
         def all_in() -> bool:
             subscribed = sum(1 for g in started if g.subscribed_at)
             elapsed = time.time() - began
             if not timeline or elapsed - timeline[-1][0] >= 1.0:
                 timeline.append([round(elapsed, 1), subscribed])
-            return subscribed == count
+            return subscribed == mine
 
         complete = await self._until(all_in, timeout)
         delays = [g.subscribed_at - began for g in started if g.subscribed_at]
         return {
-            "requested": count,
+            "requested": mine,
             "subscribed": len(delays),
             "complete": complete,
             "seconds_all": round(max(delays), 2) if complete and delays else None,
@@ -161,6 +181,7 @@ class Simulator:
         self.tasks.clear()
         self.gateways.clear()
         self.cohorts.clear()
+        self.started = 0
         return stats
 
     async def seen(
@@ -250,13 +271,14 @@ class Simulator:
                     failures[err.code().name] = failures.get(err.code().name, 0) + 1
 
         began = time.monotonic()
+        mine = [i for i in range(count) if self._mine(i)]
         try:
-            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), timeout)
+            await asyncio.wait_for(asyncio.gather(*(one(i) for i in mine)), timeout)
             complete = True
         except TimeoutError:
             complete = False
         return {
-            "count": count,
+            "count": len(mine),
             "complete": complete and not failures,
             "seconds": round(time.monotonic() - began, 2),
             "failures": failures,
@@ -333,7 +355,13 @@ class Simulator:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    simulator = Simulator(args.targets.split(","), args.channels, auth_from_spec(args.auth))
+    shard, _, shards = args.shard.partition("/")
+    simulator = Simulator(
+        args.targets.split(","),
+        args.channels,
+        auth_from_spec(args.auth),
+        shard=(int(shard), int(shards)),
+    )
     loop = asyncio.get_running_loop()
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -354,7 +382,10 @@ def main() -> None:
     parser.add_argument("--targets", required=True, help="HOST:PORT[,HOST:PORT...]")
     parser.add_argument("--channels", type=int, default=4, help="channels per target")
     parser.add_argument("--auth", default="", help="token:FLEET_TOKEN (benchmarks/fleet/auth.py)")
+    parser.add_argument("--shard", default="0/1", help="K/N: the gateways i with i mod N == K")
     args = parser.parse_args()
+    global RAW_VALUES
+    RAW_VALUES = args.shard != "0/1"
     raise_nofile()
     # As `edge-orchestrator serve` does (cloud_orchestrator/app.py): the default collector
     # walks 10,000 gateways' objects after every 700 allocations, and this process's
