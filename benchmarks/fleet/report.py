@@ -165,7 +165,8 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         f"Source: {document.get('source')}; sizes {document.get('sizes')}"
         f"{' (quick)' if document.get('quick') else ''}; heartbeat "
-        f"{document.get('heartbeat_seconds')} s.",
+        f"{document.get('heartbeat_seconds')} s; the simulated fleet in "
+        f"{document.get('simulator_processes', 1)} simulator process(es).",
         "",
         "| backend | phase | result |",
         "|---|---|---|",
