@@ -75,8 +75,8 @@ def merge_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _merge(key: str, values: list[Any]) -> Any:
     present = [v for v in values if v is not None]
-    if not present:
-        return None
+    if not present or (key in _LARGEST and len(present) < len(values)):
+        return None  # a shard without the figure (not all subscribed): the fleet lacks it too
     first = present[0]
     if isinstance(first, dict):
         if set(first) <= _PERCENTILE_KEYS and "values" in first:

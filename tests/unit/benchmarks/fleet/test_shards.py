@@ -56,14 +56,19 @@ def test_durations_take_the_longest_and_rates_follow() -> None:
     assert merged == {"acked": 400, "seconds": 4.0, "batches_per_second": 100.0, "complete": False}
 
 
-def test_one_shard_incomplete_or_missing_a_value_is_said() -> None:
+def test_a_shard_that_did_not_get_all_in_leaves_the_fleet_without_a_time() -> None:
     merged = merge_answers(
         [
-            {"seconds_all": None, "subscribed": 10, "per_target": [5, 5]},
-            {"seconds_all": 3.5, "subscribed": 9, "per_target": [4, 5]},
+            {"seconds_all": None, "subscribed": 10, "complete": False, "per_target": [5, 5]},
+            {"seconds_all": 3.5, "subscribed": 9, "complete": True, "per_target": [4, 5]},
         ]
     )
-    assert merged == {"seconds_all": 3.5, "subscribed": 19, "per_target": [9, 10]}
+    assert merged == {
+        "seconds_all": None,
+        "subscribed": 19,
+        "complete": False,
+        "per_target": [9, 10],
+    }
 
 
 def test_timelines_add_up_per_second() -> None:
