@@ -18,10 +18,15 @@ BIN = Path(sys.executable).parent
 LISTENING = re.compile(r"listening: gRPC [^:]+:(\d+)(?: \(TLS\))?, HTTP [^:]+:(\d+)")
 
 
-def _limit_open_files(limits: tuple[int, int]) -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+# Sets the open-files limit in a fresh interpreter, then execs the server (same PID). Not
+# preexec_fn: that runs Python between fork and exec in a copy of this multi-threaded test
+# process (gRPC's threads, log readers), which can hang on a lock another thread held at
+# the fork; one run saw edge-server never start that way.
+_WITH_OPEN_FILES_LIMIT = (
+    "import os, resource, sys; "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2]))); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 
 
 class ServerProcess:
@@ -36,6 +41,9 @@ class ServerProcess:
     ) -> None:
         """``nofile``: the (soft, hard) open-files limit the server starts with."""
         command = [str(BIN / "edge-server"), "--grpc-port", "0", "--http-port", "0", *args]
+        if nofile is not None:
+            soft, hard = nofile
+            command = [sys.executable, "-c", _WITH_OPEN_FILES_LIMIT, str(soft), str(hard), *command]
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,
@@ -43,7 +51,6 @@ class ServerProcess:
             text=True,
             env={**os.environ, **(env or {})},
             cwd=cwd,
-            preexec_fn=None if nofile is None else lambda: _limit_open_files(nofile),
         )
         self.log: list[str] = []
         self._ports = threading.Event()
