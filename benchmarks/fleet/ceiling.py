@@ -138,10 +138,10 @@ def measure_assign(
     gateway saw the version (it then activates and reports, as in the assign phase).
     The simulator runs as ``processes`` processes, as in the assign phase."""
     ports = [free_port(), free_port()]
+    raise_nofile()  # inherited by the stand-ins (no preexec_fn: see processes.py)
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.fleet.ceiling", "--serve", str(port)],
-            preexec_fn=raise_nofile,
         )
         for port in ports
     ]
@@ -188,9 +188,9 @@ def measure(
 ) -> dict[str, Any]:
     """Subscribe ``count`` simulated gateways to the stand-in; time, and simulator cores."""
     port = free_port()
+    raise_nofile()  # inherited by the stand-in (no preexec_fn: see processes.py)
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.fleet.ceiling", "--serve", str(port)],
-        preexec_fn=raise_nofile,
     )
     sim: SimulatorShards | None = None
     try:

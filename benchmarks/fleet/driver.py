@@ -33,12 +33,12 @@ class SimulatorProcess:
             "--shard",
             f"{shard[0]}/{shard[1]}",
         ]
+        raise_nofile()  # inherited by the simulator (no preexec_fn: see processes.py)
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=raise_nofile,
         )
         self._answers: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -141,13 +141,16 @@ class Orchestrator:
             "INFO",
             *extra,
         )
+        # The server holds one socket per connection: it inherits this process's soft
+        # open-files limit, raised to the hard one here (no preexec_fn: this process has
+        # threads, and Python between fork and exec can hang on a lock one of them held).
+        raise_nofile()
         self.proc = subprocess.Popen(
             argv,
             env=command.env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=raise_nofile,  # the server side holds one socket per connection
         )
         self.log: list[str] = []
         self.port = 0
