@@ -52,7 +52,6 @@ def _no_metrics() -> None:
     from edge_server.metrics import GatewayMetrics
 
     GatewayMetrics.observe_request = lambda self, *a, **k: None  # type: ignore[method-assign]
-    GatewayMetrics.observe_stages = lambda self, *a, **k: None  # type: ignore[method-assign]
     GatewayMetrics.observe_success = lambda self, *a, **k: None  # type: ignore[method-assign]
     GatewayMetrics.observe_batch = lambda self, *a, **k: None  # type: ignore[method-assign]
     statistics.StatisticsBook.record_success = lambda self, *a, **k: None  # type: ignore[method-assign]

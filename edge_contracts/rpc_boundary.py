@@ -48,7 +48,7 @@ _CALL_OVER: tuple[type[BaseException], ...] = tuple(
 logger = logging.getLogger(__name__)
 
 
-def _ended_by_client(exc: BaseException) -> NoReturn:
+def _end_as_cancelled(exc: BaseException) -> NoReturn:
     logger.debug("call ended under the method (%s): %s", type(exc).__name__, exc)
     raise asyncio.CancelledError from None
 
@@ -75,7 +75,7 @@ def rpc_boundary(method: Method) -> Method:
             except _PASS_THROUGH:
                 raise
             except _CALL_OVER as exc:
-                _ended_by_client(exc)
+                _end_as_cancelled(exc)
             except Exception as exc:
                 await _abort(context, exc)
             finally:
@@ -94,7 +94,7 @@ def rpc_boundary(method: Method) -> Method:
             except _PASS_THROUGH:
                 raise
             except _CALL_OVER as exc:
-                _ended_by_client(exc)
+                _end_as_cancelled(exc)
             except Exception as exc:
                 await _abort(context, exc)
 

@@ -152,7 +152,7 @@ class GatewayMetrics:
                 *(series.stage(model, stage) for stage in STAGES),
             )
         ok, latency, preprocess, queue, inference, postprocess = bundle
-        ok.value += 1
+        ok.inc()
         latency.observe(seconds)
         preprocess.observe(timings.preprocess_us / 1_000_000)
         queue.observe(timings.queue_us / 1_000_000)

@@ -62,12 +62,6 @@ class SimulatorProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def call(self, deadline: float, /, **command: Any) -> dict[str, Any]:
-        """Send a command; its answer, or an ``error`` entry when none came in time."""
-        if not self.send(command):
-            return {"error": f"simulator exited with {self.proc.returncode}"}
-        return self.receive(deadline, command["cmd"])
-
     def send(self, command: dict[str, Any]) -> bool:
         """Write ``command``; False when the process is gone."""
         assert self.proc.stdin is not None

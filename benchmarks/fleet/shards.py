@@ -33,10 +33,6 @@ class SimulatorShards:
             for k in range(processes)
         ]
 
-    @property
-    def pid(self) -> int:
-        return self.shards[0].pid
-
     def cpu_seconds(self) -> float:
         return sum(shard.cpu_seconds() for shard in self.shards)
 
